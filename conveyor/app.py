@@ -1,0 +1,453 @@
+"""The `Conveyor` facade: register tasks, enqueue jobs, read and steer them, run workers."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar, overload
+
+from conveyor.backends import Backend, open_backend
+from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats
+from conveyor.errors import (
+    ConfigError,
+    InvalidArgumentsError,
+    JobFailed,
+    JobNotFoundError,
+    UnknownTaskError,
+)
+from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.settings import Settings
+from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
+
+F = TypeVar("F", bound=Callable[..., Any])
+MAX_LIST_LIMIT = 1000
+_UNSET: Any = object()
+_MAX_NAME = 200
+
+
+def _check_name(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_NAME:
+        raise InvalidArgumentsError(f"{kind} must be a non-empty string of at most {_MAX_NAME} characters")
+    return value
+
+
+def _epoch(moment: datetime) -> float:
+    if moment.tzinfo is None:
+        raise InvalidArgumentsError("run_at must be timezone-aware (for example datetime.now(UTC))")
+    return moment.timestamp()
+
+
+class Conveyor:
+    """A job system bound to one database.
+
+    >>> app = Conveyor()                       # CONVEYOR_DATABASE_URL, default sqlite:///./conveyor.db
+    >>> app = Conveyor("sqlite:////tmp/jobs.db")
+    """
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Callable[[], float] = time.time,
+        demo_tasks: bool = True,
+    ) -> None:
+        base = settings or Settings.from_env()
+        self.settings = base.with_changes(database_url=database_url)
+        self.clock = clock
+        self.tasks: dict[str, Task] = {}
+        self._backend: Backend | None = None
+        self._backend_lock = threading.Lock()
+        if demo_tasks:
+            from conveyor.demo import register_demo_tasks
+
+            register_demo_tasks(self)
+
+    # ------------------------------------------------------------------------------------------ set-up
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+    def use_database(self, url: str) -> None:
+        """Point the app at another database; only before its first use."""
+        if self._backend is not None and url != self.settings.database_url:
+            raise ConfigError("the app's database is already open; call use_database before using the app")
+        self.settings = self.settings.with_changes(database_url=url)
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = open_backend(self.settings.database_url)
+        return self._backend
+
+    def close(self) -> None:
+        with self._backend_lock:
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+
+    def __enter__(self) -> Conveyor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------------------------------ tasks
+    @overload
+    def task(self, fn: F) -> Task: ...
+
+    @overload
+    def task(
+        self,
+        fn: None = None,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF_S,
+        retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S,
+    ) -> Callable[[F], Task]: ...
+
+    def task(
+        self,
+        fn: F | None = None,
+        *,
+        name: str | None = None,
+        queue: str = "default",
+        priority: int = 0,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        retry_backoff: float = DEFAULT_RETRY_BACKOFF_S,
+        retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S,
+    ) -> Task | Callable[[F], Task]:
+        """Register a function (sync or async) as a task; bare `@app.task` or `@app.task(...)`.
+
+        `timeout` is the seconds one attempt may run (None: unlimited); `retry_backoff` and `retry_backoff_max`
+        are the base and the cap of the exponential backoff between attempts.
+        """
+
+        def register(func: F) -> Task:
+            if max_retries is not None and max_retries < 0:
+                raise ConfigError(f"max_retries must not be negative, got {max_retries}")
+            if timeout is not None and timeout <= 0:
+                raise ConfigError(f"timeout must be positive, got {timeout}")
+            task = Task(
+                app=self,
+                name=name or func.__name__,
+                fn=func,
+                queue=queue,
+                priority=priority,
+                max_retries=max_retries,
+                timeout=timeout,
+                retry_backoff=retry_backoff,
+                retry_backoff_max=retry_backoff_max,
+            )
+            self.tasks[task.name] = task
+            return task
+
+        return register(fn) if fn is not None else register
+
+    def get_task(self, task_type: str) -> Task:
+        task = self.tasks.get(task_type)
+        if task is None:
+            raise UnknownTaskError(task_type, list(self.tasks))
+        return task
+
+    # ------------------------------------------------------------------------------------------ enqueue
+    def _new_jobs(
+        self,
+        task: Task,
+        payloads: list[dict[str, Any]],
+        *,
+        queue: str | None,
+        priority: int | None,
+        max_retries: int | None,
+        timeout: float | None,
+        delay: float | None,
+        run_at: datetime | None,
+        unique_key: str | None,
+        tags: Sequence[str] | None,
+        metadata: dict[str, Any] | None,
+        now: float,
+    ) -> list[NewJob]:
+        queue = _check_name("queue", queue if queue is not None else task.queue)
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
+            raise InvalidArgumentsError(f"priority must be an integer, got {priority!r}")
+        retries = max_retries if max_retries is not None else task.max_retries
+        if retries is None:
+            retries = self.settings.max_retries
+        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+            raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+            raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if delay is not None and run_at is not None:
+            raise InvalidArgumentsError("give delay or run_at, not both")
+        start = now
+        if delay is not None:
+            if isinstance(delay, timedelta):
+                delay = delay.total_seconds()
+            if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+                raise InvalidArgumentsError(f"delay must be a non-negative number of seconds, got {delay!r}")
+            start = now + delay
+        elif run_at is not None:
+            start = _epoch(run_at)
+        tag_list = list(tags or [])
+        if not all(isinstance(t, str) and t for t in tag_list):
+            raise InvalidArgumentsError("tags must be non-empty strings")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise InvalidArgumentsError("metadata must be a JSON object")
+        if unique_key is not None:
+            _check_name("unique_key", unique_key)
+        scheduled = start > now
+        prio = priority if priority is not None else task.priority
+        return [
+            NewJob(
+                id=str(uuid.uuid4()),
+                type=task.name,
+                queue=queue,
+                priority=prio,
+                args=args,
+                max_retries=retries,
+                timeout=timeout,
+                run_at=start if scheduled else now,
+                tags=tag_list,
+                metadata=metadata or {},
+                unique_key=unique_key,
+                scheduled=scheduled,
+            )
+            for args in payloads
+        ]
+
+    def enqueue(
+        self,
+        task_type: str,
+        args: dict[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Job:
+        """Validate and store one job. With a `unique_key` that an open job holds, that job is returned."""
+        task = self.get_task(task_type)
+        payload = task.validate({} if args is None else args)
+        now = self.clock()
+        jobs = self._new_jobs(
+            task,
+            [payload],
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            tags=tags,
+            metadata=metadata,
+            now=now,
+        )
+        return self.backend.insert_jobs(jobs, now)[0]
+
+    def enqueue_many(
+        self,
+        task_type: str,
+        args_list: Sequence[dict[str, Any]],
+        *,
+        queue: str | None = None,
+        priority: int | None = None,
+        max_retries: int | None = None,
+        timeout: float | None = None,
+        delay: float | None = None,
+        run_at: datetime | None = None,
+        unique_key: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> list[Job]:
+        """Validate every payload, then store all jobs in one transaction; one bad payload stores nothing."""
+        task = self.get_task(task_type)
+        payloads = task.validate_many(list(args_list))
+        if not payloads:
+            return []
+        now = self.clock()
+        jobs = self._new_jobs(
+            task,
+            payloads,
+            queue=queue,
+            priority=priority,
+            max_retries=max_retries,
+            timeout=timeout,
+            delay=delay,
+            run_at=run_at,
+            unique_key=unique_key,
+            tags=tags,
+            metadata=metadata,
+            now=now,
+        )
+        return self.backend.insert_jobs(jobs, now)
+
+    # ------------------------------------------------------------------------------------------ reading
+    def get_job(self, job_id: str) -> Job | None:
+        return self.backend.get_job(str(job_id))
+
+    def require_job(self, job_id: str) -> Job:
+        job = self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    def list_jobs(
+        self,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        type: str | None = None,  # noqa: A002 - the SPEC's filter name
+        queue: str | None = None,
+        tag: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobPage:
+        return self.backend.list_jobs(self.job_filter(status, type, queue, tag, limit=limit, cursor=cursor))
+
+    @staticmethod
+    def job_filter(
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        type: str | None = None,  # noqa: A002
+        queue: str | None = None,
+        tag: str | None = None,
+        *,
+        older_than: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> JobFilter:
+        statuses: tuple[JobStatus, ...] | None = None
+        if status is not None:
+            items = [status] if isinstance(status, str) else list(status)
+            try:
+                statuses = tuple(JobStatus(s) for s in items) or None
+            except ValueError:
+                known = ", ".join(s.value for s in JobStatus)
+                raise InvalidArgumentsError(f"unknown status in {items!r}; known: {known}") from None
+        limit = max(1, min(int(limit), MAX_LIST_LIMIT))
+        return JobFilter(statuses, type, queue, tag, older_than, limit, cursor)
+
+    def job_events(self, job_id: str) -> list[JobEvent]:
+        self.require_job(job_id)
+        return self.backend.job_events(job_id)
+
+    def wait(self, job_id: str, poll_interval: float = 0.5, timeout: float | None = None) -> Job:
+        """Block until the job ends: the completed job, `JobFailed` if it failed or was cancelled,
+        `TimeoutError` when `timeout` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.require_job(job_id)
+            if job.status is JobStatus.COMPLETED:
+                return job
+            if job.status in TERMINAL_STATUSES:
+                raise JobFailed(job)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {job_id} is still {job.status} after {timeout}s")
+            pause = poll_interval if deadline is None else min(poll_interval, max(0.0, deadline - time.monotonic()))
+            time.sleep(pause)
+
+    # ------------------------------------------------------------------------------------------ steering
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a waiting job at once; for a running job, request cancellation (it ends `cancelled`)."""
+        return self.backend.cancel_job(job_id, self.clock())
+
+    def retry(self, job_id: str) -> Job:
+        """Make a failed or cancelled job pending again, with a fresh retry budget."""
+        return self.backend.retry_job(job_id, self.clock())
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job that is not processing, with its history."""
+        self.backend.delete_job(job_id)
+
+    def purge(self, older_than_s: float | None = None, statuses: Sequence[JobStatus | str] | None = None) -> int:
+        """Delete finished jobs that finished more than `older_than_s` ago (default: the retention)."""
+        if older_than_s is None:
+            older_than_s = self.settings.retention_days * 86400
+        chosen = tuple(JobStatus(s) for s in statuses) if statuses else tuple(TERMINAL_STATUSES)
+        if not set(chosen) <= TERMINAL_STATUSES:
+            raise InvalidArgumentsError("purge deletes finished jobs only: completed, failed or cancelled")
+        return self.backend.purge_jobs(chosen, self.clock() - older_than_s)
+
+    # ------------------------------------------------------------------------------------------ queues
+    def list_queues(self) -> list[QueueInfo]:
+        return self.backend.list_queues()
+
+    def set_queue(
+        self,
+        name: str,
+        *,
+        paused: bool | None = None,
+        concurrency: int | None = _UNSET,
+        rate_limit: float | None = _UNSET,
+    ) -> QueueInfo:
+        """Change a queue's live settings; pass `concurrency=None` or `rate_limit=None` to lift a limit."""
+        _check_name("queue", name)
+        if concurrency is not _UNSET and concurrency is not None and concurrency < 1:
+            raise InvalidArgumentsError(f"concurrency must be at least 1, got {concurrency}")
+        if rate_limit is not _UNSET and rate_limit is not None and rate_limit <= 0:
+            raise InvalidArgumentsError(f"rate_limit must be positive, got {rate_limit}")
+        change = QueueChange(
+            name=name,
+            paused=paused,
+            concurrency=None if concurrency is _UNSET else concurrency,
+            rate_limit=None if rate_limit is _UNSET else rate_limit,
+            clear_concurrency=concurrency is None,
+            clear_rate_limit=rate_limit is None,
+        )
+        return self.backend.set_queue(change, self.clock())
+
+    def pause_queue(self, name: str) -> QueueInfo:
+        return self.set_queue(name, paused=True)
+
+    def resume_queue(self, name: str) -> QueueInfo:
+        return self.set_queue(name, paused=False)
+
+    # ------------------------------------------------------------------------------------------ observing
+    def stats(self) -> Stats:
+        return self.backend.stats(self.clock())
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return self.backend.list_workers(self.clock())
+
+    # ------------------------------------------------------------------------------------------ workers
+    def run_worker(
+        self,
+        concurrency: int | None = None,
+        queues: Sequence[str] | None = None,
+        *,
+        burst: bool = False,
+        lease_s: float | None = None,
+        shutdown_grace_s: float | None = None,
+        handle_signals: bool | None = None,
+    ) -> None:
+        """Run a worker in this process until it is stopped (SIGTERM/SIGINT), or, with `burst`, until no job is
+        left to claim."""
+        import asyncio
+
+        from conveyor.worker import Worker
+
+        worker = Worker(
+            self,
+            concurrency=concurrency,
+            queues=tuple(queues) if queues else None,
+            burst=burst,
+            lease_s=lease_s,
+            shutdown_grace_s=shutdown_grace_s,
+        )
+        if handle_signals is None:
+            handle_signals = threading.current_thread() is threading.main_thread()
+        asyncio.run(worker.run(handle_signals=handle_signals))

@@ -1,0 +1,24 @@
+"""Storage backends, chosen by the database URL's scheme."""
+
+from __future__ import annotations
+
+from conveyor.backends.base import Backend
+from conveyor.errors import ConfigError
+
+__all__ = ["Backend", "open_backend"]
+
+
+def open_backend(url: str) -> Backend:
+    """Open (and migrate) the backend a URL names: `sqlite:///path.db` or `postgresql://...`."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    if scheme == "sqlite":
+        from conveyor.backends.sqlite import SQLiteBackend
+
+        return SQLiteBackend(url)
+    if scheme in {"postgresql", "postgres"} or scheme.startswith("postgresql+"):
+        try:
+            from conveyor.backends.postgres import PostgresBackend  # type: ignore[import-not-found,unused-ignore]
+        except ImportError as exc:  # pragma: no cover - until the backend lands
+            raise ConfigError(f"the PostgreSQL backend is not available: {exc}") from exc
+        return PostgresBackend(url)  # type: ignore[no-any-return,unused-ignore]
+    raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://...")

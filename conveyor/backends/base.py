@@ -1,0 +1,276 @@
+"""The storage interface: job operations, each taking one small params object, grouped by noun.
+
+A backend knows nothing of HTTP, the CLI or task code. It is synchronous and thread-safe; the worker calls it from
+a dedicated thread. Times are UTC epoch seconds (`now` is always passed in, so tests control the clock).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+
+
+# ----------------------------------------------------------------------------------------------------- params
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to insert; `args`, `tags` and `metadata` are already validated and JSON-ready."""
+
+    id: str
+    type: str
+    queue: str
+    priority: int
+    args: dict[str, Any]
+    max_retries: int
+    timeout: float | None
+    run_at: float
+    tags: list[str]
+    metadata: dict[str, Any]
+    unique_key: str | None
+    scheduled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that a worker holds a job: the claim's worker and attempt number."""
+
+    worker_id: str
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """What a worker needs to run a job it claimed."""
+
+    id: str
+    type: str
+    queue: str
+    priority: int
+    args: dict[str, Any]
+    attempt: int
+    retries_used: int
+    max_retries: int
+    timeout: float | None
+    lease: Lease
+
+    @property
+    def retries_left(self) -> int:
+        return self.max_retries - self.retries_used
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimParams:
+    worker_id: str
+    limit: int
+    now: float
+    lease_until: float
+    queues: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimResult:
+    jobs: list[ClaimedJob]
+    next_run_at: float | None = None  # earliest scheduled job in the worker's queues, to wake up for it
+
+
+# Outcomes of one attempt, written by `finish_jobs`.
+@dataclass(frozen=True, slots=True)
+class Completed:
+    job_id: str
+    lease: Lease
+    result: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    job_id: str
+    lease: Lease
+    error: str
+    detail: str | None = None
+    retry_at: float | None = None  # None: no retry, whatever the budget says
+
+
+@dataclass(frozen=True, slots=True)
+class Cancelled:
+    job_id: str
+    lease: Lease
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """Handed back unfinished (worker shutdown): pending again, the attempt does not use up a retry."""
+
+    job_id: str
+    lease: Lease
+    reason: str = "released by worker shutdown"
+
+
+Outcome = Completed | Failed | Cancelled | Released
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressUpdate:
+    job_id: str
+    lease: Lease
+    progress: int
+    info: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    statuses: tuple[JobStatus, ...] | None = None
+    type: str | None = None
+    queue: str | None = None
+    tag: str | None = None
+    older_than: float | None = None  # epoch seconds: created (or finished, for terminal jobs) before this
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChange:
+    name: str
+    paused: bool | None = None
+    concurrency: int | None = None
+    rate_limit: float | None = None
+    clear_concurrency: bool = False
+    clear_rate_limit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    id: str
+    host: str
+    pid: int
+    queues: tuple[str, ...] | None
+    slots: int
+    started_at: float
+    now: float
+    lease_until: float
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    counts: dict[str, int]
+    counts_by_type: dict[str, dict[str, int]]
+    durations: dict[str, dict[str, float]]
+    throughput: list[dict[str, Any]]
+    workers: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts,
+            "counts_by_type": self.counts_by_type,
+            "durations": self.durations,
+            "throughput": self.throughput,
+            "workers": self.workers,
+            **self.extra,
+        }
+
+
+# ---------------------------------------------------------------------------------------------------- backend
+class Backend(abc.ABC):
+    """Durable storage of jobs, their history, queue settings and live workers."""
+
+    dialect: str
+
+    # lifecycle
+    @abc.abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema; safe to call from several processes at once."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    # jobs: producing
+    @abc.abstractmethod
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
+        """Insert in one transaction. A job whose `unique_key` matches an open job yields that job instead."""
+
+    # jobs: reading
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    @abc.abstractmethod
+    def list_jobs(self, params: JobFilter) -> JobPage: ...
+
+    @abc.abstractmethod
+    def job_events(self, job_id: str) -> list[JobEvent]: ...
+
+    # jobs: working
+    @abc.abstractmethod
+    def claim_jobs(self, params: ClaimParams) -> ClaimResult:
+        """Promote due scheduled jobs, then claim up to `limit` ready jobs in priority order, honouring queue
+        settings (paused, concurrency, rate limit). Each claimed job's `attempts` goes up by one."""
+
+    @abc.abstractmethod
+    def finish_jobs(self, outcomes: Sequence[Outcome], now: float) -> list[str]:
+        """Write outcomes in one transaction, each guarded by its lease; returns the ids whose lease was lost."""
+
+    @abc.abstractmethod
+    def write_progress(self, updates: Sequence[ProgressUpdate], now: float) -> None: ...
+
+    @abc.abstractmethod
+    def heartbeat(self, beat: WorkerBeat) -> list[str]:
+        """Record the worker alive, renew its leases; returns ids of its jobs whose cancellation was requested."""
+
+    @abc.abstractmethod
+    def cancel_requests(self, worker_id: str) -> list[str]:
+        """Ids of the worker's running jobs whose cancellation was requested."""
+
+    @abc.abstractmethod
+    def remove_worker(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def rescue_expired(self, now: float) -> int:
+        """Jobs whose lease expired go back to pending (a failed attempt), or end failed when out of attempts."""
+
+    @abc.abstractmethod
+    def prune(self, finished_before: float, now: float) -> int:
+        """Delete finished jobs (and their history) finished before the cutoff; forget dead workers."""
+
+    # jobs: steering
+    @abc.abstractmethod
+    def cancel_job(self, job_id: str, now: float, message: str = "cancelled") -> Job:
+        """Cancel a waiting job at once, or request cancellation of a running one."""
+
+    @abc.abstractmethod
+    def retry_job(self, job_id: str, now: float) -> Job: ...
+
+    @abc.abstractmethod
+    def delete_job(self, job_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def select_ids(self, params: JobFilter) -> list[str]:
+        """All ids matching the filter (no paging), for bulk actions."""
+
+    @abc.abstractmethod
+    def purge_jobs(self, statuses: Sequence[JobStatus], finished_before: float) -> int: ...
+
+    # queues
+    @abc.abstractmethod
+    def list_queues(self) -> list[QueueInfo]: ...
+
+    @abc.abstractmethod
+    def set_queue(self, change: QueueChange, now: float) -> QueueInfo: ...
+
+    # workers and stats
+    @abc.abstractmethod
+    def list_workers(self, now: float) -> list[WorkerInfo]: ...
+
+    @abc.abstractmethod
+    def stats(self, now: float, window_s: float = 3600.0) -> Stats: ...
+
+    @abc.abstractmethod
+    def has_ready_jobs(self, queues: tuple[str, ...] | None, now: float) -> bool:
+        """Whether any job is pending, or scheduled and due, in these queues (None: all)."""
+
+    # change detection, for idle workers
+    @abc.abstractmethod
+    def change_token(self) -> int:
+        """A number that changes whenever any process commits a write; cheap enough to poll every few ms."""

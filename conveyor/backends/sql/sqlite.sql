@@ -1,0 +1,239 @@
+-- Conveyor queries for SQLite. Each query stands under a `-- name:` header and is loaded once.
+-- Every move out of 'processing' is guarded by the lease: id, status, worker and attempt must all still match.
+
+-- name: schema_version
+SELECT max(version) FROM conveyor_schema;
+
+-- name: set_schema_version
+INSERT INTO conveyor_schema (version) VALUES (:version);
+
+-- name: insert_job
+INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
+                           unique_key, created_at, updated_at)
+VALUES (:id, :type, :queue, :status, :priority, :args, :max_retries, :timeout, :run_at, :tags, :metadata,
+        :unique_key, :now, :now)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
+DO NOTHING;
+
+-- name: get_open_by_unique_key
+SELECT * FROM conveyor_jobs
+WHERE unique_key = :unique_key AND status IN ('scheduled', 'pending', 'processing');
+
+-- name: get_job
+SELECT * FROM conveyor_jobs WHERE id = :id;
+
+-- name: job_exists
+SELECT status FROM conveyor_jobs WHERE id = :id;
+
+-- name: list_jobs
+SELECT * FROM conveyor_jobs
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:type IS NULL OR type = :type)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(conveyor_jobs.tags) WHERE value = :tag))
+  AND (:older_than IS NULL OR coalesce(completed_at, created_at) < :older_than)
+  AND (:cursor IS NULL OR seq < :cursor)
+ORDER BY seq DESC
+LIMIT :limit;
+
+-- name: select_ids
+SELECT id FROM conveyor_jobs
+WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
+  AND (:type IS NULL OR type = :type)
+  AND (:queue IS NULL OR queue = :queue)
+  AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(conveyor_jobs.tags) WHERE value = :tag))
+  AND (:older_than IS NULL OR coalesce(completed_at, created_at) < :older_than)
+ORDER BY seq DESC;
+
+-- name: job_events
+SELECT * FROM conveyor_job_events WHERE job_id = :id ORDER BY id;
+
+-- name: promote_due
+UPDATE conveyor_jobs
+SET status = 'pending', updated_at = :now, status_message = 'due'
+WHERE status = 'scheduled' AND run_at <= :now;
+
+-- name: limited_queues
+SELECT name, paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
+WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL;
+
+-- name: claim_jobs
+UPDATE conveyor_jobs
+SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
+    updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
+WHERE seq IN (
+    SELECT seq FROM conveyor_jobs
+    WHERE status = 'pending'
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT name FROM conveyor_queues
+                        WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+    ORDER BY priority DESC, run_at, seq
+    LIMIT :limit)
+RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
+
+-- name: claim_jobs_in_queue
+UPDATE conveyor_jobs
+SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
+    updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
+WHERE seq IN (
+    SELECT seq FROM conveyor_jobs
+    WHERE status = 'pending' AND queue = :queue
+    ORDER BY priority DESC, run_at, seq
+    LIMIT :limit)
+RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
+
+-- name: count_processing_in_queue
+SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = :queue;
+
+-- name: record_queue_starts
+UPDATE conveyor_queues SET window_start = :window_start, window_count = :window_count WHERE name = :queue;
+
+-- name: next_run_at
+SELECT min(run_at) FROM conveyor_jobs
+WHERE status = 'scheduled' AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)));
+
+-- name: has_ready_jobs
+SELECT EXISTS (
+    SELECT 1 FROM conveyor_jobs
+    WHERE (status = 'pending' OR (status = 'scheduled' AND run_at <= :now))
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT name FROM conveyor_queues WHERE paused));
+
+-- name: complete_job
+UPDATE conveyor_jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'completed' END,
+    result = CASE WHEN cancel_requested THEN NULL ELSE :result END,
+    progress = CASE WHEN cancel_requested THEN progress ELSE 100 END,
+    completed_at = :now, updated_at = :now, lease_expires_at = NULL,
+    status_message = CASE WHEN cancel_requested THEN 'cancelled while running' ELSE NULL END
+WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: fail_job
+UPDATE conveyor_jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN :retry_at IS NOT NULL AND attempts - attempts_base <= max_retries THEN 'scheduled'
+                  ELSE 'failed' END,
+    run_at = CASE WHEN NOT cancel_requested AND :retry_at IS NOT NULL AND attempts - attempts_base <= max_retries
+                  THEN :retry_at ELSE run_at END,
+    completed_at = CASE WHEN NOT cancel_requested AND :retry_at IS NOT NULL
+                             AND attempts - attempts_base <= max_retries
+                        THEN NULL ELSE :now END,
+    error = :error, error_detail = :detail, updated_at = :now, lease_expires_at = NULL,
+    status_message = :error
+WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: cancel_running_job
+UPDATE conveyor_jobs
+SET status = 'cancelled', completed_at = :now, updated_at = :now, lease_expires_at = NULL,
+    status_message = :reason
+WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: release_job
+UPDATE conveyor_jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    completed_at = CASE WHEN cancel_requested THEN :now ELSE NULL END,
+    attempts_base = attempts_base + 1, updated_at = :now, lease_expires_at = NULL, status_message = :reason
+WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: write_progress
+UPDATE conveyor_jobs
+SET progress = :progress, progress_info = :info, updated_at = :now
+WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: upsert_worker
+INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at)
+VALUES (:id, :host, :pid, :queues, :slots, :started_at, :now, :lease_until)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at;
+
+-- name: renew_leases
+UPDATE conveyor_jobs SET lease_expires_at = :lease_until
+WHERE status = 'processing' AND worker_id = :worker_id;
+
+-- name: cancel_requests
+SELECT id FROM conveyor_jobs WHERE status = 'processing' AND worker_id = :worker_id AND cancel_requested;
+
+-- name: remove_worker
+DELETE FROM conveyor_workers WHERE id = :id;
+
+-- name: rescue_expired
+UPDATE conveyor_jobs
+SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN attempts - attempts_base <= max_retries THEN 'pending'
+                  ELSE 'failed' END,
+    completed_at = CASE WHEN NOT cancel_requested AND attempts - attempts_base <= max_retries
+                        THEN NULL ELSE :now END,
+    error = CASE WHEN cancel_requested THEN error
+                 ELSE 'worker lost: its lease expired during attempt ' || attempts END,
+    updated_at = :now, lease_expires_at = NULL,
+    status_message = 'lease expired (worker lost)'
+WHERE status = 'processing' AND lease_expires_at < :now;
+
+-- name: prune_finished
+DELETE FROM conveyor_jobs WHERE seq IN (
+    SELECT seq FROM conveyor_jobs
+    WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < :before
+    LIMIT :batch);
+
+-- name: purge_jobs
+DELETE FROM conveyor_jobs WHERE seq IN (
+    SELECT seq FROM conveyor_jobs
+    WHERE status IN (SELECT value FROM json_each(:statuses)) AND completed_at < :before
+    LIMIT :batch);
+
+-- name: prune_workers
+DELETE FROM conveyor_workers WHERE expires_at < :before;
+
+-- name: cancel_waiting_job
+UPDATE conveyor_jobs
+SET status = 'cancelled', completed_at = :now, updated_at = :now, status_message = :message
+WHERE id = :id AND status IN ('scheduled', 'pending');
+
+-- name: request_cancel
+UPDATE conveyor_jobs SET cancel_requested = 1, updated_at = :now
+WHERE id = :id AND status = 'processing';
+
+-- name: retry_job
+UPDATE conveyor_jobs
+SET status = 'pending', attempts_base = attempts, run_at = :now, result = NULL, completed_at = NULL,
+    cancel_requested = 0, progress = 0, progress_info = NULL, updated_at = :now, status_message = 'retried'
+WHERE id = :id AND status IN ('failed', 'cancelled');
+
+-- name: delete_job
+DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing';
+
+-- name: queue_settings
+SELECT name, paused, concurrency, rate_limit FROM conveyor_queues;
+
+-- name: queue_counts
+SELECT queue, status, count(*) AS n FROM conveyor_jobs GROUP BY queue, status;
+
+-- name: ensure_queue
+INSERT INTO conveyor_queues (name, updated_at) VALUES (:name, :now) ON CONFLICT (name) DO NOTHING;
+
+-- name: update_queue
+UPDATE conveyor_queues
+SET paused = coalesce(:paused, paused),
+    concurrency = CASE WHEN :clear_concurrency THEN NULL ELSE coalesce(:concurrency, concurrency) END,
+    rate_limit = CASE WHEN :clear_rate_limit THEN NULL ELSE coalesce(:rate_limit, rate_limit) END,
+    updated_at = :now
+WHERE name = :name;
+
+-- name: live_workers
+SELECT w.*, (SELECT json_group_array(j.id) FROM conveyor_jobs j
+             WHERE j.status = 'processing' AND j.worker_id = w.id) AS running
+FROM conveyor_workers w WHERE w.expires_at >= :now ORDER BY w.started_at;
+
+-- name: count_live_workers
+SELECT count(*) FROM conveyor_workers WHERE expires_at >= :now;
+
+-- name: counts_by_type
+SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;
+
+-- name: recent_durations
+SELECT type, completed_at - started_at AS duration FROM conveyor_jobs
+WHERE status = 'completed' AND completed_at >= :since AND started_at IS NOT NULL;
+
+-- name: throughput
+SELECT CAST((completed_at - :since) / 60 AS INTEGER) AS minute, status, count(*) AS n FROM conveyor_jobs
+WHERE status IN ('completed', 'failed') AND completed_at >= :since
+GROUP BY minute, status;

@@ -1,0 +1,74 @@
+"""The context a running task receives as its first argument (`ctx`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.job import Job
+
+
+class Retry(Exception):  # noqa: N818 - an outcome, not an error
+    """Raised by a task: retry this job after `after` seconds (it counts as a failed attempt)."""
+
+    def __init__(self, after: float = 0.0, reason: str = "retry requested by the task") -> None:
+        super().__init__(reason)
+        self.after = after
+        self.reason = reason
+
+
+class Cancel(Exception):  # noqa: N818 - an outcome, not an error
+    """Raised by a task: end this job `cancelled`, no retry."""
+
+    def __init__(self, reason: str = "cancelled by the task") -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+ProgressSink = Callable[[str, int, dict[str, Any] | None], None]
+
+
+class JobContext:
+    """What a task knows of its job and can do while it runs."""
+
+    def __init__(
+        self,
+        app: Conveyor,
+        job_id: str,
+        job_type: str,
+        queue: str,
+        attempt: int,
+        progress_sink: ProgressSink | None = None,
+    ) -> None:
+        self.app = app
+        self.job_id = job_id
+        self.type = job_type
+        self.queue = queue
+        self.attempt = attempt
+        self.logger = logging.getLogger(f"conveyor.task.{job_type}")
+        self._progress_sink = progress_sink
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancellation of this job was requested (or its attempt timed out): stop soon."""
+        return self._cancelled
+
+    def _request_cancel(self) -> None:
+        self._cancelled = True
+
+    def progress(self, percent: float, **info: Any) -> None:
+        """Report progress 0-100 with optional details (stage, done, total...); non-blocking."""
+        value = max(0, min(100, int(percent)))
+        if self._progress_sink is not None:
+            self._progress_sink(self.job_id, value, info or None)
+
+    def enqueue(self, task_type: str, args: dict[str, Any] | None = None, **options: Any) -> Job:
+        """Enqueue a follow-up job."""
+        return self.app.enqueue(task_type, args, **options)
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.type} {self.job_id} attempt={self.attempt}>"

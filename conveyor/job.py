@@ -1,0 +1,173 @@
+"""The job model: states, the Job record, its history, queues and workers as users see them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    SCHEDULED = "scheduled"
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+OPEN_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
+TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+def to_datetime(epoch_s: float | None) -> datetime | None:
+    return None if epoch_s is None else datetime.fromtimestamp(epoch_s, UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job, as stored. Timestamps are timezone-aware UTC datetimes."""
+
+    id: str
+    type: str
+    queue: str
+    status: JobStatus
+    priority: int
+    args: dict[str, Any]
+    result: Any
+    error: str | None
+    error_detail: str | None
+    progress: int
+    progress_info: dict[str, Any] | None
+    attempts: int
+    max_retries: int
+    timeout: float | None
+    run_at: datetime
+    tags: list[str]
+    metadata: dict[str, Any]
+    unique_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    worker_id: str | None
+    cancel_requested: bool = False
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job as the JSON object of SPEC section 4."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "queue": self.queue,
+            "status": self.status.value,
+            "priority": self.priority,
+            "args": self.args,
+            "result": self.result,
+            "error": self.error,
+            "error_detail": self.error_detail,
+            "progress": self.progress,
+            "progress_info": self.progress_info,
+            "attempts": self.attempts,
+            "max_retries": self.max_retries,
+            "timeout": self.timeout,
+            "run_at": iso(self.run_at),
+            "tags": self.tags,
+            "metadata": self.metadata,
+            "unique_key": self.unique_key,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "started_at": iso(self.started_at),
+            "completed_at": iso(self.completed_at),
+            "worker_id": self.worker_id,
+            "cancel_requested": self.cancel_requested,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One transition in a job's history. `from_status` is None for the creation."""
+
+    id: int
+    job_id: str
+    at: datetime
+    from_status: JobStatus | None
+    to_status: JobStatus
+    worker_id: str | None
+    message: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": iso(self.at),
+            "from_status": self.from_status.value if self.from_status else None,
+            "to_status": self.to_status.value,
+            "worker_id": self.worker_id,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QueueInfo:
+    """A queue's live settings and its job counts by status."""
+
+    name: str
+    paused: bool = False
+    concurrency: int | None = None
+    rate_limit: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "paused": self.paused,
+            "concurrency": self.concurrency,
+            "rate_limit": self.rate_limit,
+            "counts": {s.value: self.counts.get(s.value, 0) for s in JobStatus},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker process."""
+
+    id: str
+    host: str
+    pid: int
+    queues: list[str] | None
+    slots: int
+    started_at: datetime
+    heartbeat_at: datetime
+    running: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "host": self.host,
+            "pid": self.pid,
+            "queues": self.queues,
+            "slots": self.slots,
+            "started_at": iso(self.started_at),
+            "heartbeat_at": iso(self.heartbeat_at),
+            "running": self.running,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """One page of a job listing; `next_cursor` is None on the last page."""
+
+    jobs: list[Job]
+    next_cursor: str | None

@@ -1,0 +1,123 @@
+"""Settings: every one an environment variable (SPEC section 6), validated when built."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from conveyor.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite:///./conveyor.db"
+DEFAULT_CONCURRENCY = 10
+DEFAULT_LEASE_S = 30.0
+DEFAULT_SHUTDOWN_GRACE_S = 30.0
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_RETENTION_DAYS = 7.0
+DEFAULT_DATA_DIR = "./conveyor-data"
+DEFAULT_MAX_UPLOAD_MB = 50
+DEFAULT_POLL_INTERVAL_S = 1.0
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration written `30s`, `15m`, `2h`, `7d` (a bare number is seconds)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"invalid duration {text!r}: write it like 30s, 15m, 2h or 7d")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def _truthy(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(f"invalid boolean {text!r}: use true or false")
+
+
+def _number(name: str, text: str, kind: type[int] | type[float]) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not a valid {kind.__name__}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    concurrency: int = DEFAULT_CONCURRENCY
+    queues: tuple[str, ...] | None = None
+    lease_s: float = DEFAULT_LEASE_S
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S
+    max_retries: int = DEFAULT_MAX_RETRIES
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    api_token: str | None = None
+    data_dir: str = DEFAULT_DATA_DIR
+    max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
+    crawl_allow_private: bool = False
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
+        if self.lease_s <= 0:
+            raise ConfigError(f"lease must be positive, got {self.lease_s}s")
+        if self.shutdown_grace_s < 0:
+            raise ConfigError(f"shutdown grace must not be negative, got {self.shutdown_grace_s}s")
+        if self.max_retries < 0:
+            raise ConfigError(f"max retries must not be negative, got {self.max_retries}")
+        if self.retention_days < 0:
+            raise ConfigError(f"retention must not be negative, got {self.retention_days} days")
+        if self.max_upload_mb < 1:
+            raise ConfigError(f"max upload must be at least 1 MB, got {self.max_upload_mb}")
+        if self.poll_interval_s <= 0:
+            raise ConfigError(f"poll interval must be positive, got {self.poll_interval_s}s")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if "CONVEYOR_DATABASE_URL" in env:
+            values["database_url"] = env["CONVEYOR_DATABASE_URL"]
+        if "CONVEYOR_CONCURRENCY" in env:
+            values["concurrency"] = _number("CONVEYOR_CONCURRENCY", env["CONVEYOR_CONCURRENCY"], int)
+        if env.get("CONVEYOR_QUEUES", "").strip() not in {"", "all", "*"}:
+            values["queues"] = parse_queues(env["CONVEYOR_QUEUES"])
+        if "CONVEYOR_LEASE_S" in env:
+            values["lease_s"] = _number("CONVEYOR_LEASE_S", env["CONVEYOR_LEASE_S"], float)
+        if "CONVEYOR_SHUTDOWN_GRACE_S" in env:
+            values["shutdown_grace_s"] = _number("CONVEYOR_SHUTDOWN_GRACE_S", env["CONVEYOR_SHUTDOWN_GRACE_S"], float)
+        if "CONVEYOR_MAX_RETRIES" in env:
+            values["max_retries"] = _number("CONVEYOR_MAX_RETRIES", env["CONVEYOR_MAX_RETRIES"], int)
+        if "CONVEYOR_RETENTION_DAYS" in env:
+            values["retention_days"] = _number("CONVEYOR_RETENTION_DAYS", env["CONVEYOR_RETENTION_DAYS"], float)
+        if env.get("CONVEYOR_API_TOKEN"):
+            values["api_token"] = env["CONVEYOR_API_TOKEN"]
+        if "CONVEYOR_DATA_DIR" in env:
+            values["data_dir"] = env["CONVEYOR_DATA_DIR"]
+        if "CONVEYOR_MAX_UPLOAD_MB" in env:
+            values["max_upload_mb"] = _number("CONVEYOR_MAX_UPLOAD_MB", env["CONVEYOR_MAX_UPLOAD_MB"], int)
+        if "CONVEYOR_CRAWL_ALLOW_PRIVATE" in env:
+            values["crawl_allow_private"] = _truthy(env["CONVEYOR_CRAWL_ALLOW_PRIVATE"])
+        if "CONVEYOR_POLL_INTERVAL_S" in env:
+            values["poll_interval_s"] = _number("CONVEYOR_POLL_INTERVAL_S", env["CONVEYOR_POLL_INTERVAL_S"], float)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_changes(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def parse_queues(text: str) -> tuple[str, ...] | None:
+    """`a,b` -> ("a", "b"); empty, `all` or `*` -> None (every queue)."""
+    names = tuple(q.strip() for q in text.split(",") if q.strip())
+    if not names or names in {("all",), ("*",)}:
+        return None
+    return names

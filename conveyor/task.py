@@ -1,0 +1,133 @@
+"""Tasks: registered functions, their defaults, and their arguments validated from type hints."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from conveyor.errors import InvalidArgumentsError
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.job import Job
+
+DEFAULT_RETRY_BACKOFF_S = 1.0
+DEFAULT_RETRY_BACKOFF_MAX_S = 300.0
+_UNSET: Any = object()
+
+
+def _takes_context(fn: Callable[..., Any], params: list[inspect.Parameter], hints: dict[str, Any]) -> bool:
+    if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
+        return False
+    first = params[0]
+    from conveyor.context import JobContext
+
+    return first.name == "ctx" or hints.get(first.name) is JobContext
+
+
+def build_args_model(name: str, fn: Callable[..., Any]) -> tuple[type[pydantic.BaseModel], bool]:
+    """A Pydantic model of the function's parameters (the context excluded), and whether it takes the context."""
+    signature = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable hints: validate what we can
+        hints = {}
+    params = list(signature.parameters.values())
+    takes_ctx = _takes_context(fn, params, hints)
+    if takes_ctx:
+        params = params[1:]
+    fields: dict[str, Any] = {}
+    extra = "forbid"
+    for p in params:
+        if p.kind is p.VAR_KEYWORD:
+            extra = "allow"
+            continue
+        if p.kind is p.VAR_POSITIONAL:
+            continue
+        annotation = hints.get(p.name, Any)
+        default = ... if p.default is p.empty else p.default
+        fields[p.name] = (annotation, default)
+    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)  # type: ignore[typeddict-item]
+    model = pydantic.create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
+    return model, takes_ctx
+
+
+def _format_errors(exc: pydantic.ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "args"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@dataclass(eq=False)
+class Task:
+    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it."""
+
+    app: Conveyor
+    name: str
+    fn: Callable[..., Any]
+    queue: str = "default"
+    priority: int = 0
+    max_retries: int | None = None
+    timeout: float | None = None
+    retry_backoff: float = DEFAULT_RETRY_BACKOFF_S
+    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    args_model: type[pydantic.BaseModel] = field(init=False)
+    takes_context: bool = field(init=False)
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.args_model, self.takes_context = build_args_model(self.name, self.fn)
+        self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.__doc__ = self.fn.__doc__
+        self._list_adapter = pydantic.TypeAdapter(list[self.args_model])  # type: ignore[name-defined]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
+    def enqueue(self, **kwargs: Any) -> Job:
+        """Enqueue a job of this task with these arguments (enqueue options go through `app.enqueue`)."""
+        return self.app.enqueue(self.name, kwargs)
+
+    def args_schema(self) -> dict[str, Any]:
+        return self.args_model.model_json_schema()
+
+    def validate(self, args: Any) -> dict[str, Any]:
+        """Validate a payload at enqueue; returns the JSON-ready arguments to store."""
+        if not isinstance(args, dict):
+            raise InvalidArgumentsError(f"{self.name}: args must be a JSON object, got {type(args).__name__}")
+        try:
+            model = self.args_model.model_validate(args)
+        except pydantic.ValidationError as exc:
+            raise InvalidArgumentsError(
+                f"{self.name}: invalid arguments: {_format_errors(exc)}",
+                errors=exc.errors(include_url=False, include_context=False),
+            ) from None
+        return model.model_dump(mode="json", exclude_unset=True)
+
+    def validate_many(self, payloads: list[Any]) -> list[dict[str, Any]]:
+        for i, args in enumerate(payloads):
+            if not isinstance(args, dict):
+                raise InvalidArgumentsError(f"{self.name}: item {i}: args must be a JSON object")
+        try:
+            models = self._list_adapter.validate_python(payloads)
+        except pydantic.ValidationError as exc:
+            raise InvalidArgumentsError(
+                f"{self.name}: invalid arguments: {_format_errors(exc)}",
+                errors=exc.errors(include_url=False, include_context=False),
+            ) from None
+        return [m.model_dump(mode="json", exclude_unset=True) for m in models]
+
+    def parse(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Stored arguments -> the keyword arguments of the call, converted to the annotated types."""
+        model = self.args_model.model_validate(args)
+        values = {name: getattr(model, name) for name in model.model_fields_set}
+        if model.model_extra:
+            values.update(model.model_extra)
+        return values

@@ -1,0 +1,105 @@
+"""Runs one claimed job and turns whatever happened into an outcome value."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import random
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic_core import PydanticSerializationError, to_jsonable_python
+
+from conveyor.backends.base import Cancelled, ClaimedJob, Completed, Failed, Outcome, Released
+from conveyor.context import Cancel, JobContext, Retry
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from conveyor.app import Conveyor
+    from conveyor.task import Task
+
+MAX_ERROR_CHARS = 2000
+MAX_DETAIL_CHARS = 20000
+
+
+def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Exponential backoff with equal jitter: the delay after failed attempt `attempt` (1-based)."""
+    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+@dataclass(eq=False)
+class Running:
+    """A job in a slot: its context, its asyncio task, and why it is being stopped (if it is)."""
+
+    job: ClaimedJob
+    ctx: JobContext
+    task: asyncio.Task[Outcome] | None = None
+    stop_reason: str | None = None  # "cancel" (user), "shutdown" (worker stopping)
+    stop_handle: asyncio.TimerHandle | None = field(default=None, repr=False)
+
+
+class Executor:
+    def __init__(
+        self,
+        app: Conveyor,
+        threads: ThreadPoolExecutor,
+        clock: Callable[[], float],
+    ) -> None:
+        self.app = app
+        self.threads = threads
+        self.clock = clock
+
+    async def run(self, running: Running) -> Outcome:
+        job = running.job
+        task = self.app.tasks.get(job.type)
+        if task is None:
+            return Failed(job.id, job.lease, f"unknown task type {job.type!r}: no task of this worker registers it")
+        try:
+            result = await self._call(task, running)
+            return Completed(job.id, job.lease, to_jsonable_python(result))
+        except asyncio.CancelledError:
+            if running.stop_reason == "cancel":
+                return Cancelled(job.id, job.lease, "cancelled while running")
+            if running.stop_reason == "shutdown":
+                return Released(job.id, job.lease)
+            raise
+        except Cancel as exc:
+            return Cancelled(job.id, job.lease, exc.reason)
+        except Retry as exc:
+            return Failed(job.id, job.lease, exc.reason, None, self.clock() + max(0.0, exc.after))
+        except TimeoutError:
+            running.ctx._request_cancel()
+            limit = self._timeout(task, job)
+            return self._failure(task, job, f"TimeoutError: attempt timed out after {limit:g}s", None)
+        except PydanticSerializationError as exc:
+            return Failed(job.id, job.lease, f"the task's result is not JSON-serialisable: {exc}")
+        except Exception as exc:  # noqa: BLE001 - any task error is a failed attempt
+            detail = traceback.format_exc()[-MAX_DETAIL_CHARS:]
+            return self._failure(task, job, f"{type(exc).__name__}: {exc}", detail)
+
+    @staticmethod
+    def _timeout(task: Task, job: ClaimedJob) -> float | None:
+        return job.timeout if job.timeout is not None else task.timeout
+
+    async def _call(self, task: Task, running: Running) -> Any:
+        job = running.job
+        kwargs = task.parse(job.args)
+        args = (running.ctx,) if task.takes_context else ()
+        limit = self._timeout(task, job)
+        if task.is_async:
+            async with asyncio.timeout(limit):
+                return await task.fn(*args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
+        future = asyncio.get_running_loop().run_in_executor(self.threads, call)
+        # A thread cannot be interrupted: on time-out or cancel the attempt ends now and `ctx.cancelled` tells the
+        # function to stop; its thread finishes in the background and its result is discarded.
+        return await asyncio.wait_for(asyncio.shield(future), limit)
+
+    def _failure(self, task: Task, job: ClaimedJob, error: str, detail: str | None) -> Failed:
+        delay = backoff_s(job.retries_used + 1, task.retry_backoff, task.retry_backoff_max)
+        return Failed(job.id, job.lease, error[:MAX_ERROR_CHARS], detail, self.clock() + delay)

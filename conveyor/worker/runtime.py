@@ -1,0 +1,352 @@
+"""The worker: a fetcher that claims jobs into free slots, an executor per job, a completer that writes outcomes and
+progress in batches, a heartbeat that renews leases and picks up cancel requests, and maintenance (rescue, prune).
+
+All backend calls run in one dedicated thread, so the event loop never blocks on the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from conveyor.backends.base import ClaimedJob, ClaimParams, ClaimResult, Outcome, ProgressUpdate, Released, WorkerBeat
+from conveyor.context import JobContext
+from conveyor.errors import BackendError
+from conveyor.worker.executor import Executor, Running
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+T = TypeVar("T")
+
+IDLE_CHECK_S = 0.002  # how often an idle worker asks the database whether anything changed (a cheap read)
+PROGRESS_FLUSH_S = 0.2
+CANCEL_CHECK_S = 0.25
+CANCEL_GRACE_S = 10.0  # a sync task that ignores ctx.cancelled is abandoned after this
+PRUNE_EVERY_S = 600.0
+ERROR_PAUSE_S = 1.0
+
+
+class Worker:
+    def __init__(
+        self,
+        app: Conveyor,
+        *,
+        concurrency: int | None = None,
+        queues: tuple[str, ...] | None = None,
+        burst: bool = False,
+        lease_s: float | None = None,
+        shutdown_grace_s: float | None = None,
+        poll_interval_s: float | None = None,
+        worker_id: str | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        settings = app.settings
+        self.app = app
+        self.backend = app.backend
+        self.concurrency = concurrency or settings.concurrency
+        self.queues = queues if queues is not None else settings.queues
+        self.burst = burst
+        self.lease_s = lease_s or settings.lease_s
+        self.grace_s = settings.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
+        self.poll_interval_s = poll_interval_s or settings.poll_interval_s
+        self.clock = clock or app.clock
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.id = worker_id or f"{self.host}:{self.pid}:{uuid.uuid4().hex[:8]}"
+        self.started_at = self.clock()
+        self.processed = 0
+        self.lost: list[str] = []
+        self._running: dict[str, Running] = {}
+        self._outcomes: list[Outcome] = []
+        self._progress: dict[str, ProgressUpdate] = {}
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-db")
+        self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
+        self._executor = Executor(app, self._task_threads, self.clock)
+        self._stopping = False
+        self._failure: BaseException | None = None
+        self._wake: asyncio.Event | None = None
+        self._flush_needed: asyncio.Event | None = None
+        self._hard_stop: asyncio.Event | None = None
+        self._last_prune = 0.0
+
+    # ------------------------------------------------------------------------------------------ control
+    def stop(self) -> None:
+        """Soft stop: claim nothing more, let running jobs finish within the grace period."""
+        if self._stopping and self._hard_stop is not None:
+            log.warning("worker %s: second stop request, releasing running jobs now", self.id)
+            self._hard_stop.set()
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    @property
+    def running_count(self) -> int:
+        return len(self._running)
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await asyncio.shield(loop.run_in_executor(self._db_thread, fn, *args))
+
+    # ------------------------------------------------------------------------------------------ lifecycle
+    async def run(self, handle_signals: bool = False) -> None:
+        loop = asyncio.get_running_loop()
+        self._wake, self._flush_needed, self._hard_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        log.info("worker %s started: %d slots, queues %s", self.id, self.concurrency, self.queues or "all")
+        await self._beat()
+        services = [
+            self._service(self._completer(), "completer"),
+            self._service(self._heartbeat_loop(), "heartbeat"),
+            self._service(self._cancel_watch(), "cancel watch"),
+            self._service(self._maintenance_loop(), "maintenance"),
+        ]
+        try:
+            await self._fetch_loop()
+            await self._drain()
+        finally:
+            for service in services:
+                service.cancel()
+            await asyncio.gather(*services, return_exceptions=True)
+            await self._flush()
+            with contextlib.suppress(BackendError):
+                await self._db(self.backend.remove_worker, self.id)
+            self._db_thread.shutdown(wait=True)
+            self._task_threads.shutdown(wait=False, cancel_futures=True)
+            if handle_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    loop.remove_signal_handler(sig)
+            log.info("worker %s stopped after %d jobs", self.id, self.processed)
+        if self._failure is not None:
+            raise RuntimeError(f"worker {self.id} stopped: a side task failed") from self._failure
+
+    def _service(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A side task; if it dies, the worker stops loudly instead of limping on."""
+        task = asyncio.create_task(coro, name=f"conveyor {name}")
+
+        def check(done: asyncio.Task[None]) -> None:
+            if not done.cancelled() and done.exception() is not None:
+                log.error("worker %s: %s died: %r", self.id, name, done.exception())
+                self._failure = done.exception()
+                self.stop()
+
+        task.add_done_callback(check)
+        return task
+
+    async def run_once(self) -> int:
+        """Claim what fits in the free slots, run those jobs to their end, write the outcomes; returns how many."""
+        if self._wake is None:
+            self._wake, self._flush_needed, self._hard_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        result = await self._claim(self.concurrency - len(self._running))
+        tasks = [self._start(job) for job in result.jobs]
+        if tasks:
+            await asyncio.wait(tasks)
+        await self._flush()
+        return len(result.jobs)
+
+    # ------------------------------------------------------------------------------------------ fetcher
+    async def _claim(self, free: int) -> ClaimResult:
+        now = self.clock()
+        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues)
+        return await self._db(self.backend.claim_jobs, params)
+
+    async def _fetch_loop(self) -> None:
+        while not self._stopping:
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait(lambda: len(self._running) < self.concurrency, None, None)
+                continue
+            token = self.backend.change_token()
+            try:
+                result = await self._claim(free)
+            except BackendError as exc:
+                log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
+                await self._pause(ERROR_PAUSE_S)
+                continue
+            for job in result.jobs:
+                self._start(job)
+            if len(result.jobs) == free:
+                continue  # maybe more ready: claim again as soon as a slot frees
+            if self.burst and not self._running and not result.jobs:
+                if not await self._db(self.backend.has_ready_jobs, self.queues, self.clock()):
+                    return
+            await self._wait(lambda: self.backend.change_token() != token, result.next_run_at, self.poll_interval_s)
+
+    async def _wait(self, ready: Callable[[], bool], due_at: float | None, poll_s: float | None) -> None:
+        """Sleep until `ready()`, a scheduled job is due, the poll interval passes, or the worker stops."""
+        assert self._wake is not None
+        deadline = time.monotonic() + (poll_s if poll_s is not None else 3600.0)
+        if due_at is not None:
+            deadline = min(deadline, time.monotonic() + max(0.0, due_at - self.clock()))
+        while not self._stopping and time.monotonic() < deadline:
+            if ready():
+                return
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), IDLE_CHECK_S)
+
+    async def _pause(self, seconds: float) -> None:
+        assert self._wake is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+
+    # ------------------------------------------------------------------------------------------ executing
+    def _start(self, job: ClaimedJob) -> asyncio.Task[Outcome]:
+        ctx = JobContext(self.app, job.id, job.type, job.queue, job.attempt, self._on_progress)
+        running = Running(job, ctx)
+        task = asyncio.create_task(self._executor.run(running), name=f"conveyor job {job.id}")
+        running.task = task
+        self._running[job.id] = running
+        task.add_done_callback(lambda t: self._on_done(running, t))
+        return task
+
+    def _on_done(self, running: Running, task: asyncio.Task[Outcome]) -> None:
+        job = running.job
+        if task.cancelled():
+            outcome: Outcome = Released(job.id, job.lease, "interrupted by worker shutdown")
+        elif task.exception() is not None:
+            outcome = Released(job.id, job.lease, f"worker error: {task.exception()!r}")
+        else:
+            outcome = task.result()
+        if running.stop_handle is not None:
+            running.stop_handle.cancel()
+        self._running.pop(job.id, None)
+        self._progress.pop(job.id, None)
+        self._outcomes.append(outcome)
+        self.processed += 1
+        assert self._flush_needed is not None and self._wake is not None
+        self._flush_needed.set()
+        self._wake.set()
+
+    def _on_progress(self, job_id: str, value: int, info: dict[str, Any] | None) -> None:
+        running = self._running.get(job_id)
+        if running is not None:
+            self._progress[job_id] = ProgressUpdate(job_id, running.job.lease, value, info)
+
+    def _cancel_running(self, job_ids: list[str]) -> None:
+        loop = asyncio.get_running_loop()
+        for job_id in job_ids:
+            running = self._running.get(job_id)
+            if running is None or running.stop_reason is not None or running.task is None:
+                continue
+            running.stop_reason = "cancel"
+            running.ctx._request_cancel()
+            task = self.app.tasks.get(running.job.type)
+            if task is not None and task.is_async:
+                running.task.cancel()
+            else:
+                running.stop_handle = loop.call_later(CANCEL_GRACE_S, running.task.cancel)
+            log.info("worker %s: cancelling job %s", self.id, job_id)
+
+    async def _drain(self) -> None:
+        """Let running jobs finish within the grace period, then release the rest for another worker."""
+        assert self._hard_stop is not None
+        tasks = {r.task for r in self._running.values() if r.task is not None}
+        if tasks and self.grace_s > 0 and not self._hard_stop.is_set():
+            log.info("worker %s: waiting up to %gs for %d running jobs", self.id, self.grace_s, len(tasks))
+            deadline = time.monotonic() + self.grace_s
+            hard = asyncio.create_task(self._hard_stop.wait())
+            pending = tasks
+            while pending and not hard.done() and time.monotonic() < deadline:
+                await asyncio.wait(
+                    {*pending, hard}, timeout=deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
+                )
+                pending = {t for t in pending if not t.done()}
+            hard.cancel()
+        left_running = [r for r in self._running.values() if r.task is not None and not r.task.done()]
+        for running in left_running:
+            running.stop_reason = "shutdown"
+            running.ctx._request_cancel()
+            assert running.task is not None
+            running.task.cancel()
+        if left_running:
+            log.info("worker %s: releasing %d unfinished jobs", self.id, len(left_running))
+            await asyncio.wait({r.task for r in left_running if r.task is not None}, timeout=5.0)
+
+    # ------------------------------------------------------------------------------------------ completer
+    async def _completer(self) -> None:
+        assert self._flush_needed is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_needed.wait(), PROGRESS_FLUSH_S)
+            self._flush_needed.clear()
+            try:
+                await self._flush()
+            except BackendError as exc:
+                log.warning("worker %s: writing outcomes failed, retrying: %s", self.id, exc)
+                await asyncio.sleep(ERROR_PAUSE_S)
+
+    async def _flush(self) -> None:
+        outcomes, self._outcomes = self._outcomes, []
+        progress, self._progress = self._progress, {}
+        if not outcomes and not progress:
+            return
+        try:
+            lost = await self._db(self._write, outcomes, list(progress.values()))
+        except BackendError:
+            self._outcomes[:0] = outcomes
+            raise
+        if lost:
+            self.lost.extend(lost)
+            log.warning("worker %s: lease lost, outcome not written for jobs %s", self.id, lost)
+
+    def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> list[str]:
+        now = self.clock()
+        if progress:
+            self.backend.write_progress(progress, now)
+        return self.backend.finish_jobs(outcomes, now) if outcomes else []
+
+    # ------------------------------------------------------------------------------------------ heartbeat
+    async def _beat(self) -> list[str]:
+        now = self.clock()
+        beat = WorkerBeat(
+            self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s
+        )
+        return await self._db(self.backend.heartbeat, beat)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_s / 3)
+            try:
+                self._cancel_running(await self._beat())
+            except BackendError as exc:
+                log.warning("worker %s: heartbeat failed: %s", self.id, exc)
+
+    async def _cancel_watch(self) -> None:
+        while True:
+            await asyncio.sleep(CANCEL_CHECK_S)
+            if self._running:
+                try:
+                    self._cancel_running(await self._db(self.backend.cancel_requests, self.id))
+                except BackendError as exc:
+                    log.warning("worker %s: cancel check failed: %s", self.id, exc)
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(self.lease_s / 3, 5.0))
+            try:
+                await self._maintain()
+            except BackendError as exc:
+                log.warning("worker %s: maintenance failed: %s", self.id, exc)
+
+    async def _maintain(self) -> None:
+        now = self.clock()
+        rescued = await self._db(self.backend.rescue_expired, now)
+        if rescued:
+            log.warning("worker %s: %d jobs of lost workers returned to the queue", self.id, rescued)
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = now
+            cutoff = now - self.app.settings.retention_days * 86400
+            await self._db(self.backend.prune, cutoff, now)
