@@ -154,6 +154,16 @@ class WorkerBeat:
 
 
 @dataclass(frozen=True, slots=True)
+class JobChange:
+    """One entry of the change outbox: a job was created, changed state, or reported progress.
+    `id` increases across the whole system; readers load the job itself when they need it."""
+
+    id: int
+    job_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     counts: dict[str, int]
     counts_by_type: dict[str, dict[str, int]]
@@ -269,6 +279,19 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def has_ready_jobs(self, queues: tuple[str, ...] | None, now: float) -> bool:
         """Whether any job is pending, or scheduled and due, in these queues (None: all)."""
+
+    # the change outbox, for live events (SSE) across processes
+    @abc.abstractmethod
+    def changes_since(self, after_id: int, limit: int = 1000) -> list[JobChange]:
+        """Changes recorded after `after_id`, oldest first."""
+
+    @abc.abstractmethod
+    def last_change_id(self) -> int:
+        """The id of the newest change (0 if none)."""
+
+    @abc.abstractmethod
+    def prune_changes(self, before: float) -> int:
+        """Forget changes recorded before this time (the outbox keeps at least the last hour)."""
 
     # change detection, for idle workers
     @abc.abstractmethod

@@ -20,6 +20,7 @@ from conveyor.backends.base import (
     ClaimResult,
     Completed,
     Failed,
+    JobChange,
     JobFilter,
     Lease,
     NewJob,
@@ -522,6 +523,20 @@ class SQLiteBackend(Backend):
                 },
             )
         return next(q for q in self.list_queues() if q.name == change.name)
+
+    # ------------------------------------------------------------------------------------------ change outbox
+    def changes_since(self, after_id: int, limit: int = 1000) -> list[JobChange]:
+        with self._read() as conn:
+            rows = conn.execute(Q["changes_since"], {"after_id": after_id, "limit": limit}).fetchall()
+        return [JobChange(*r) for r in rows]
+
+    def last_change_id(self) -> int:
+        with self._read() as conn:
+            return int(conn.execute(Q["last_change_id"]).fetchone()[0])
+
+    def prune_changes(self, before: float) -> int:
+        with self._write() as conn:
+            return conn.execute(Q["prune_changes"], {"before": before}).rowcount
 
     # ------------------------------------------------------------------------------------------ workers, stats
     def list_workers(self, now: float) -> list[WorkerInfo]:

@@ -35,6 +35,7 @@ CANCEL_CHECK_S = 0.25
 CANCEL_GRACE_S = 10.0  # a sync task that ignores ctx.cancelled is abandoned after this
 PRUNE_EVERY_S = 600.0
 ERROR_PAUSE_S = 1.0
+CHANGES_KEEP_S = 2 * 3600.0  # the outbox keeps two hours, so SSE clients can resume after at least one
 
 
 class Worker:
@@ -350,3 +351,4 @@ class Worker:
             self._last_prune = now
             cutoff = now - self.app.settings.retention_days * 86400
             await self._db(self.backend.prune, cutoff, now)
+            await self._db(self.backend.prune_changes, now - CHANGES_KEEP_S)

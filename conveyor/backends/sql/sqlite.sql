@@ -237,3 +237,12 @@ WHERE status = 'completed' AND completed_at >= :since AND started_at IS NOT NULL
 SELECT CAST((completed_at - :since) / 60 AS INTEGER) AS minute, status, count(*) AS n FROM conveyor_jobs
 WHERE status IN ('completed', 'failed') AND completed_at >= :since
 GROUP BY minute, status;
+
+-- name: changes_since
+SELECT id, job_id, at FROM conveyor_changes WHERE id > :after_id ORDER BY id LIMIT :limit;
+
+-- name: last_change_id
+SELECT coalesce(max(id), 0) FROM conveyor_changes;
+
+-- name: prune_changes
+DELETE FROM conveyor_changes WHERE at < :before;

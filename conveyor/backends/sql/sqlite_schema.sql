@@ -56,6 +56,7 @@ CREATE TRIGGER IF NOT EXISTS conveyor_jobs_created AFTER INSERT ON conveyor_jobs
 BEGIN
     INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, worker_id, message)
     VALUES (new.id, new.created_at, NULL, new.status, NULL, new.status_message);
+    INSERT INTO conveyor_changes (job_id, at) VALUES (new.id, new.created_at);
 END;
 
 CREATE TRIGGER IF NOT EXISTS conveyor_jobs_transition AFTER UPDATE OF status ON conveyor_jobs
@@ -63,6 +64,22 @@ WHEN old.status IS NOT new.status
 BEGIN
     INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, worker_id, message)
     VALUES (new.id, new.updated_at, old.status, new.status, new.worker_id, new.status_message);
+END;
+
+-- The change outbox: what live event streams (SSE) in any process read, by increasing id.
+CREATE TABLE IF NOT EXISTS conveyor_changes (
+    id     INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conveyor_changes_at ON conveyor_changes (at);
+
+CREATE TRIGGER IF NOT EXISTS conveyor_jobs_changed AFTER UPDATE OF status, progress, progress_info, cancel_requested
+ON conveyor_jobs
+WHEN old.status IS NOT new.status OR old.progress IS NOT new.progress
+     OR old.progress_info IS NOT new.progress_info OR old.cancel_requested IS NOT new.cancel_requested
+BEGIN
+    INSERT INTO conveyor_changes (job_id, at) VALUES (new.id, new.updated_at);
 END;
 
 CREATE TRIGGER IF NOT EXISTS conveyor_jobs_deleted AFTER DELETE ON conveyor_jobs
