@@ -107,7 +107,7 @@ class Task:
         except pydantic.ValidationError as exc:
             raise InvalidArgumentsError(
                 f"{self.name}: invalid arguments: {_format_errors(exc)}",
-                errors=exc.errors(include_url=False, include_context=False),
+                errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
         return model.model_dump(mode="json", exclude_unset=True)
 
@@ -120,7 +120,7 @@ class Task:
         except pydantic.ValidationError as exc:
             raise InvalidArgumentsError(
                 f"{self.name}: invalid arguments: {_format_errors(exc)}",
-                errors=exc.errors(include_url=False, include_context=False),
+                errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
         return [m.model_dump(mode="json", exclude_unset=True) for m in models]
 

@@ -28,8 +28,9 @@ MAX_DETAIL_CHARS = 20000
 
 def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
     """Exponential backoff with equal jitter: the delay after failed attempt `attempt` (1-based)."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+    ceiling = float(min(cap, base * 2.0 ** max(0, attempt - 1)))
+    jitter: float = (rng or random).uniform(0, ceiling / 2)
+    return float(ceiling / 2 + jitter)
 
 
 @dataclass(eq=False)

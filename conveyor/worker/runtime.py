@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -183,7 +184,10 @@ class Worker:
             if self.burst and not self._running and not result.jobs:
                 if not await self._db(self.backend.has_ready_jobs, self.queues, self.clock()):
                     return
-            await self._wait(lambda: self.backend.change_token() != token, result.next_run_at, self.poll_interval_s)
+            await self._wait(functools.partial(self._changed_since, token), result.next_run_at, self.poll_interval_s)
+
+    def _changed_since(self, token: int) -> bool:
+        return self.backend.change_token() != token
 
     async def _wait(self, ready: Callable[[], bool], due_at: float | None, poll_s: float | None) -> None:
         """Sleep until `ready()`, a scheduled job is due, the poll interval passes, or the worker stops."""
