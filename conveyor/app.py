@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
@@ -18,6 +17,7 @@ from conveyor.errors import (
     JobNotFoundError,
     UnknownTaskError,
 )
+from conveyor.ids import uuid7
 from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
@@ -207,9 +207,10 @@ class Conveyor:
             _check_name("unique_key", unique_key)
         scheduled = start > now
         prio = priority if priority is not None else task.priority
+        meta = metadata or {}
         return [
             NewJob(
-                id=str(uuid.uuid4()),
+                id=uuid7(),
                 type=task.name,
                 queue=queue,
                 priority=prio,
@@ -218,7 +219,7 @@ class Conveyor:
                 timeout=timeout,
                 run_at=start if scheduled else now,
                 tags=tag_list,
-                metadata=metadata or {},
+                metadata=meta,
                 unique_key=unique_key,
                 scheduled=scheduled,
             )

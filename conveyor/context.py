@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,11 @@ class Cancel(Exception):  # noqa: N818 - an outcome, not an error
         self.reason = reason
 
 
+@functools.cache
+def _logger(job_type: str) -> logging.Logger:
+    return logging.getLogger(f"conveyor.task.{job_type}")
+
+
 ProgressSink = Callable[[str, int, dict[str, Any] | None], None]
 
 
@@ -48,7 +54,7 @@ class JobContext:
         self.type = job_type
         self.queue = queue
         self.attempt = attempt
-        self.logger = logging.getLogger(f"conveyor.task.{job_type}")
+        self.logger = _logger(job_type)
         self._progress_sink = progress_sink
         self._cancelled = False
 

@@ -222,6 +222,16 @@ class Backend(abc.ABC):
     def finish_jobs(self, outcomes: Sequence[Outcome], now: float) -> list[str]:
         """Write outcomes in one transaction, each guarded by its lease; returns the ids whose lease was lost."""
 
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
+    ) -> tuple[list[str], ClaimResult]:
+        """A worker's cycle: write progress and outcomes, then claim again when `claim` is given. A backend may do
+        it all in one transaction; this default makes separate calls. Returns the lost ids and the claim."""
+        if progress:
+            self.write_progress(progress, now)
+        lost = self.finish_jobs(outcomes, now) if outcomes else []
+        return lost, self.claim_jobs(claim) if claim is not None else ClaimResult([])
+
     @abc.abstractmethod
     def write_progress(self, updates: Sequence[ProgressUpdate], now: float) -> None: ...
 

@@ -45,13 +45,13 @@ from conveyor.job import (
 
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_S = 30.0
+CACHE_KIB = 65536  # page cache per connection: the hot part of a busy queue stays in memory
 DELETE_BATCH = 1000
 DEAD_WORKER_KEEP_S = 60.0
 Q = load_queries("sqlite")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 def _loads(text: str | None) -> Any:
@@ -156,6 +156,7 @@ class SQLiteBackend(Backend):
             # may roll back the last commits. The enqueue rate is an order of magnitude higher than with FULL.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         except sqlite3.Error as exc:
             raise ConfigError(f"cannot open SQLite database {self.url!r}: {exc}") from exc
         return conn
@@ -226,6 +227,14 @@ class SQLiteBackend(Backend):
 
     # ------------------------------------------------------------------------------------------ producing
     def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
+        shared: dict[int, str] = {}  # a batch shares its tags and metadata objects: encode each once
+
+        def encode(value: Any) -> str:
+            key = id(value)
+            if key not in shared:
+                shared[key] = _dumps(value)
+            return shared[key]
+
         rows = [
             {
                 "id": j.id,
@@ -237,8 +246,8 @@ class SQLiteBackend(Backend):
                 "max_retries": j.max_retries,
                 "timeout": j.timeout,
                 "run_at": j.run_at,
-                "tags": _dumps(j.tags),
-                "metadata": _dumps(j.metadata),
+                "tags": encode(j.tags),
+                "metadata": encode(j.metadata),
                 "unique_key": j.unique_key,
                 "now": now,
             }
@@ -334,72 +343,93 @@ class SQLiteBackend(Backend):
 
     # ------------------------------------------------------------------------------------------ working
     def claim_jobs(self, params: ClaimParams) -> ClaimResult:
+        with self._write() as conn:
+            return self._claim(conn, params)
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
+    ) -> tuple[list[str], ClaimResult]:
+        with self._write() as conn:
+            if progress:
+                conn.executemany(Q["write_progress"], self._progress_rows(progress, now))
+            lost = self._finish(conn, outcomes, now)
+            return lost, self._claim(conn, claim) if claim is not None else ClaimResult([])
+
+    def _claim(self, conn: sqlite3.Connection, params: ClaimParams) -> ClaimResult:
         queues = _dumps(params.queues) if params.queues else None
         base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
         rows: list[tuple[Any, ...]] = []
-        with self._write() as conn:
-            conn.execute(Q["promote_due"], {"now": params.now})
-            remaining = params.limit
-            for name, paused, concurrency, rate, window_start, window_count in conn.execute(
-                Q["limited_queues"]
-            ).fetchall():
-                if paused or remaining <= 0 or (params.queues and name not in params.queues):
-                    continue
-                allowed = remaining
-                if concurrency is not None:
-                    running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()[0]
-                    allowed = min(allowed, concurrency - running)
-                if rate is not None:
-                    window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
-                    per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
-                    if params.now - window_start >= window:
-                        window_start, window_count = params.now, 0
-                    allowed = min(allowed, per_window - window_count)
-                if allowed <= 0:
-                    continue
-                got = conn.execute(Q["claim_jobs_in_queue"], {**base, "queue": name, "limit": allowed}).fetchall()
-                if rate is not None:
-                    conn.execute(
-                        Q["record_queue_starts"],
-                        {"queue": name, "window_start": window_start, "window_count": window_count + len(got)},
-                    )
-                rows.extend(got)
-                remaining -= len(got)
-            if remaining > 0:
-                rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
-            next_run_at = None
-            if len(rows) < params.limit:
-                next_run_at = conn.execute(Q["next_run_at"], {"queues": queues}).fetchone()[0]
+        conn.execute(Q["promote_due"], {"now": params.now})
+        remaining = params.limit
+        for name, paused, concurrency, rate, window_start, window_count in conn.execute(
+            Q["limited_queues"]
+        ).fetchall():
+            if paused or remaining <= 0 or (params.queues and name not in params.queues):
+                continue
+            allowed = remaining
+            if concurrency is not None:
+                running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()[0]
+                allowed = min(allowed, concurrency - running)
+            if rate is not None:
+                window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
+                per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
+                if params.now - window_start >= window:
+                    window_start, window_count = params.now, 0
+                allowed = min(allowed, per_window - window_count)
+            if allowed <= 0:
+                continue
+            got = conn.execute(Q["claim_jobs_in_queue"], {**base, "queue": name, "limit": allowed}).fetchall()
+            if rate is not None:
+                conn.execute(
+                    Q["record_queue_starts"],
+                    {"queue": name, "window_start": window_start, "window_count": window_count + len(got)},
+                )
+            rows.extend(got)
+            remaining -= len(got)
+        if remaining > 0:
+            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
+        next_run_at = None
+        if len(rows) < params.limit:
+            next_run_at = conn.execute(Q["next_run_at"], {"queues": queues}).fetchone()[0]
         rows.sort(key=lambda r: (-r[3], r[4], r[5]))
         return ClaimResult([_claimed(r, params.worker_id) for r in rows], next_run_at)
 
     def finish_jobs(self, outcomes: Sequence[Outcome], now: float) -> list[str]:
-        lost: list[str] = []
         with self._write() as conn:
-            for outcome in outcomes:
-                guard = {
-                    "id": outcome.job_id,
-                    "worker_id": outcome.lease.worker_id,
-                    "attempt": outcome.lease.attempt,
-                    "now": now,
-                }
-                match outcome:
-                    case Completed(result=result):
-                        cur = conn.execute(Q["complete_job"], {**guard, "result": _dumps(result)})
-                    case Failed(error=error, detail=detail, retry_at=retry_at):
-                        cur = conn.execute(
-                            Q["fail_job"], {**guard, "error": error, "detail": detail, "retry_at": retry_at}
-                        )
-                    case Cancelled(reason=reason):
-                        cur = conn.execute(Q["cancel_running_job"], {**guard, "reason": reason})
-                    case Released(reason=reason):
-                        cur = conn.execute(Q["release_job"], {**guard, "reason": reason})
-                if cur.rowcount == 0:
-                    lost.append(outcome.job_id)
+            return self._finish(conn, outcomes, now)
+
+    @staticmethod
+    def _finish(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[str]:
+        lost: list[str] = []
+        for outcome in outcomes:
+            guard = {
+                "id": outcome.job_id,
+                "worker_id": outcome.lease.worker_id,
+                "attempt": outcome.lease.attempt,
+                "now": now,
+            }
+            match outcome:
+                case Completed(result=result):
+                    cur = conn.execute(Q["complete_job"], {**guard, "result": _dumps(result)})
+                case Failed(error=error, detail=detail, retry_at=retry_at):
+                    cur = conn.execute(
+                        Q["fail_job"], {**guard, "error": error, "detail": detail, "retry_at": retry_at}
+                    )
+                case Cancelled(reason=reason):
+                    cur = conn.execute(Q["cancel_running_job"], {**guard, "reason": reason})
+                case Released(reason=reason):
+                    cur = conn.execute(Q["release_job"], {**guard, "reason": reason})
+            if cur.rowcount == 0:
+                lost.append(outcome.job_id)
         return lost
 
     def write_progress(self, updates: Sequence[ProgressUpdate], now: float) -> None:
-        rows = [
+        with self._write() as conn:
+            conn.executemany(Q["write_progress"], self._progress_rows(updates, now))
+
+    @staticmethod
+    def _progress_rows(updates: Sequence[ProgressUpdate], now: float) -> list[dict[str, Any]]:
+        return [
             {
                 "id": u.job_id,
                 "worker_id": u.lease.worker_id,
@@ -410,8 +440,6 @@ class SQLiteBackend(Backend):
             }
             for u in updates
         ]
-        with self._write() as conn:
-            conn.executemany(Q["write_progress"], rows)
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         with self._write() as conn:

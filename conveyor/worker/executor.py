@@ -93,6 +93,8 @@ class Executor:
         args = (running.ctx,) if task.takes_context else ()
         limit = self._timeout(task, job)
         if task.is_async:
+            if limit is None:
+                return await task.fn(*args, **kwargs)
             async with asyncio.timeout(limit):
                 return await task.fn(*args, **kwargs)
         call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)

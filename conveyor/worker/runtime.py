@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -78,7 +77,6 @@ class Worker:
         self._stopping = False
         self._failure: BaseException | None = None
         self._wake: asyncio.Event | None = None
-        self._flush_needed: asyncio.Event | None = None
         self._hard_stop: asyncio.Event | None = None
         self._last_prune = 0.0
 
@@ -103,7 +101,7 @@ class Worker:
     # ------------------------------------------------------------------------------------------ lifecycle
     async def run(self, handle_signals: bool = False) -> None:
         loop = asyncio.get_running_loop()
-        self._wake, self._flush_needed, self._hard_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
         if handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
@@ -150,7 +148,7 @@ class Worker:
     async def run_once(self) -> int:
         """Claim what fits in the free slots, run those jobs to their end, write the outcomes; returns how many."""
         if self._wake is None:
-            self._wake, self._flush_needed, self._hard_stop = asyncio.Event(), asyncio.Event(), asyncio.Event()
+            self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
         result = await self._claim(self.concurrency - len(self._running))
         tasks = [self._start(job) for job in result.jobs]
         if tasks:
@@ -165,42 +163,55 @@ class Worker:
         return await self._db(self.backend.claim_jobs, params)
 
     async def _fetch_loop(self) -> None:
+        """One database call per cycle: write the outcomes of finished jobs, then claim into the free slots."""
+        may_have_more = True  # whether the last claim suggested more ready jobs
+        due_at: float | None = None
+        token = self.backend.change_token()
         while not self._stopping:
             free = self.concurrency - len(self._running)
-            if free <= 0:
-                await self._wait(lambda: len(self._running) < self.concurrency, None, None)
+            claim = free > 0 and may_have_more
+            if claim or self._outcomes:
+                token = self.backend.change_token()
+                outcomes, self._outcomes = self._outcomes, []
+                now = self.clock()
+                params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues) if claim else None
+                try:
+                    lost, result = await self._db(self.backend.finish_and_claim, outcomes, [], now, params)
+                except BackendError as exc:
+                    self._outcomes[:0] = outcomes
+                    log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
+                    await self._pause(ERROR_PAUSE_S)
+                    continue
+                self._lost(lost)
+                if params is not None:
+                    for job in result.jobs:
+                        self._start(job)
+                    may_have_more = len(result.jobs) == free
+                    due_at = result.next_run_at
+                    if self.burst and not result.jobs and not self._running and not self._outcomes:
+                        if not await self._db(self.backend.has_ready_jobs, self.queues, self.clock()):
+                            return
                 continue
-            token = self.backend.change_token()
-            try:
-                result = await self._claim(free)
-            except BackendError as exc:
-                log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
-                await self._pause(ERROR_PAUSE_S)
-                continue
-            for job in result.jobs:
-                self._start(job)
-            if len(result.jobs) == free:
-                continue  # maybe more ready: claim again as soon as a slot frees
-            if self.burst and not self._running and not result.jobs:
-                if not await self._db(self.backend.has_ready_jobs, self.queues, self.clock()):
-                    return
-            await self._wait(functools.partial(self._changed_since, token), result.next_run_at, self.poll_interval_s)
+            woke = await self._wait(token, due_at)
+            may_have_more = may_have_more or woke
 
-    def _changed_since(self, token: int) -> bool:
-        return self.backend.change_token() != token
-
-    async def _wait(self, ready: Callable[[], bool], due_at: float | None, poll_s: float | None) -> None:
-        """Sleep until `ready()`, a scheduled job is due, the poll interval passes, or the worker stops."""
+    async def _wait(self, token: int, due_at: float | None) -> bool:
+        """Sleep until there is something to write, a slot frees while jobs may be ready, the database changed, a
+        scheduled job is due, or the poll interval passed; returns True if ready jobs may exist."""
         assert self._wake is not None
-        deadline = time.monotonic() + (poll_s if poll_s is not None else 3600.0)
+        deadline = time.monotonic() + self.poll_interval_s
         if due_at is not None:
             deadline = min(deadline, time.monotonic() + max(0.0, due_at - self.clock()))
-        while not self._stopping and time.monotonic() < deadline:
-            if ready():
-                return
+        while not self._stopping:
+            if self._outcomes:
+                return False
+            if len(self._running) < self.concurrency:
+                if self.backend.change_token() != token or time.monotonic() >= deadline:
+                    return True
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), IDLE_CHECK_S)
+        return False
 
     async def _pause(self, seconds: float) -> None:
         assert self._wake is not None
@@ -231,8 +242,7 @@ class Worker:
         self._progress.pop(job.id, None)
         self._outcomes.append(outcome)
         self.processed += 1
-        assert self._flush_needed is not None and self._wake is not None
-        self._flush_needed.set()
+        assert self._wake is not None
         self._wake.set()
 
     def _on_progress(self, job_id: str, value: int, info: dict[str, Any] | None) -> None:
@@ -282,36 +292,35 @@ class Worker:
 
     # ------------------------------------------------------------------------------------------ completer
     async def _completer(self) -> None:
-        assert self._flush_needed is not None
+        """Writes progress every PROGRESS_FLUSH_S; outcomes go with the fetcher's next claim."""
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_needed.wait(), PROGRESS_FLUSH_S)
-            self._flush_needed.clear()
-            try:
-                await self._flush()
-            except BackendError as exc:
-                log.warning("worker %s: writing outcomes failed, retrying: %s", self.id, exc)
-                await asyncio.sleep(ERROR_PAUSE_S)
+            await asyncio.sleep(PROGRESS_FLUSH_S)
+            if self._progress:
+                progress, self._progress = self._progress, {}
+                try:
+                    await self._db(self.backend.write_progress, list(progress.values()), self.clock())
+                except BackendError as exc:
+                    log.warning("worker %s: writing progress failed: %s", self.id, exc)
 
     async def _flush(self) -> None:
+        """Write every pending outcome and progress update now (run_once, shutdown)."""
         outcomes, self._outcomes = self._outcomes, []
         progress, self._progress = self._progress, {}
         if not outcomes and not progress:
             return
         try:
-            lost = await self._db(self._write, outcomes, list(progress.values()))
+            lost, _ = await self._db(
+                self.backend.finish_and_claim, outcomes, list(progress.values()), self.clock(), None
+            )
         except BackendError:
             self._outcomes[:0] = outcomes
             raise
+        self._lost(lost)
+
+    def _lost(self, lost: list[str]) -> None:
         if lost:
             self.lost.extend(lost)
             log.warning("worker %s: lease lost, outcome not written for jobs %s", self.id, lost)
-
-    def _write(self, outcomes: list[Outcome], progress: list[ProgressUpdate]) -> list[str]:
-        now = self.clock()
-        if progress:
-            self.backend.write_progress(progress, now)
-        return self.backend.finish_jobs(outcomes, now) if outcomes else []
 
     # ------------------------------------------------------------------------------------------ heartbeat
     async def _beat(self) -> list[str]:

@@ -46,7 +46,7 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
 ORDER BY seq DESC;
 
 -- name: job_events
-SELECT * FROM conveyor_job_events WHERE job_id = :id ORDER BY id;
+SELECT * FROM conveyor_job_events WHERE job_id = :id AND to_status IS NOT NULL ORDER BY id;
 
 -- name: promote_due
 UPDATE conveyor_jobs
@@ -239,10 +239,11 @@ WHERE status IN ('completed', 'failed') AND completed_at >= :since
 GROUP BY minute, status;
 
 -- name: changes_since
-SELECT id, job_id, at FROM conveyor_changes WHERE id > :after_id ORDER BY id LIMIT :limit;
+SELECT id, job_id, at FROM conveyor_job_events WHERE id > :after_id ORDER BY id LIMIT :limit;
 
 -- name: last_change_id
-SELECT coalesce(max(id), 0) FROM conveyor_changes;
+SELECT coalesce(max(id), 0) FROM conveyor_job_events;
 
 -- name: prune_changes
-DELETE FROM conveyor_changes WHERE at < :before;
+DELETE FROM conveyor_job_events
+WHERE to_status IS NULL AND at < :before AND id < (SELECT max(id) FROM conveyor_job_events);

@@ -40,23 +40,26 @@ CREATE INDEX IF NOT EXISTS conveyor_jobs_finished ON conveyor_jobs (completed_at
 CREATE UNIQUE INDEX IF NOT EXISTS conveyor_jobs_unique_key ON conveyor_jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing');
 
+-- Job history and change outbox in one table. A row with a `to_status` is a transition (the job's history); a row
+-- without one records another change (progress, a cancel request, a deletion) for live event streams only. Live
+-- streams (SSE) in any process read every row by increasing id. One row per change keeps writes cheap.
 CREATE TABLE IF NOT EXISTS conveyor_job_events (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY,   -- max(id) + 1: never reused, since the newest row is never deleted
     job_id      TEXT NOT NULL,
     at          REAL NOT NULL,
     from_status TEXT,
-    to_status   TEXT NOT NULL,
+    to_status   TEXT,
     worker_id   TEXT,
     message     TEXT
 );
 CREATE INDEX IF NOT EXISTS conveyor_job_events_job ON conveyor_job_events (job_id);
+CREATE INDEX IF NOT EXISTS conveyor_job_events_changes ON conveyor_job_events (at) WHERE to_status IS NULL;
 
--- Every transition is recorded by the database itself, so no code path can forget one.
+-- Every change is recorded by the database itself, so no code path can forget one.
 CREATE TRIGGER IF NOT EXISTS conveyor_jobs_created AFTER INSERT ON conveyor_jobs
 BEGIN
     INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, worker_id, message)
     VALUES (new.id, new.created_at, NULL, new.status, NULL, new.status_message);
-    INSERT INTO conveyor_changes (job_id, at) VALUES (new.id, new.created_at);
 END;
 
 CREATE TRIGGER IF NOT EXISTS conveyor_jobs_transition AFTER UPDATE OF status ON conveyor_jobs
@@ -66,25 +69,21 @@ BEGIN
     VALUES (new.id, new.updated_at, old.status, new.status, new.worker_id, new.status_message);
 END;
 
--- The change outbox: what live event streams (SSE) in any process read, by increasing id.
-CREATE TABLE IF NOT EXISTS conveyor_changes (
-    id     INTEGER PRIMARY KEY AUTOINCREMENT,
-    job_id TEXT NOT NULL,
-    at     REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS conveyor_changes_at ON conveyor_changes (at);
-
-CREATE TRIGGER IF NOT EXISTS conveyor_jobs_changed AFTER UPDATE OF status, progress, progress_info, cancel_requested
-ON conveyor_jobs
-WHEN old.status IS NOT new.status OR old.progress IS NOT new.progress
-     OR old.progress_info IS NOT new.progress_info OR old.cancel_requested IS NOT new.cancel_requested
+CREATE TRIGGER IF NOT EXISTS conveyor_jobs_changed
+AFTER UPDATE OF progress, progress_info, cancel_requested ON conveyor_jobs
+WHEN old.status IS new.status AND (old.progress IS NOT new.progress OR old.progress_info IS NOT new.progress_info
+                                   OR old.cancel_requested IS NOT new.cancel_requested)
 BEGIN
-    INSERT INTO conveyor_changes (job_id, at) VALUES (new.id, new.updated_at);
+    INSERT INTO conveyor_job_events (job_id, at, worker_id, message)
+    VALUES (new.id, new.updated_at, new.worker_id,
+            CASE WHEN old.cancel_requested IS NOT new.cancel_requested THEN 'cancel requested' ELSE 'progress' END);
 END;
 
 CREATE TRIGGER IF NOT EXISTS conveyor_jobs_deleted AFTER DELETE ON conveyor_jobs
 BEGIN
     DELETE FROM conveyor_job_events WHERE job_id = old.id;
+    INSERT INTO conveyor_job_events (job_id, at, message)
+    VALUES (old.id, (julianday('now') - 2440587.5) * 86400.0, 'deleted');
 END;
 
 CREATE TABLE IF NOT EXISTS conveyor_queues (
