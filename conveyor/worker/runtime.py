@@ -209,8 +209,9 @@ class Worker:
                 if self.backend.change_token() != token or time.monotonic() >= deadline:
                     return True
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), IDLE_CHECK_S)
+            timer = asyncio.get_running_loop().call_later(IDLE_CHECK_S, self._wake.set)
+            await self._wake.wait()
+            timer.cancel()
         return False
 
     async def _pause(self, seconds: float) -> None:
