@@ -3,6 +3,7 @@ does not take the service down."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import signal
 import subprocess
@@ -18,6 +19,7 @@ CHECK_EVERY_S = 0.2
 QUICK_DEATH_S = 5.0  # a child that dies sooner than this after its start is restarted after a pause
 RESTART_PAUSE_S = 1.0
 KILL_AFTER_EXTRA_S = 10.0
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -38,7 +40,11 @@ class Supervisor:
         self._signals = 0
 
     def _spawn(self, slot: int) -> None:
-        process = subprocess.Popen(self.argv)  # noqa: S603 - our own interpreter and module
+        # Children get their own process group: a Ctrl-C or a signal to our group reaches only the supervisor, which
+        # forwards it once (a child that got it twice would skip its graceful drain). They die with the supervisor.
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            self.argv, process_group=0, preexec_fn=_die_with_parent
+        )
         self.children[slot] = Child(slot, process)
         log.info("supervisor: started worker process %d (pid %d)", slot, process.pid)
 
@@ -93,6 +99,13 @@ class Supervisor:
         for child in self.children.values():
             child.process.wait()
         return 0
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: ask Linux to SIGTERM it when the supervisor dies (no orphaned workers)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _describe(code: int) -> str:
