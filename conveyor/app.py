@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -113,6 +114,7 @@ class Conveyor:
         timeout: float | None = None,
         retry_backoff: float = DEFAULT_RETRY_BACKOFF_S,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S,
+        process: bool = False,
     ) -> Callable[[F], Task]: ...
 
     def task(
@@ -126,11 +128,13 @@ class Conveyor:
         timeout: float | None = None,
         retry_backoff: float = DEFAULT_RETRY_BACKOFF_S,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S,
+        process: bool = False,
     ) -> Task | Callable[[F], Task]:
         """Register a function (sync or async) as a task; bare `@app.task` or `@app.task(...)`.
 
         `timeout` is the seconds one attempt may run (None: unlimited); `retry_backoff` and `retry_backoff_max`
-        are the base and the cap of the exponential backoff between attempts.
+        are the base and the cap of the exponential backoff between attempts. `process=True` runs a sync,
+        module-level function in a worker's process pool (CPU-heavy work); its context reports no progress.
         """
 
         def register(func: F) -> Task:
@@ -138,6 +142,8 @@ class Conveyor:
                 raise ConfigError(f"max_retries must not be negative, got {max_retries}")
             if timeout is not None and timeout <= 0:
                 raise ConfigError(f"timeout must be positive, got {timeout}")
+            if process and (inspect.iscoroutinefunction(func) or "<locals>" in func.__qualname__):
+                raise ConfigError(f"{func.__qualname__}: process=True needs a sync function defined at module level")
             task = Task(
                 app=self,
                 name=name or func.__name__,
@@ -148,6 +154,7 @@ class Conveyor:
                 timeout=timeout,
                 retry_backoff=retry_backoff,
                 retry_backoff_max=retry_backoff_max,
+                process=process,
             )
             self.tasks[task.name] = task
             return task

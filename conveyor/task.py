@@ -78,6 +78,7 @@ class Task:
     timeout: float | None = None
     retry_backoff: float = DEFAULT_RETRY_BACKOFF_S
     retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    process: bool = False
     args_model: type[pydantic.BaseModel] = field(init=False)
     takes_context: bool = field(init=False)
     is_async: bool = field(init=False)

@@ -59,8 +59,7 @@ def drain(app: Conveyor, queues: Sequence[str] | None = None, *, max_jobs: int |
             if ran == 0:
                 break
             total += ran
-        worker._db_thread.shutdown(wait=True)
-        worker._task_threads.shutdown(wait=True)
+        worker.close()
         return total
 
     return int(_run(go()))

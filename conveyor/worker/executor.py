@@ -7,7 +7,7 @@ import contextvars
 import functools
 import random
 import traceback
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +15,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from conveyor.backends.base import Cancelled, ClaimedJob, Completed, Failed, Outcome, Released
 from conveyor.context import Cancel, JobContext, Retry
+from conveyor.worker.processes import make_pool, run_in_child
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,10 +51,22 @@ class Executor:
         app: Conveyor,
         threads: ThreadPoolExecutor,
         clock: Callable[[], float],
+        process_count: int = 1,
     ) -> None:
         self.app = app
         self.threads = threads
         self.clock = clock
+        self.processes: ProcessPoolExecutor | None = None
+        self.process_count = process_count
+
+    def _process_pool(self) -> ProcessPoolExecutor:
+        if self.processes is None:
+            self.processes = make_pool(self.process_count)
+        return self.processes
+
+    def close(self) -> None:
+        if self.processes is not None:
+            self.processes.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, running: Running) -> Outcome:
         job = running.job
@@ -97,8 +110,16 @@ class Executor:
                 return await task.fn(*args, **kwargs)
             async with asyncio.timeout(limit):
                 return await task.fn(*args, **kwargs)
-        call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
-        future = asyncio.get_running_loop().run_in_executor(self.threads, call)
+        loop = asyncio.get_running_loop()
+        if task.process:
+            identity = (job.id, job.type, job.attempt)
+            call = functools.partial(
+                run_in_child, task.fn.__module__, task.fn.__qualname__, identity, task.takes_context, kwargs
+            )
+            future = loop.run_in_executor(self._process_pool(), call)
+        else:
+            call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
+            future = loop.run_in_executor(self.threads, call)
         # A thread cannot be interrupted: on time-out or cancel the attempt ends now and `ctx.cancelled` tells the
         # function to stop; its thread finishes in the background and its result is discarded.
         return await asyncio.wait_for(asyncio.shield(future), limit)

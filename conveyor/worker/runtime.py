@@ -73,7 +73,7 @@ class Worker:
         self._progress: dict[str, ProgressUpdate] = {}
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-db")
         self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
-        self._executor = Executor(app, self._task_threads, self.clock)
+        self._executor = Executor(app, self._task_threads, self.clock, min(self.concurrency, os.cpu_count() or 1))
         self._stopping = False
         self._failure: BaseException | None = None
         self._wake: asyncio.Event | None = None
@@ -125,6 +125,7 @@ class Worker:
                 await self._db(self.backend.remove_worker, self.id)
             self._db_thread.shutdown(wait=True)
             self._task_threads.shutdown(wait=False, cancel_futures=True)
+            self._executor.close()
             if handle_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT):
                     loop.remove_signal_handler(sig)
@@ -144,6 +145,12 @@ class Worker:
 
         task.add_done_callback(check)
         return task
+
+    def close(self) -> None:
+        """Release threads and processes (after `run_once` calls; `run` does it itself)."""
+        self._db_thread.shutdown(wait=True)
+        self._task_threads.shutdown(wait=True)
+        self._executor.close()
 
     async def run_once(self) -> int:
         """Claim what fits in the free slots, run those jobs to their end, write the outcomes; returns how many."""
