@@ -1,0 +1,14 @@
+"""Module-level tasks for tests/worker/test_processes.py: a process task is imported by name in the child."""
+
+from __future__ import annotations
+
+import os
+
+from conveyor import Conveyor
+
+app = Conveyor(demo_tasks=False)
+
+
+@app.task(process=True)
+def heavy(ctx: object, n: int) -> dict[str, int]:
+    return {"sum": sum(range(n)), "pid": os.getpid()}
