@@ -83,10 +83,12 @@ def address_refusal(ip: Address) -> str | None:
         return "the unspecified address"
     if any(ip in net for net in _ALWAYS_BLOCKED if net.version == ip.version):
         return "a shared (CGNAT) or IETF-reserved address"
+    if ip.is_reserved:
+        return "a reserved address"
     if ip.is_private:
         return "a private address"
-    if ip.is_reserved or not ip.is_global:
-        return "a reserved, non-global address"
+    if not ip.is_global:
+        return "a non-global address"
     return None
 
 
@@ -233,9 +235,9 @@ class SafeFetcher:
         current = url
         for _hop in range(self.policy.max_redirects + 1):
             target = check_url(current)
+            ip = self.checked_address(target)
             if allowed is not None and current != url and not allowed(current):
                 raise FetchError(f"redirect to {current} is disallowed by robots.txt or leaves the site")
-            ip = self.checked_address(target)
             headers = {
                 "Host": target.netloc.decode("ascii"),
                 "User-Agent": self.policy.user_agent,
