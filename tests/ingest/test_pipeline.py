@@ -60,7 +60,8 @@ def test_every_kind_becomes_ready_and_searchable(ingestion: Ingestion, ingest_ap
     made["text"] = (text_source, text_sentence)
     web_source, web_job = ingestion.add_website("agent-1", site.base + "/", max_pages=5)
     assert web_job.type == "crawl_website" and web_job.priority == 3
-    made["website"] = (web_source, "In 1887 a storm tore the lantern room away and the keepers rebuilt it in nine days.")
+    storm = "In 1887 a storm tore the lantern room away and the keepers rebuilt it in nine days."
+    made["website"] = (web_source, storm)
 
     drain(ingest_app)
 
