@@ -66,7 +66,7 @@ class Conveyor:
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
-        ingest_tasks: bool = True,
+        ingest_tasks: bool | None = None,
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -78,7 +78,7 @@ class Conveyor:
             from conveyor.demo import register_demo_tasks
 
             register_demo_tasks(self)
-        if ingest_tasks:
+        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
             _register_ingest_tasks(self)
 
     # ------------------------------------------------------------------------------------------ set-up

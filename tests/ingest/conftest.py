@@ -118,6 +118,7 @@ def _handler(site: Site) -> type[http.server.BaseHTTPRequestHandler]:
 def serve(site_factory: Callable[[str], Site], host: str = "127.0.0.1") -> tuple[http.server.ThreadingHTTPServer, Site]:
     server = http.server.ThreadingHTTPServer((host, 0), None)  # type: ignore[arg-type]
     server.daemon_threads = True
+    server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]  # clients hang up
     site = site_factory(f"http://{host}:{server.server_address[1]}")
     server.RequestHandlerClass = _handler(site)
     threading.Thread(target=server.serve_forever, daemon=True).start()
