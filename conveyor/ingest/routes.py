@@ -52,7 +52,7 @@ def _failure(exc: Exception) -> JSONResponse:
     if isinstance(exc, SourceNotFoundError):
         return error(404, "not_found", exc.message)
     if isinstance(exc, FileTooLargeError):
-        return error(413, "too_large", exc.message)
+        return error(413, "payload_too_large", exc.message)
     if isinstance(exc, InvalidArgumentsError | ModelMismatchError):
         return error(422, exc.code, exc.message)
     if isinstance(exc, ConveyorError):
@@ -69,9 +69,9 @@ async def _parse(request: Request, model: type[pydantic.BaseModel]) -> Any:
     try:
         body = await request.json()
     except ValueError:
-        return error(400, "invalid_json", "the body is not valid JSON")
+        return error(400, "bad_request", "the body is not valid JSON")
     if not isinstance(body, dict):
-        return error(400, "invalid_json", "the body must be a JSON object")
+        return error(400, "bad_request", "the body must be a JSON object")
     try:
         return model.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -131,13 +131,13 @@ def create_router(conveyor: Conveyor) -> APIRouter:
         limit = ingestion.max_upload_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD_BYTES:
-            return error(413, "too_large", f"the upload is larger than {conveyor.settings.max_upload_mb} MB")
+            return error(413, "payload_too_large", f"the upload is larger than {conveyor.settings.max_upload_mb} MB")
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             return error(422, "invalid_request", "send the file as multipart/form-data, in the field `file`")
         try:
             form = await request.form(max_files=1, max_fields=10)
         except Exception as exc:  # noqa: BLE001 - starlette raises several kinds on a broken multipart body
-            return error(400, "invalid_multipart", f"cannot read the multipart body: {exc}")
+            return error(400, "bad_request", f"cannot read the multipart body: {exc}")
         try:
             upload = form.get("file")
             namespace = form.get("namespace")

@@ -28,7 +28,7 @@ COPY_BLOCK = 1024 * 1024
 class FileTooLargeError(IngestError):
     """The upload is larger than CONVEYOR_MAX_UPLOAD_MB."""
 
-    code = "too_large"
+    code = "payload_too_large"
 
 
 def _name(kind: str, value: Any) -> str:

@@ -18,10 +18,7 @@ from conveyor.testing import drain
 from tests.ingest.conftest import Site, free_port, make_pdf
 
 
-@pytest.fixture
-def api(ingest_app: Conveyor) -> Iterator[httpx.Client]:
-    app = FastAPI()
-    app.include_router(create_router(ingest_app), prefix="/api/v1")
+def serve_app(app: object) -> tuple[uvicorn.Server, threading.Thread, int]:
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -30,10 +27,41 @@ def api(ingest_app: Conveyor) -> Iterator[httpx.Client]:
     while not server.started:
         assert time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
+    return server, thread, port
+
+
+@pytest.fixture
+def api(ingest_app: Conveyor) -> Iterator[httpx.Client]:
+    app = FastAPI()
+    app.include_router(create_router(ingest_app), prefix="/api/v1")
+    server, thread, port = serve_app(app)
     with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as client:
         yield client
     server.should_exit = True
     thread.join(10)
+
+
+def test_mounted_in_the_full_rest_api(sqlite_ingest_app: Conveyor) -> None:
+    """`conveyor.api.create_app` includes the router by itself (when the REST API is installed)."""
+    api_module = pytest.importorskip("conveyor.api")
+    server, thread, port = serve_app(api_module.create_app(sqlite_ingest_app))
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            paths = client.get("/openapi.json").json()["paths"]
+            assert {"/api/v1/sources/text", "/api/v1/sources/file", "/api/v1/sources/website", "/api/v1/sources",
+                    "/api/v1/sources/{source_id}", "/api/v1/sources/{source_id}/jobs", "/api/v1/search"} <= set(paths)
+            created = client.post("/api/v1/sources/text", json={"namespace": "kb", "text": "Moles dig tunnels."})
+            assert created.status_code == 201
+            drain(sqlite_ingest_app)
+            hit = client.post("/api/v1/search", json={"namespace": "kb", "query": "moles tunnels"}).json()
+            assert hit["results"][0]["source_id"] == created.json()["source"]["id"]
+            big = client.post("/api/v1/sources/file", data={"namespace": "kb"},
+                              files={"file": ("big.txt", b"x" * (4 * 1024 * 1024), "text/plain")})
+            assert big.status_code == 413 and big.json()["error"]["code"] == "payload_too_large"
+            assert client.get("/api/v1/sources/unknown").json()["error"]["code"] == "not_found"
+    finally:
+        server.should_exit = True
+        thread.join(10)
 
 
 def test_text_source_lifecycle(api: httpx.Client, ingest_app: Conveyor) -> None:
@@ -85,7 +113,7 @@ def test_file_upload(api: httpx.Client, ingest_app: Conveyor, tmp_path: Path) ->
 def test_upload_limits_and_errors(api: httpx.Client) -> None:
     too_big = api.post("/sources/file", data={"namespace": "kb"},
                        files={"file": ("big.txt", b"x" * (3 * 1024 * 1024), "text/plain")})
-    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "too_large"
+    assert too_big.status_code == 413 and too_big.json()["error"]["code"] == "payload_too_large"
     just_over = api.post("/sources/file", data={"namespace": "kb"},
                          files={"file": ("big.txt", b"x" * (2 * 1024 * 1024 + 1), "text/plain")})
     assert just_over.status_code == 413
