@@ -68,7 +68,7 @@ class Ingestion:
         label = _name("name", name) if name is not None else (text.strip().splitlines()[0][:80] or "text")
         path = self._blob_path(".txt")
         path.write_text(text, encoding="utf-8")
-        return self._create(namespace, label, "text", "process_text", location=str(path), options={})
+        return self._create(namespace, label, "text", "process_text", location=path, options={})
 
     def add_file(self, namespace: str, filename: str, content: bytes | IO[bytes]) -> tuple[Source, Job]:
         """Store an upload under CONVEYOR_DATA_DIR by a generated name (never the client's), then enqueue it."""
@@ -91,7 +91,7 @@ class Ingestion:
             path.unlink(missing_ok=True)
             raise InvalidArgumentsError("the file is empty (0 bytes)")
         return self._create(
-            namespace, label, "file", "process_file", location=str(path), options={"file_type": kind, "bytes": size}
+            namespace, label, "file", "process_file", location=path, options={"file_type": kind, "bytes": size}
         )
 
     def add_website(
@@ -132,7 +132,19 @@ class Ingestion:
         return size
 
     def _create(
-        self, namespace: str, name: str, kind: str, task: str, *, location: str, options: dict[str, Any]
+        self, namespace: str, name: str, kind: str, task: str, *, location: str | Path, options: dict[str, Any]
+    ) -> tuple[Source, Job]:
+        """Insert the source, then enqueue its job; if either fails, nothing stays behind (nor the stored file)."""
+        blob = location if isinstance(location, Path) else None
+        try:
+            return self._insert_and_enqueue(namespace, name, kind, task, str(location), options)
+        except BaseException:
+            if blob is not None:
+                blob.unlink(missing_ok=True)
+            raise
+
+    def _insert_and_enqueue(
+        self, namespace: str, name: str, kind: str, task: str, location: str, options: dict[str, Any]
     ) -> tuple[Source, Job]:
         source_id = str(uuid.uuid4())
         store = self.store

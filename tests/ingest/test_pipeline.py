@@ -221,3 +221,29 @@ def test_a_crawl_that_cannot_start_fails_its_source(ingestion: Ingestion, ingest
     attempt = ingest_app.require_job(job.id)
     assert attempt.status is JobStatus.SCHEDULED and "not crawling" in (attempt.error or "")
     assert site.pages_fetched() == []
+
+
+def test_delete_cancels_a_running_crawl(ingestion: Ingestion, ingest_app: Conveyor, site: Site) -> None:
+    import threading
+
+    from tests.ingest.conftest import wait_until
+
+    site.hold_path = "/about.html"  # the second page: the crawl is running, one page stored
+    source, job = ingestion.add_website("ns", site.base + "/", max_pages=5)
+    worker = threading.Thread(target=lambda: ingest_app.run_worker(concurrency=1, burst=True, handle_signals=False))
+    worker.start()
+    try:
+        assert site.held.wait(30)
+        wait_until(lambda: ingestion.store.get_source(source.id).chunk_count == 1,  # type: ignore[union-attr]
+                   what="the first page stored")
+        assert ingest_app.require_job(job.id).status is JobStatus.PROCESSING
+        ingestion.delete_source(source.id)
+        assert ingestion.store.get_source(source.id) is None
+    finally:
+        site.release.set()
+        worker.join(60)
+    assert not worker.is_alive()
+    assert ingest_app.require_job(job.id).status is JobStatus.CANCELLED
+    assert ingestion.search("ns", "lighthouse keepers polish the great lens") == []
+    assert ingestion.store.load_checkpoint(source.id) is None
+    assert len(site.pages_fetched()) <= 2, "the crawl stopped after the page in flight"
