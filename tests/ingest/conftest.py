@@ -68,6 +68,7 @@ class Site:
 def _handler(site: Site) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        wbufsize = 64 * 1024  # one write per response: no Nagle/delayed-ACK stalls on keep-alive
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             pass
