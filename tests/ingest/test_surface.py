@@ -29,22 +29,21 @@ def test_tasks_registered_like_user_tasks() -> None:
 
 
 def test_progress_stages_are_reported(sqlite_ingest_app: Conveyor) -> None:
+    """The task called directly with a context that records what it reports (the worker writes these)."""
+    from conveyor import JobContext
     from conveyor.ingest import Ingestion
-    from conveyor.testing import drain
 
-    seen: list[dict[str, object]] = []
-    original = sqlite_ingest_app.backend.write_progress
-
-    def spy(updates, now):  # type: ignore[no-untyped-def]
-        seen.extend(u.info or {} for u in updates)
-        return original(updates, now)
-
-    sqlite_ingest_app.backend.write_progress = spy  # type: ignore[method-assign]
-    text = "\n\n".join(f"Paragraph {i} about harbours, tides and the moon." * 8 for i in range(40))
+    reported: list[tuple[int, dict[str, object] | None]] = []
+    text = "\n\n".join(f"Paragraph {i} about harbours, tides and the moon. " * 8 for i in range(40))
     source, job = Ingestion(sqlite_ingest_app).add_text("ns", text)
-    drain(sqlite_ingest_app)
-    done = sqlite_ingest_app.require_job(job.id)
-    assert done.progress == 100 and done.result["chunk_count"] > 1
+    ctx = JobContext(sqlite_ingest_app, job.id, job.type, job.queue, 1, lambda _id, value, info: reported.append(
+        (value, info)))
+    result = sqlite_ingest_app.tasks["process_text"](ctx, source_id=source.id)
+    assert result["chunk_count"] > 64  # more than one embedding batch
+    stages = [info["stage"] for _, info in reported if info]
+    assert stages[0] == "extracting" and stages[1] == "chunking" and stages[-2:] == ["storing", "ready"]
+    embedding = [info for _, info in reported if info and info["stage"] == "embedding"]
+    assert len(embedding) >= 2 and embedding[-1]["done"] == embedding[-1]["total"] == result["chunk_count"]
+    values = [value for value, _ in reported]
+    assert values == sorted(values) and values[-1] == 100
     assert Ingestion(sqlite_ingest_app).get_source(source.id).status == "ready"
-    stages = [info.get("stage") for info in seen]
-    assert stages and set(stages) <= {"extracting", "chunking", "embedding", "storing", "ready"}
