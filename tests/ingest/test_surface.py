@@ -34,7 +34,7 @@ def test_progress_stages_are_reported(sqlite_ingest_app: Conveyor) -> None:
     from conveyor.ingest import Ingestion
 
     reported: list[tuple[int, dict[str, object] | None]] = []
-    text = "\n\n".join(f"Paragraph {i} about harbours, tides and the moon. " * 8 for i in range(40))
+    text = "\n\n".join(f"Paragraph {i} about harbours, tides and the moon. " * 8 for i in range(200))
     source, job = Ingestion(sqlite_ingest_app).add_text("ns", text)
     ctx = JobContext(sqlite_ingest_app, job.id, job.type, job.queue, 1, lambda _id, value, info: reported.append(
         (value, info)))
