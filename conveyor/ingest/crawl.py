@@ -29,6 +29,7 @@ READ_TIMEOUT_S = 10.0
 MAX_REDIRECTS = 5
 MAX_PAGES_LIMIT = 1000
 MAX_PAGE_CHARS = 500_000
+MAX_CRAWL_DELAY_S = 10.0  # a robots.txt Crawl-delay is honoured up to this
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("text/plain",)
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -335,6 +336,8 @@ class Robots:
             raise CrawlError(f"robots.txt of {origin} answered {fetched.status}; not crawling")
         text = fetched.body.decode("utf-8", errors="replace") if fetched.status < 400 else ""
         self.rules = Protego.parse(text)
+        delay = self.rules.crawl_delay(user_agent)
+        self.delay_s = min(float(delay), MAX_CRAWL_DELAY_S) if delay else 0.0
 
     def allows(self, url: str) -> bool:
         return bool(self.rules.can_fetch(url, self.user_agent))
@@ -408,6 +411,8 @@ def crawl(
             if not robots.allows(url):
                 state.skipped[url] = "disallowed by robots.txt"
                 continue
+            if state.attempts and robots.delay_s:
+                time.sleep(robots.delay_s)
             state.attempts += 1
             try:
                 fetched = fetcher.get(url, allowed=allowed)

@@ -57,6 +57,7 @@ class Site:
     held: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     redirect_to: str = ""
+    robots_extra: str = ""
 
     def fetched(self, path: str) -> int:
         return sum(1 for p in self.requests if p == path)
@@ -92,13 +93,28 @@ def _handler(site: Site) -> type[http.server.BaseHTTPRequestHandler]:
                 if site.robots_status != 200:
                     self._send(site.robots_status, b"oops", "text/plain")
                 else:
-                    self._send(200, b"User-agent: *\nDisallow: /private.html\n", "text/plain")
+                    rules = "User-agent: *\nDisallow: /private.html\n" + site.robots_extra
+                    self._send(200, rules.encode(), "text/plain")
             elif path in PAGES:
                 self._send(200, page_html(path))
             elif path == "/report.bin":
                 self._send(200, os.urandom(64), "application/octet-stream")
             elif path == "/redirect":
                 self._send(302, b"", Location=site.redirect_to)
+            elif path == "/drip":
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                self.wfile.flush()
+                try:
+                    for _ in range(1000):
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+                        time.sleep(0.1)
+                except OSError:
+                    pass
+                self.close_connection = True
             elif path == "/never-ends":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")

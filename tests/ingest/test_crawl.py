@@ -215,3 +215,26 @@ def test_resume_from_a_checkpoint(site: Site) -> None:
           on_page=lambda page, state: pages.append(page.url) if page else None)
     assert len(first) == 2 and len(pages) == 3
     assert not set(first) & {p.removeprefix(site.base) for p in pages}, "no page fetched twice"
+
+
+def test_a_page_that_drips_forever_hits_the_page_deadline(site: Site) -> None:
+    policy = CrawlPolicy(allow_private=True, page_timeout_s=1.0, read_timeout_s=5.0)
+    with SafeFetcher(policy) as fetcher, pytest.raises(Exception, match=r"took longer than 1s"):
+        fetcher.get(site.base + "/drip")
+
+
+def test_crawl_delay_of_robots_txt_is_honoured(site: Site) -> None:
+    import time
+
+    site.robots_extra = "Crawl-delay: 0.3\n"
+    started = time.monotonic()
+    _state, pages = run_crawl(site, max_pages=3)
+    assert len(pages) == 3 and time.monotonic() - started >= 0.6
+
+
+def test_ipv6_forms_of_loopback_are_refused_before_connecting() -> None:
+    for url in ("http://[::ffff:127.0.0.1]:8000/", "http://[64:ff9b::7f00:1]/", "http://[::1]/"):
+        with pytest.raises(UnsafeURLError, match=r"loopback"):
+            check_url_statically(url, CrawlPolicy())
+        with SafeFetcher(CrawlPolicy()) as fetcher, pytest.raises(UnsafeURLError, match=r"loopback"):
+            fetcher.get(url)
