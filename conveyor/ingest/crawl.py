@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -104,6 +105,7 @@ class CrawlPolicy:
     max_redirects: int = MAX_REDIRECTS
     user_agent: str = USER_AGENT
     resolver: Resolver = field(default=_system_resolver)
+    verify: ssl.SSLContext | bool = True  # TLS verification (a context trusting a private CA, say)
 
     def refusal(self, ip: Address) -> str | None:
         if self.allow_private or any(ip in net for net in self.allowed_networks if net.version == ip.version):
@@ -197,7 +199,7 @@ class SafeFetcher:
             connect=policy.connect_timeout_s, read=policy.read_timeout_s, write=policy.read_timeout_s, pool=5.0
         )
         # trust_env=False: no proxy from the environment could route around the address checks.
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False)
+        self.client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=policy.verify)
 
     def close(self) -> None:
         self.client.close()
