@@ -31,6 +31,7 @@ MAX_REDIRECTS = 5
 MAX_PAGES_LIMIT = 1000
 MAX_PAGE_CHARS = 500_000
 MAX_CRAWL_DELAY_S = 10.0  # a robots.txt Crawl-delay is honoured up to this
+MAX_SEEN_PER_PAGE = 50  # URLs remembered per page allowed: bounds the checkpoint of a link-heavy site
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("text/plain",)
 _REDIRECTS = {301, 302, 303, 307, 308}
@@ -426,7 +427,7 @@ def crawl(
                 continue
             page = parse_page(fetched)
             if include_subpages:
-                _extend(state, seen, page.links, site)
+                _extend(state, seen, page.links, site, limit * MAX_SEEN_PER_PAGE)
             state.pages += 1
             on_page(page, state)
     if state.pages == 0 and not should_stop():
@@ -440,8 +441,12 @@ def _robots(fetcher: SafeFetcher, start: str, policy: CrawlPolicy) -> Robots:
     return Robots(fetcher, f"{parts.scheme}://{parts.netloc}", policy.user_agent)
 
 
-def _extend(state: CrawlState, seen: set[str], links: Iterable[str], site: tuple[str, int | None]) -> None:
+def _extend(
+    state: CrawlState, seen: set[str], links: Iterable[str], site: tuple[str, int | None], max_seen: int
+) -> None:
     for link in links:
+        if len(seen) >= max_seen:
+            return
         url = normalise_url(link)
         if url is None or url in seen or site_of(url) != site:
             continue

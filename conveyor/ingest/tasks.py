@@ -7,6 +7,7 @@ fails its job at once with a clear message (no retries: the same bytes would fai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from conveyor.context import Cancel, JobContext
@@ -20,6 +21,7 @@ TASK_NAMES = ("process_text", "process_file", "crawl_website")
 EMBED_BATCH = 64
 FILE_TIMEOUT_S = 1800.0
 CRAWL_TIMEOUT_S = 3600.0
+MAX_SKIPPED_IN_RESULT = 50
 
 
 def register_ingest_tasks(app: Conveyor) -> None:
@@ -45,14 +47,18 @@ def _begin(ctx: JobContext, store: VectorStore, source_id: str) -> Source:
     return source
 
 
-def _run(ctx: JobContext, source_id: str, work: Any) -> dict[str, Any]:
-    """Run `work(store, source)`; the source ends `ready`, or `failed` with the error, which the job also shows."""
+Work = Callable[["VectorStore", "Source"], "int | tuple[int, dict[str, Any]]"]
+
+
+def _run(ctx: JobContext, source_id: str, work: Work) -> dict[str, Any]:
+    """Run `work(store, source)` (the chunk count, and details for the job's result); the source ends `ready`, or
+    `failed` with the error, which the job also shows."""
     from conveyor.ingest.errors import SourceNotFoundError
 
     store = _store(ctx)
     source = _begin(ctx, store, source_id)
     try:
-        chunk_count = int(work(store, source))
+        outcome = work(store, source)
     except SourceNotFoundError:
         raise Cancel(f"source {source_id} was deleted while it was processed") from None
     except Cancel:
@@ -61,9 +67,10 @@ def _run(ctx: JobContext, source_id: str, work: Any) -> dict[str, Any]:
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         store.set_status(source_id, "failed", message)
         raise
+    chunk_count, details = outcome if isinstance(outcome, tuple) else (outcome, {})
     store.set_status(source_id, "ready")
     ctx.progress(100, stage="ready", chunks=chunk_count)
-    return {"source_id": source_id, "chunk_count": chunk_count}
+    return {"source_id": source_id, "chunk_count": chunk_count, **details}
 
 
 def _embed(ctx: JobContext, embedder: Embedder, texts: list[str], start: int = 30, end: int = 90) -> Any:
@@ -120,7 +127,7 @@ def crawl_website(ctx: JobContext, source_id: str) -> dict[str, Any]:
     return _run(ctx, source_id, lambda store, source: _crawl(ctx, store, source))
 
 
-def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> int:
+def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, dict[str, Any]]:
     from conveyor.ingest.chunk import make_chunks
     from conveyor.ingest.crawl import CrawlPolicy, CrawlState, Page, crawl
     from conveyor.ingest.embed import embedder_from_env
@@ -158,9 +165,12 @@ def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> int:
     )
     if ctx.cancelled:
         raise Cancel("cancelled while crawling")
+    # The checkpoint stays: should this attempt's completion be lost (at-least-once), a re-run finds the crawl done
+    # and adds nothing twice. It goes with the source.
     source_now = store.get_source(source.id)
     ctx.logger.info("crawled %d pages of %s (%d skipped)", final.pages, source.location, len(final.skipped))
-    return source_now.chunk_count if source_now else 0
+    skipped = dict(list(final.skipped.items())[:MAX_SKIPPED_IN_RESULT])
+    return (source_now.chunk_count if source_now else 0), {"pages": final.pages, "skipped": skipped}
 
 
 def _empty() -> Any:

@@ -81,6 +81,9 @@ def test_every_kind_becomes_ready_and_searchable(ingestion: Ingestion, ingest_ap
     assert web["url"] == site.base + "/history.html" and web["title"] == "History"
     assert site.fetched("/private.html") == 0
     assert ingestion.get_source(web_source.id).chunk_count == 5
+    crawled = ingest_app.require_job(web_job.id).result
+    assert crawled["pages"] == 5 and crawled["chunk_count"] == 5
+    assert crawled["skipped"][site.base + "/private.html"] == "disallowed by robots.txt"
     assert [s.id for s in ingestion.list_sources("agent-1")][::-1] == [s.id for s, _ in made.values()]
     assert ingestion.list_sources("agent-2") == []
     assert ingestion.search("agent-2", text_sentence) == []
