@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from conveyor.ingest.store import Source, VectorStore
 
 TASK_NAMES = ("process_text", "process_file", "crawl_website")
-EMBED_BATCH = 64
+EMBED_BATCH = 16  # small enough that a slow (semantic) embedder still reports progress often
 FILE_TIMEOUT_S = 1800.0
 CRAWL_TIMEOUT_S = 3600.0
 MAX_SKIPPED_IN_RESULT = 50
@@ -77,6 +77,7 @@ def _embed(ctx: JobContext, embedder: Embedder, texts: list[str], start: int = 3
     import numpy as np
 
     parts = []
+    ctx.progress(start, stage="embedding", done=0, total=len(texts))
     for i in range(0, len(texts), EMBED_BATCH):
         if ctx.cancelled:
             raise Cancel("cancelled while embedding")
