@@ -107,7 +107,8 @@ def _source(row: dict[str, Any]) -> Source:
 @dataclass
 class _Matrix:
     version: int
-    ids: Any  # int64 array
+    deletions: int
+    ids: Any  # int64 array, ascending
     vectors: Any  # float32 (n, d)
 
 
@@ -212,6 +213,7 @@ class VectorStore:
             if not next(iter(has[0].values())):
                 ex.run(self.q["delete_namespace"], {"namespace": namespace})  # an empty namespace takes any model
             else:
+                ex.run(self.q["bump_deletions"], {"namespace": namespace})
                 ex.run(self.q["bump_namespace"], {"namespace": namespace})
         return True
 
@@ -220,7 +222,8 @@ class VectorStore:
         """Store a source's chunks in place of any it had (a re-run replaces, never duplicates)."""
         with self._tx() as ex:
             namespace = self._claim_namespace(ex, source_id, new)
-            ex.run(self.q["delete_chunks_of_source"], {"id": source_id})
+            if ex.count(self.q["delete_chunks_of_source"], {"id": source_id}):
+                ex.run(self.q["bump_deletions"], {"namespace": namespace})
             self._insert(ex, source_id, namespace, new)
             return self._finish_write(ex, source_id, namespace)
 
@@ -304,25 +307,27 @@ class VectorStore:
         """The `top_k` chunks nearest to the (normalised) query vector, nearest first, with metadata as flat fields."""
         import numpy as np
 
+        matrix: _Matrix | None = None
         with self._read() as ex:
             rows = ex.rows(self.q["get_namespace"], {"namespace": namespace})
             if not rows:
                 return []
             if rows[0]["model"] != model:
                 raise ModelMismatchError(namespace, str(rows[0]["model"]), model)
-            version = int(rows[0]["version"])
             ranked = self._ranked(ex, namespace, query, top_k)
             if ranked is None:
-                matrix = self._matrix(ex, namespace, version)
-                if matrix.vectors.shape[0] == 0:
-                    return []
-                scores = matrix.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
-                k = min(top_k, scores.shape[0])
-                top = np.argpartition(-scores, k - 1)[:k]
-                top = top[np.argsort(-scores[top], kind="stable")]
-                ranked = [(int(matrix.ids[i]), float(scores[i])) for i in top]
-            if not ranked:
+                matrix = self._matrix(ex, namespace, int(rows[0]["version"]), int(rows[0]["deletions"]))
+        if matrix is not None:  # ranked outside the connection's lock: searches of one process overlap
+            if matrix.vectors.shape[0] == 0:
                 return []
+            scores = matrix.vectors @ np.asarray(query, dtype=np.float32).reshape(-1)
+            k = min(top_k, scores.shape[0])
+            top = np.argpartition(-scores, k - 1)[:k]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            ranked = [(int(matrix.ids[i]), float(scores[i])) for i in top]
+        if not ranked:
+            return []
+        with self._read() as ex:
             details = {
                 r["id"]: r for r in ex.rows(self.q["chunks_by_ids"], {"ids": self._encode_ids([i for i, _ in ranked])})
             }
@@ -350,23 +355,41 @@ class VectorStore:
             )
         return results
 
-    def _matrix(self, ex: _Executor, namespace: str, version: int) -> _Matrix:
+    def _matrix(self, ex: _Executor, namespace: str, version: int, deletions: int) -> _Matrix:
+        """The namespace's vectors, cached; after writes without deletions only the new rows are read (writers of
+        one namespace are serialised by its row lock, so ids grow in commit order)."""
         import numpy as np
 
         with self._matrix_lock:
             cached = self._matrices.get(namespace)
-            if cached is not None and cached.version == version:
-                return cached
-        rows = ex.tuples(self.q["namespace_vectors"], {"namespace": namespace})
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        if rows:
-            vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        if cached is not None and cached.version == version:
+            return cached
+        if cached is not None and cached.deletions == deletions and cached.ids.shape[0]:
+            after = int(cached.ids[-1])
+            ids, vectors = self._load(ex, "namespace_vectors_after", {"namespace": namespace, "after": after})
+            if ids.shape[0] and vectors.shape[1] == cached.vectors.shape[1]:
+                ids = np.concatenate([cached.ids, ids])
+                vectors = np.concatenate([cached.vectors, vectors])
+            elif ids.shape[0]:
+                ids, vectors = self._load(ex, "namespace_vectors", {"namespace": namespace})
+            else:
+                ids, vectors = cached.ids, cached.vectors
         else:
-            vectors = np.zeros((0, 0), dtype=np.float32)
-        matrix = _Matrix(version, ids, vectors)
+            ids, vectors = self._load(ex, "namespace_vectors", {"namespace": namespace})
+        matrix = _Matrix(version, deletions, ids, vectors)
         with self._matrix_lock:
             self._matrices[namespace] = matrix
         return matrix
+
+    def _load(self, ex: _Executor, query: str, params: dict[str, Any]) -> tuple[Any, Any]:
+        import numpy as np
+
+        rows = ex.tuples(self.q[query], params)
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        if not rows:
+            return ids, np.zeros((0, 0), dtype=np.float32)
+        vectors = np.frombuffer(b"".join(bytes(r[1]) for r in rows), dtype=np.float32).reshape(len(rows), -1)
+        return ids, vectors
 
 
 class _Executor:
@@ -377,6 +400,10 @@ class _Executor:
 
     def run(self, sql: str, params: dict[str, Any]) -> None:
         self.conn.execute(sql, params)
+
+    def count(self, sql: str, params: dict[str, Any]) -> int:
+        """Run a statement; how many rows it changed."""
+        return int(self.conn.execute(sql, params).rowcount)
 
     def many(self, sql: str, rows: list[dict[str, Any]]) -> None:
         if rows:

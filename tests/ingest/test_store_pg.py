@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,8 @@ def test_every_query_exists_for_every_dialect() -> None:
     sqlite, postgres = queries("sqlite"), queries("postgres")
     assert set(sqlite) <= set(postgres)
     assert set(postgres) - set(sqlite) == {"pgvector_search", "pgvector_set"}
+    for name, sql in sqlite.items():  # the same parameters in both dialects
+        assert sorted(set(re.findall(r":(\w+)", sql))) == sorted(set(re.findall(r"%\((\w+)\)s", postgres[name])))
 
 
 def exercise(store: VectorStore) -> None:
@@ -90,3 +94,47 @@ def test_postgres_store_pgvector_when_available(raw_pg_url: str) -> None:
         exercise(store)
     finally:
         store.close()
+
+
+def _cache_follows_writes(writer: VectorStore, reader: VectorStore) -> None:
+    """A reader's cached matrix picks up appends (incrementally) and deletions (by reloading) of another writer."""
+    embedder = HashingEmbedder()
+
+    def add(source_id: str, text: str, replace: bool = False) -> None:
+        chunks = make_chunks(text)
+        new = NewChunks(chunks, embedder.embed([c.text for c in chunks]), embedder.name)
+        if replace:
+            writer.replace_chunks(source_id, new)
+        else:
+            writer.append_chunks(source_id, new)
+
+    def top(query: str) -> str:
+        return str(reader.search("ns", embedder.embed([query])[0], 1, embedder.name)[0]["text"])
+
+    writer.insert_source("s1", "ns", "one", "website")
+    add("s1", "Badgers dig setts in the woodland.")
+    assert top("badgers dig setts") == "Badgers dig setts in the woodland."
+    add("s1", "Herons stand still in shallow water.")  # an append: the reader reads only the new row
+    assert top("herons stand still") == "Herons stand still in shallow water."
+    add("s1", "Foxes hunt at dusk.", replace=True)  # a deletion: the reader reloads
+    assert top("badgers dig setts") == "Foxes hunt at dusk."
+    assert len(reader.search("ns", embedder.embed(["x"])[0], 10, embedder.name)) == 1
+
+
+def test_sqlite_cache_follows_writes_of_another_connection(tmp_path: object) -> None:
+    writer, reader = SQLiteStore(f"{tmp_path}/s.db"), SQLiteStore(f"{tmp_path}/s.db")
+    try:
+        _cache_follows_writes(writer, reader)
+    finally:
+        writer.close()
+        reader.close()
+
+
+@pytest.mark.postgres
+def test_postgres_cache_follows_writes_of_another_connection(raw_pg_url: str) -> None:
+    writer, reader = PostgresStore(raw_pg_url, use_pgvector=False), PostgresStore(raw_pg_url, use_pgvector=False)
+    try:
+        _cache_follows_writes(writer, reader)
+    finally:
+        writer.close()
+        reader.close()

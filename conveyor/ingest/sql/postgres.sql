@@ -27,7 +27,7 @@ WHERE id = %(id)s;
 SELECT namespace FROM ingest_sources WHERE id = %(id)s FOR UPDATE;
 
 -- name: get_namespace
-SELECT model, dimensions, version FROM ingest_namespaces WHERE namespace = %(namespace)s;
+SELECT model, dimensions, version, deletions FROM ingest_namespaces WHERE namespace = %(namespace)s;
 
 -- name: insert_namespace
 INSERT INTO ingest_namespaces (namespace, model, dimensions, version) VALUES (%(namespace)s, %(model)s, %(dimensions)s, 1)
@@ -38,6 +38,12 @@ SELECT model, dimensions, version FROM ingest_namespaces WHERE namespace = %(nam
 
 -- name: bump_namespace
 UPDATE ingest_namespaces SET version = version + 1 WHERE namespace = %(namespace)s;
+
+-- name: bump_deletions
+UPDATE ingest_namespaces SET deletions = deletions + 1 WHERE namespace = %(namespace)s;
+
+-- name: namespace_vectors_after
+SELECT id, embedding FROM ingest_chunks WHERE namespace = %(namespace)s AND id > %(after)s ORDER BY id;
 
 -- name: delete_chunks_of_source
 DELETE FROM ingest_chunks WHERE source_id = %(id)s;

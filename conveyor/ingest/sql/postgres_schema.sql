@@ -19,7 +19,8 @@ CREATE TABLE IF NOT EXISTS ingest_namespaces (
     namespace TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     dimensions INTEGER NOT NULL,
-    version BIGINT NOT NULL DEFAULT 0
+    version BIGINT NOT NULL DEFAULT 0,
+    deletions BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ingest_chunks (
     id BIGSERIAL PRIMARY KEY,

@@ -27,7 +27,7 @@ WHERE id = :id;
 SELECT namespace FROM ingest_sources WHERE id = :id;
 
 -- name: get_namespace
-SELECT model, dimensions, version FROM ingest_namespaces WHERE namespace = :namespace;
+SELECT model, dimensions, version, deletions FROM ingest_namespaces WHERE namespace = :namespace;
 
 -- name: insert_namespace
 INSERT INTO ingest_namespaces (namespace, model, dimensions, version) VALUES (:namespace, :model, :dimensions, 1)
@@ -38,6 +38,12 @@ SELECT model, dimensions, version FROM ingest_namespaces WHERE namespace = :name
 
 -- name: bump_namespace
 UPDATE ingest_namespaces SET version = version + 1 WHERE namespace = :namespace;
+
+-- name: bump_deletions
+UPDATE ingest_namespaces SET deletions = deletions + 1 WHERE namespace = :namespace;
+
+-- name: namespace_vectors_after
+SELECT id, embedding FROM ingest_chunks WHERE namespace = :namespace AND id > :after ORDER BY id;
 
 -- name: delete_chunks_of_source
 DELETE FROM ingest_chunks WHERE source_id = :id;

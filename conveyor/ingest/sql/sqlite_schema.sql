@@ -18,7 +18,8 @@ CREATE TABLE IF NOT EXISTS ingest_namespaces (
     namespace TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     dimensions INTEGER NOT NULL,
-    version INTEGER NOT NULL DEFAULT 0
+    version INTEGER NOT NULL DEFAULT 0,
+    deletions INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS ingest_chunks (
     id INTEGER PRIMARY KEY,
