@@ -22,8 +22,8 @@ def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def test_killed_crawl_resumes_from_its_checkpoint(tmp_path: Path, site: Site) -> None:
-    url = f"sqlite:///{tmp_path}/resume.db"
+def test_killed_crawl_resumes_from_its_checkpoint(db_url: str, tmp_path: Path, site: Site) -> None:
+    url = db_url
     env = {**os.environ, "CONVEYOR_DATABASE_URL": url, "CONVEYOR_DATA_DIR": str(tmp_path / "data"),
            "CONVEYOR_CRAWL_ALLOW_PRIVATE": "true", "CONVEYOR_LEASE_S": "2", "CONVEYOR_POLL_INTERVAL_S": "0.1"}
     app = Conveyor(url, settings=Settings(data_dir=str(tmp_path / "data"), crawl_allow_private=True))
