@@ -189,6 +189,18 @@ class Fetched:
     status: int
     content_type: str
     body: bytes
+    charset: str | None = None
+
+    def text(self) -> str:
+        """The body decoded by its declared charset (UTF-8 with replacement when none or unknown)."""
+        from conveyor.ingest.extract import decode_text
+
+        if self.charset and self.charset.lower().replace("_", "-") not in {"utf-8", "utf8"}:
+            try:
+                return self.body.decode(self.charset, errors="replace")
+            except LookupError:
+                pass
+        return decode_text(self.body)
 
 
 class SafeFetcher:
@@ -267,7 +279,8 @@ class SafeFetcher:
                     return Fetched(current, response.status_code, content_type, b"")
                 if accept is not None and content_type not in accept:
                     raise FetchError(f"{current}: skipped, content type {content_type or 'unknown'!r} is not HTML")
-                return Fetched(current, response.status_code, content_type, self._body(current, response))
+                body = self._body(current, response)
+                return Fetched(current, response.status_code, content_type, body, response.charset_encoding)
             finally:
                 response.close()
         raise FetchError(f"{url}: more than {self.policy.max_redirects} redirects")
@@ -299,13 +312,13 @@ class Page:
     title: str
     text: str
     links: list[str]
+    index: bool = True  # false: `<meta name="robots" content="noindex">`, its text is not stored
 
 
 def parse_page(fetched: Fetched, max_chars: int = MAX_PAGE_CHARS) -> Page:
-    """Title, visible text and links of an HTML page (or the text of a plain-text one)."""
-    from conveyor.ingest.extract import decode_text
-
-    raw = decode_text(fetched.body)
+    """Title, visible text and links of an HTML page (or the text of a plain-text one). A robots meta tag is
+    honoured: `noindex` keeps the text out, `nofollow` the links."""
+    raw = fetched.text()
     if fetched.content_type not in HTML_TYPES:
         return Page(fetched.url, fetched.url, raw[:max_chars], [])
     from selectolax.lexbor import LexborHTMLParser
@@ -313,15 +326,23 @@ def parse_page(fetched: Fetched, max_chars: int = MAX_PAGE_CHARS) -> Page:
     tree = LexborHTMLParser(raw)
     title_node = tree.css_first("title")
     title = title_node.text(strip=True) if title_node is not None else ""
+    directives: set[str] = set()
+    for meta in tree.css("meta[name]"):
+        if (meta.attributes.get("name") or "").strip().lower() in {"robots", USER_AGENT.split("/")[0].lower()}:
+            content = (meta.attributes.get("content") or "").lower()
+            directives.update(d.strip() for d in content.split(","))
     base = fetched.url
     base_node = tree.css_first("base[href]")
     if base_node is not None and base_node.attributes.get("href"):
         base = urljoin(fetched.url, base_node.attributes["href"] or "")
-    links = [urljoin(base, a.attributes.get("href") or "") for a in tree.css("a[href]")]
+    links: list[str] = []
+    if not directives & {"nofollow", "none"}:
+        links = [urljoin(base, a.attributes.get("href") or "") for a in tree.css("a[href]")]
     tree.strip_tags(["script", "style", "noscript", "template", "svg", "iframe", "head"])
     body = tree.body
     text = body.text(separator="\n", strip=True) if body is not None else ""
-    return Page(fetched.url, title or fetched.url, text[:max_chars], links)
+    index = not directives & {"noindex", "none"}
+    return Page(fetched.url, title or fetched.url, text[:max_chars] if index else "", links, index)
 
 
 class Robots:

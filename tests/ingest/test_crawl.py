@@ -238,3 +238,26 @@ def test_ipv6_forms_of_loopback_are_refused_before_connecting() -> None:
             check_url_statically(url, CrawlPolicy())
         with SafeFetcher(CrawlPolicy()) as fetcher, pytest.raises(UnsafeURLError, match=r"loopback"):
             fetcher.get(url)
+
+
+def test_parse_page_honours_charset_and_robots_meta() -> None:
+    from conveyor.ingest.crawl import Fetched, parse_page
+
+    latin = Fetched("http://x.test/", 200, "text/html",
+                    "<html><body><p>Crème brûlée à la française</p></body></html>".encode("latin-1"), "iso-8859-1")
+    assert parse_page(latin).text == "Crème brûlée à la française"
+    hidden = Fetched("http://x.test/a", 200, "text/html",
+                     b'<html><head><meta name="robots" content="noindex"></head><body><p>Secret</p>'
+                     b'<a href="/b">b</a></body></html>')
+    page = parse_page(hidden)
+    assert page.text == "" and not page.index and page.links == ["http://x.test/b"]
+    closed = Fetched("http://x.test/a", 200, "text/html",
+                     b'<html><head><meta name="ConveyorBot" content="nofollow"><base href="/docs/"></head>'
+                     b'<body><p>Open</p><a href="b">b</a></body></html>')
+    page = parse_page(closed)
+    assert page.text.startswith("Open") and page.links == []
+    based = Fetched("http://x.test/a", 200, "text/html",
+                    b'<html><head><base href="/docs/"></head><body><a href="b#frag">b</a></body></html>')
+    assert parse_page(based).links == ["http://x.test/docs/b#frag"]
+    plain = Fetched("http://x.test/t.txt", 200, "text/plain", b"just text")
+    assert parse_page(plain).text == "just text" and parse_page(plain).links == []
