@@ -112,8 +112,9 @@ def _pdf(path: Path, limits: Limits) -> str:
     out = _Text(limits.max_chars)
     try:
         reader = PdfReader(path, strict=False)
-        if reader.is_encrypted:
-            raise ExtractionError("the PDF is encrypted")
+        # Many PDFs are encrypted with an empty user password (only printing or copying is restricted).
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise ExtractionError("the PDF is protected by a password")
         pages = len(reader.pages)
         if pages > limits.max_pdf_pages:
             raise ExtractionError(f"the PDF has {pages} pages; the limit is {limits.max_pdf_pages}")

@@ -161,3 +161,17 @@ def test_pdf_page_limit(tmp_path: Path) -> None:
     path = make_pdf(tmp_path / "a.pdf", ["one page"])
     with pytest.raises(ExtractionError, match=r"1 pages; the limit is 0"):
         extract_file(path, "pdf", Limits(max_pdf_pages=0))
+
+
+def test_encrypted_pdfs(tmp_path: Path) -> None:
+    from pypdf import PdfReader, PdfWriter
+
+    plain = make_pdf(tmp_path / "plain.pdf", ["Restricted but readable text."])
+    for user_password, name in (("", "open.pdf"), ("s3cret", "locked.pdf")):
+        writer = PdfWriter(clone_from=PdfReader(plain))
+        writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+        with (tmp_path / name).open("wb") as handle:
+            writer.write(handle)
+    assert "Restricted but readable text." in extract_file(tmp_path / "open.pdf", "pdf")
+    with pytest.raises(ExtractionError, match=r"protected by a password"):
+        extract_file(tmp_path / "locked.pdf", "pdf")
