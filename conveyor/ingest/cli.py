@@ -159,6 +159,57 @@ def ingest_url(
     go()
 
 
+@ingest_app.command("list")
+def ingest_list(
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
+    db: DbOption = None,
+    app: AppOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Sources, newest first."""
+    from conveyor.cli import handle_errors
+
+    @handle_errors
+    def go() -> None:
+        from rich.table import Table
+
+        from conveyor.cli import ago, out, print_json
+
+        _conveyor, ingestion = _open(db, app)
+        sources = ingestion.list_sources(namespace)
+        if as_json:
+            print_json({"sources": [s.to_dict() for s in sources]})
+            return
+        table = Table(box=None, header_style="bold")
+        for column in ("id", "namespace", "kind", "status", "chunks", "name", "created"):
+            table.add_column(column)
+        for s in sources:
+            table.add_row(s.id, s.namespace, s.kind, s.status, str(s.chunk_count), s.name[:60], ago(s.created_at))
+        out.print(table if sources else "no sources")
+
+    go()
+
+
+@ingest_app.command("delete")
+def ingest_delete(
+    source_id: Annotated[str, typer.Argument(metavar="ID")],
+    db: DbOption = None,
+    app: AppOption = None,
+) -> None:
+    """Delete a source: cancel its jobs, delete its vectors, then the source."""
+    from conveyor.cli import handle_errors
+
+    @handle_errors
+    def go() -> None:
+        from conveyor.cli import out
+
+        _conveyor, ingestion = _open(db, app)
+        ingestion.delete_source(source_id)
+        out.print(f"source {source_id} deleted")
+
+    go()
+
+
 def search_command(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     namespace: NamespaceOption = "default",

@@ -61,6 +61,14 @@ def test_ingest_file_waits_until_ready_then_search(env: dict[str, str], worker: 
     assert results[0]["source_id"] == source["id"]
     people = conveyor(env, "search", "otters hold hands", "-n", "zoo")
     assert people.returncode == 0 and "Otters hold hands" in people.stdout
+    listed = conveyor(env, "ingest", "list", "-n", "zoo", "--json")
+    assert [s["id"] for s in json.loads(listed.stdout)["sources"]] == [source["id"]]
+    assert source["id"] in conveyor(env, "ingest", "list").stdout
+    deleted = conveyor(env, "ingest", "delete", source["id"])
+    assert deleted.returncode == 0 and "deleted" in deleted.stdout
+    assert json.loads(conveyor(env, "search", "otters", "-n", "zoo", "--json").stdout) == {"results": []}
+    again = conveyor(env, "ingest", "delete", source["id"])
+    assert again.returncode == 2 and "not found" in again.stderr
 
 
 def test_ingest_text_from_stdin_and_url(env: dict[str, str], worker: object, site: Site) -> None:
