@@ -181,8 +181,9 @@ def ingest_list(
             print_json({"sources": [s.to_dict() for s in sources]})
             return
         table = Table(box=None, header_style="bold")
-        for column in ("id", "namespace", "kind", "status", "chunks", "name", "created"):
-            table.add_column(column)
+        table.add_column("id", no_wrap=True, min_width=36)
+        for column in ("namespace", "kind", "status", "chunks", "name", "created"):
+            table.add_column(column, overflow="ellipsis", no_wrap=column != "name")
         for s in sources:
             table.add_row(s.id, s.namespace, s.kind, s.status, str(s.chunk_count), s.name[:60], ago(s.created_at))
         out.print(table if sources else "no sources")
