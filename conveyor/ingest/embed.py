@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 HASH_DIMENSIONS = 384
 OPENAI_BATCH = 64
 OPENAI_TIMEOUT_S = 60.0
+DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
 _TOKEN = re.compile(r"\w+")
 
 
@@ -135,6 +136,17 @@ class OpenAIEmbedder:
         return vectors
 
 
+def embedder_name(env: Mapping[str, str] | None = None) -> str:
+    """The name of the model `CONVEYOR_EMBEDDER` chooses, without loading it."""
+    env = os.environ if env is None else env
+    choice = env.get("CONVEYOR_EMBEDDER", "hash").strip().lower() or "hash"
+    if choice == "openai":
+        return f"openai:{env.get('CONVEYOR_EMBED_MODEL', DEFAULT_OPENAI_MODEL)}"
+    if choice == "minilm":
+        return "all-MiniLM-L6-v2"
+    return HashingEmbedder.name
+
+
 def embedder_from_env(env: Mapping[str, str] | None = None) -> Embedder:
     """The embedder `CONVEYOR_EMBEDDER` names: `hash` (default), `openai` or `minilm`."""
     env = os.environ if env is None else env
@@ -143,7 +155,7 @@ def embedder_from_env(env: Mapping[str, str] | None = None) -> Embedder:
         return _default()
     if choice == "openai":
         base_url = env.get("CONVEYOR_EMBED_BASE_URL", "https://api.openai.com/v1")
-        model = env.get("CONVEYOR_EMBED_MODEL", "text-embedding-3-small")
+        model = env.get("CONVEYOR_EMBED_MODEL", DEFAULT_OPENAI_MODEL)
         return OpenAIEmbedder(base_url, model, env.get("CONVEYOR_EMBED_API_KEY"))
     if choice == "minilm":
         from conveyor.ingest.minilm import MiniLMEmbedder

@@ -146,8 +146,15 @@ class Ingestion:
     def _insert_and_enqueue(
         self, namespace: str, name: str, kind: str, task: str, location: str, options: dict[str, Any]
     ) -> tuple[Source, Job]:
-        source_id = str(uuid.uuid4())
+        from conveyor.ingest.embed import embedder_name
+        from conveyor.ingest.errors import ModelMismatchError
+
         store = self.store
+        stored = store.namespace_model(namespace)
+        wanted = embedder_name()
+        if stored is not None and stored[0] != wanted:  # refused now rather than by a failed job later
+            raise ModelMismatchError(namespace, stored[0], wanted)
+        source_id = str(uuid.uuid4())
         store.insert_source(source_id, namespace, name, kind, location=location, options=options)
         try:
             job = self.app.enqueue(

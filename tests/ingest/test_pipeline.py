@@ -250,3 +250,17 @@ def test_delete_cancels_a_running_crawl(ingestion: Ingestion, ingest_app: Convey
     assert ingestion.search("ns", "lighthouse keepers polish the great lens") == []
     assert ingestion.store.load_checkpoint(source.id) is None
     assert len(site.pages_fetched()) <= 2, "the crawl stopped after the page in flight"
+
+
+def test_a_namespace_of_another_model_refuses_new_sources_at_once(
+    ingestion: Ingestion, ingest_app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingestion.add_text("ns", "Stored with the default embedder.")
+    drain(ingest_app)
+    monkeypatch.setenv("CONVEYOR_EMBEDDER", "openai")
+    monkeypatch.setenv("CONVEYOR_EMBED_MODEL", "text-embedding-3-large")
+    with pytest.raises(ModelMismatchError, match=r"holds vectors of model 'conveyor-hash-384-v1'"):
+        ingestion.add_text("ns", "Another model.")
+    assert len(ingestion.list_sources("ns")) == 1
+    source, _ = ingestion.add_text("other-ns", "A fresh namespace takes any model.")
+    assert source.status == "pending"
