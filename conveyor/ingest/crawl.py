@@ -135,7 +135,7 @@ def check_url(url: str) -> httpx.URL:
 def check_url_statically(url: str, policy: CrawlPolicy) -> httpx.URL:
     """What can be refused without DNS: the scheme, and literal or `localhost` hosts (at source creation)."""
     parsed = check_url(url)
-    host = parsed.host
+    host = parsed.host.rstrip(".").lower()
     if policy.allow_private:
         return parsed
     if host == "localhost" or host.endswith(".localhost"):

@@ -261,3 +261,18 @@ def test_parse_page_honours_charset_and_robots_meta() -> None:
     assert parse_page(based).links == ["http://x.test/docs/b#frag"]
     plain = Fetched("http://x.test/t.txt", 200, "text/plain", b"just text")
     assert parse_page(plain).text == "just text" and parse_page(plain).links == []
+
+
+@pytest.mark.parametrize(
+    ("host", "message"),
+    [("127.1", "loopback"), ("0x7f000001", "loopback"), ("2130706433", "loopback"), ("[::1]", "loopback"),
+     ("0177.0.0.1", "invalid URL")],
+)
+def test_odd_spellings_of_loopback_are_refused(host: str, message: str) -> None:
+    with SafeFetcher(CrawlPolicy()) as fetcher, pytest.raises(UnsafeURLError, match=message):
+        fetcher.get(f"http://{host}:9/")
+
+
+def test_localhost_with_a_trailing_dot_is_refused_statically() -> None:
+    with pytest.raises(UnsafeURLError, match=r"loopback name"):
+        check_url_statically("http://LocalHost./", CrawlPolicy())
