@@ -53,10 +53,10 @@ def normalise(matrix: Vectors) -> Vectors:
 
 @functools.lru_cache(maxsize=262_144)
 def _feature(token: str) -> int:
-    """A token's signed slot: the hash picks the dimension, one more bit the sign (so collisions cancel out)."""
+    """A token's bin: the hash picks the dimension (bin // 2), one more bit the sign (bin % 2), so that collisions
+    tend to cancel out instead of adding up."""
     h = zlib.crc32(token.encode("utf-8"))
-    slot = (h >> 1) % HASH_DIMENSIONS
-    return slot + 1 if h & 1 else -(slot + 1)
+    return ((h >> 1) % HASH_DIMENSIONS) * 2 + (h & 1)
 
 
 class HashingEmbedder:
@@ -68,21 +68,18 @@ class HashingEmbedder:
     def embed(self, texts: Sequence[str]) -> Vectors:
         import numpy as np
 
-        out = np.zeros((len(texts), HASH_DIMENSIONS), dtype=np.float32)
+        bins = 2 * HASH_DIMENSIONS
+        flat: list[int] = []
         for row, text in enumerate(texts):
             words = _TOKEN.findall(text.lower())
-            features = [_feature(w) for w in words]
-            features += [_feature(f"{a} {b}") for a, b in itertools.pairwise(words)]
-            if not features:
-                continue
-            signed = np.asarray(features, dtype=np.int64)
-            slots = np.abs(signed) - 1
-            counts = np.zeros(HASH_DIMENSIONS * 2, dtype=np.float32)
-            np.add.at(counts, slots * 2 + (signed > 0), 1.0)
-            # Sub-linear term weights: a word repeated ten times must not drown every other word.
-            weighted = np.where(counts > 0, 1.0 + np.log(np.maximum(counts, 1.0)), 0.0)
-            out[row] = weighted[1::2] - weighted[0::2]
-        return normalise(out)
+            offset = row * bins
+            flat.extend(offset + _feature(w) for w in words)
+            flat.extend(offset + _feature(f"{a} {b}") for a, b in itertools.pairwise(words))
+        counts = np.bincount(np.asarray(flat, dtype=np.int64), minlength=len(texts) * bins).astype(np.float32)
+        counts = counts.reshape(len(texts), bins)
+        # Sub-linear term weights: a word repeated ten times must not drown every other word.
+        weighted = np.where(counts > 0, 1.0 + np.log(np.maximum(counts, 1.0)), 0.0).astype(np.float32)
+        return normalise(weighted[:, 1::2] - weighted[:, 0::2])
 
 
 class OpenAIEmbedder:
