@@ -25,6 +25,7 @@ from conveyor.job import TERMINAL_STATUSES, Job, JobStatus
 from conveyor.settings import parse_duration, parse_queues
 
 F = TypeVar("F", bound=Callable[..., Any])
+PIPED_WIDTH = 10_000
 
 cli = typer.Typer(
     name="conveyor",
@@ -39,6 +40,8 @@ cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(queues_cli, name="queues")
 
 out = Console(highlight=False)
+if not out.is_terminal:  # piped or captured: Rich would assume 80 columns and cut ids and names with "…"
+    out = Console(highlight=False, width=PIPED_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DbOption = Annotated[
@@ -278,7 +281,8 @@ def jobs_list(
         print_json({"jobs": [j.to_dict() for j in page.jobs], "next_cursor": page.next_cursor})
         return
     table = Table(box=None, header_style="bold")
-    for column in ("id", "type", "queue", "status", "prio", "progress", "attempts", "created"):
+    table.add_column("id", no_wrap=True, min_width=len(page.jobs[0].id) if page.jobs else 0)
+    for column in ("type", "queue", "status", "prio", "progress", "attempts", "created"):
         table.add_column(column)
     for job in page.jobs:
         table.add_row(
