@@ -153,8 +153,14 @@ def worker(
     if processes < 0:
         raise ConfigError("--processes must be 0 or more")
     conveyor = load_app(db, app)
+    # Bad options or an unusable database are one clear error here, not worker processes that crash and are
+    # restarted forever by the supervisor.
+    conveyor.settings.with_changes(concurrency=concurrency, lease_s=lease, shutdown_grace_s=grace)
+    conveyor.backend.migrate()
     if processes >= 1:
         from conveyor.worker.supervisor import Supervisor, child_argv
+
+        conveyor.close()
 
         argv = ["worker", "--db", conveyor.database_url, "--processes", "0", "--log-level", log_level]
         for flag, value in (("--app", app), ("--concurrency", concurrency), ("--queues", queues),

@@ -52,15 +52,18 @@ class Worker:
         worker_id: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        settings = app.settings
+        # validated like the settings: 0 slots or a negative lease is a ConfigError, not silently the default
+        settings = app.settings.with_changes(
+            concurrency=concurrency, lease_s=lease_s, shutdown_grace_s=shutdown_grace_s, poll_interval_s=poll_interval_s
+        )
         self.app = app
         self.backend = app.backend
-        self.concurrency = concurrency or settings.concurrency
+        self.concurrency = settings.concurrency
         self.queues = queues if queues is not None else settings.queues
         self.burst = burst
-        self.lease_s = lease_s or settings.lease_s
-        self.grace_s = settings.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
-        self.poll_interval_s = poll_interval_s or settings.poll_interval_s
+        self.lease_s = settings.lease_s
+        self.grace_s = settings.shutdown_grace_s
+        self.poll_interval_s = settings.poll_interval_s
         self.clock = clock or app.clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
