@@ -151,7 +151,25 @@ def test_worker_burst_runs_everything_and_exits(sqlite_url: str, app: Conveyor) 
     assert app.require_job(later.id).status is JobStatus.SCHEDULED
     in_process = run("worker", "--db", sqlite_url, "--burst", "--processes", "0")
     assert in_process.returncode == 0, in_process.stderr
-    assert run("worker", "--db", sqlite_url, "--processes", "-1").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--db", "sqlite:////no/such/directory/x.db"], "does not exist"),
+        (["--concurrency", "0"], "concurrency must be at least 1, got 0"),
+        (["--concurrency", "-1"], "concurrency must be at least 1, got -1"),
+        (["--lease", "0"], "lease must be positive"),
+        (["--grace", "-1"], "shutdown grace must not be negative"),
+        (["--processes", "-1"], "--processes must be 0 or more"),
+    ],
+)
+def test_worker_refuses_bad_options_at_once(sqlite_url: str, args: list[str], message: str) -> None:
+    """Not a supervisor restarting crashing children forever: one line and exit code 2."""
+    argv = ["worker", "--db", sqlite_url, *args] if "--db" not in args else ["worker", *args]
+    result = run(*argv, timeout=30)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1 and message in result.stderr
 
 
 # ---------------------------------------------------------------------------------------------- jobs
