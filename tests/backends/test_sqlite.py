@@ -529,3 +529,24 @@ def test_memory_database_works_in_one_process(tmp_path: Path) -> None:
         assert [j.id for j in claim(b)] == [job_id]
     finally:
         b.close()
+
+
+def test_priority_order_holds_across_limited_and_unlimited_queues(backend: SQLiteBackend) -> None:
+    """A queue with a concurrency limit (or a paused queue anywhere) must not let its low-priority jobs jump ahead
+    of higher-priority jobs in other queues."""
+    (low,) = insert(backend, new_job(queue="limited", priority=0))
+    (high,) = insert(backend, new_job(queue="default", priority=10))
+    (mid,) = insert(backend, new_job(queue="limited", priority=5))
+    backend.set_queue(QueueChange("limited", concurrency=5), T0)
+    assert [j.id for j in claim(backend, limit=1)] == [high]
+    assert [j.id for j in claim(backend, limit=1)] == [mid]
+    assert [j.id for j in claim(backend, limit=1)] == [low]
+
+
+def test_priority_order_with_a_rate_limited_queue(backend: SQLiteBackend) -> None:
+    (low,) = insert(backend, new_job(queue="metered", priority=-1))
+    (high,) = insert(backend, new_job(queue="default", priority=1))
+    backend.set_queue(QueueChange("metered", rate_limit=100.0), T0)
+    backend.set_queue(QueueChange("elsewhere", paused=True), T0)
+    assert [j.id for j in claim(backend, limit=1)] == [high]
+    assert [j.id for j in claim(backend, limit=1)] == [low]
