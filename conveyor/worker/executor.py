@@ -58,6 +58,10 @@ class Executor:
         self.clock = clock
         self.processes: ProcessPoolExecutor | None = None
         self.process_count = process_count
+        # Sync attempts that ended (time-out, cancel) while their thread or process still runs the function: each
+        # still holds a thread (or process) of the pool, so the worker keeps its slot until it really ends.
+        self.abandoned: set[asyncio.Future[Any]] = set()
+        self.on_abandoned_done: Callable[[], None] | None = None
 
     def _process_pool(self) -> ProcessPoolExecutor:
         if self.processes is None:
@@ -122,7 +126,23 @@ class Executor:
             future = loop.run_in_executor(self.threads, call)
         # A thread cannot be interrupted: on time-out or cancel the attempt ends now and `ctx.cancelled` tells the
         # function to stop; its thread finishes in the background and its result is discarded.
-        return await asyncio.wait_for(asyncio.shield(future), limit)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), limit)
+        finally:
+            if not future.done():
+                self._abandon(future)
+
+    def _abandon(self, future: asyncio.Future[Any]) -> None:
+        self.abandoned.add(future)
+
+        def done(f: asyncio.Future[Any]) -> None:
+            self.abandoned.discard(f)
+            if not f.cancelled():
+                f.exception()  # its outcome was settled already; mark the exception (if any) as seen
+            if self.on_abandoned_done is not None:
+                self.on_abandoned_done()
+
+        future.add_done_callback(done)
 
     def _failure(self, task: Task, job: ClaimedJob, error: str, detail: str | None) -> Failed:
         delay = backoff_s(job.retries_used + 1, task.retry_backoff, task.retry_backoff_max)

@@ -77,6 +77,7 @@ class Worker:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-db")
         self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
         self._executor = Executor(app, self._task_threads, self.clock, min(self.concurrency, os.cpu_count() or 1))
+        self._executor.on_abandoned_done = self._slot_freed
         self._stopping = False
         self._failure: BaseException | None = None
         self._wake: asyncio.Event | None = None
@@ -96,6 +97,14 @@ class Worker:
     @property
     def running_count(self) -> int:
         return len(self._running)
+
+    def _free_slots(self) -> int:
+        """Slots neither running a job nor held by a thread still busy with an abandoned (timed-out) attempt."""
+        return self.concurrency - len(self._running) - len(self._executor.abandoned)
+
+    def _slot_freed(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -159,7 +168,9 @@ class Worker:
         """Claim what fits in the free slots, run those jobs to their end, write the outcomes; returns how many."""
         if self._wake is None:
             self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
-        result = await self._claim(self.concurrency - len(self._running))
+        while self._free_slots() <= 0 and self._executor.abandoned:  # threads still busy with abandoned attempts
+            await asyncio.wait(set(self._executor.abandoned), return_when=asyncio.FIRST_COMPLETED)
+        result = await self._claim(self._free_slots())
         tasks = [self._start(job) for job in result.jobs]
         if tasks:
             await asyncio.wait(tasks)
@@ -178,7 +189,7 @@ class Worker:
         due_at: float | None = None
         token = self.backend.change_token()
         while not self._stopping:
-            free = self.concurrency - len(self._running)
+            free = self._free_slots()
             claim = free > 0 and may_have_more
             if claim or self._outcomes:
                 token = self.backend.change_token()
@@ -215,7 +226,7 @@ class Worker:
         while not self._stopping:
             if self._outcomes:
                 return False
-            if len(self._running) < self.concurrency:
+            if self._free_slots() > 0:
                 if self.backend.change_token() != token or time.monotonic() >= deadline:
                     return True
             self._wake.clear()
