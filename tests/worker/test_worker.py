@@ -747,3 +747,34 @@ def test_the_worker_registers_itself_while_running(live_app: Conveyor) -> None:
     finally:
         go_on.set()
     assert app.list_workers() == []
+
+
+def test_a_thread_still_running_an_abandoned_attempt_keeps_its_slot(live_app: Conveyor) -> None:
+    """A sync attempt that timed out but ignores ctx.cancelled still holds its thread: the worker must not claim a
+    job into that slot, where it would sit behind the stuck thread and time out without ever running."""
+    app = live_app
+    release = threading.Event()
+    quick_ran = threading.Event()
+
+    @app.task(timeout=0.3, max_retries=0)
+    def deaf(ctx: JobContext) -> None:
+        release.wait(20)
+
+    @app.task(timeout=1.0, max_retries=0)
+    def quick(ctx: JobContext) -> str:
+        quick_ran.set()
+        return "ok"
+
+    stuck = app.enqueue("deaf", priority=1)
+    waiting = app.enqueue("quick")
+    try:
+        with Background(Worker(app, concurrency=1)):
+            wait_for(lambda: status(app, stuck.id) is JobStatus.FAILED, timeout=10, what="the time-out")
+            time.sleep(1.5)  # longer than quick's own time-out
+            assert status(app, waiting.id) is JobStatus.PENDING  # left for a worker with a free thread
+            release.set()
+            wait_for(lambda: status(app, waiting.id) is JobStatus.COMPLETED, timeout=10, what="the waiting job")
+    finally:
+        release.set()
+    assert quick_ran.is_set()
+    assert app.require_job(waiting.id).result == "ok"
