@@ -27,6 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
 _UNSET: Any = object()
 _MAX_NAME = 200
+_MAX_INT = 2**31 - 1  # priority and max_retries fit a 32-bit column on every backend
 
 
 def _check_name(kind: str, value: Any) -> str:
@@ -192,6 +193,8 @@ class Conveyor:
             retries = self.settings.max_retries
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
+        if retries > _MAX_INT or (priority is not None and abs(priority) > _MAX_INT):
+            raise InvalidArgumentsError(f"priority and max_retries must lie within ±{_MAX_INT}")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if delay is not None and run_at is not None:
