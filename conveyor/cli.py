@@ -534,6 +534,8 @@ def check(db: DbOption = None, app: AppOption = None, timeout: float = 30.0) -> 
     out.print("[green]ok[/] schema up to date")
     queue = f"conveyor-check-{uuid.uuid4().hex[:12]}"
     token = uuid.uuid4().hex
+    if "demo.echo" not in conveyor.tasks:  # an --app made with demo_tasks=False: the round trip brings its own
+        conveyor = Conveyor(conveyor.database_url, settings=conveyor.settings)
     job = conveyor.enqueue("demo.echo", {"token": token}, queue=queue, max_retries=0)
     conveyor.run_worker(concurrency=1, queues=[queue], burst=True, handle_signals=False)
     done = conveyor.wait(job.id, poll_interval=0.05, timeout=timeout)
