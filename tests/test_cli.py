@@ -87,6 +87,7 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["enqueue", "demo.sleep", "--args", '{"seconds": "long"}'], "invalid arguments"),
         (["enqueue", "demo.echo", "--delay", "-5"], "invalid duration '-5'"),
         (["enqueue", "demo.echo", "--delay", "soon"], "invalid duration"),
+        (["enqueue", "demo.echo", "--priority", str(2**64)], "priority and max_retries must lie within"),
         (["jobs", "show", "nope"], "job nope not found"),
         (["jobs", "list", "--status", "bogus"], "unknown status"),
         (["jobs", "purge", "--status", "pending"], "purge deletes finished jobs only"),
@@ -297,6 +298,12 @@ def test_check_runs_a_round_trip_without_a_worker(runner: CliRunner, sqlite_url:
     assert app.list_jobs().jobs == []  # it cleans up after itself
     result = run("check", "--db", sqlite_url)
     assert result.returncode == 0 and "round trip" in result.stdout
+
+
+def test_check_brings_its_own_demo_task(sqlite_url: str) -> None:
+    result = run("check", "--db", sqlite_url, "--app", "tests.worker.process_tasks:app")
+    assert result.returncode == 0, result.stderr
+    assert "round trip" in result.stdout
 
 
 def test_migrate_and_help(runner: CliRunner, sqlite_url: str) -> None:
