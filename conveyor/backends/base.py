@@ -199,8 +199,9 @@ class Backend(abc.ABC):
 
     # jobs: producing
     @abc.abstractmethod
-    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
-        """Insert in one transaction. A job whose `unique_key` matches an open job yields that job instead."""
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        """Insert in one transaction. A job whose `unique_key` matches an open job yields that job instead.
+        `connection`: the caller's own database connection or transaction to write in (PostgreSQL only)."""
 
     # jobs: reading
     @abc.abstractmethod
