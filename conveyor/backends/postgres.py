@@ -57,8 +57,11 @@ POOL_MAX_SIZE = 8
 POOL_TIMEOUT_S = 30.0  # how long a call waits for a connection (covers a database restart)
 DELETE_BATCH = 1000
 DEAD_WORKER_KEEP_S = 60.0
-LEADER_TTL_S = 15.0  # a leader that stops renewing (dead, frozen, cut off) is replaced after this
+LEADER_TTL_S = 15.0  # the longest a leader that stops renewing (dead, frozen, cut off) keeps the role
+LEADER_TTL_MIN_S = 1.0
+LEADER_TTL_FIRST_S = 5.0
 LIMITED_QUEUES_TTL_S = 1.0  # how long the list of queues with a concurrency or rate limit is cached
+LISTEN_WAIT_S = 0.25  # how long one wait for notifications lasts (a closing listener stops within it)
 LISTEN_RECONNECT_S = (0.1, 0.2, 0.5, 1.0)  # back-off of the listener after losing its connection
 READY_CHANNEL = "conveyor_ready"
 CHANGES_CHANNEL = "conveyor_changes"
@@ -170,7 +173,7 @@ class _Listener:
                     self.connected.set()
                     while not self._stop.is_set():
                         # Every notification that arrived so far counts once: a burst wakes a worker once.
-                        got = sum(1 for _ in conn.notifies(timeout=1.0))
+                        got = sum(1 for _ in conn.notifies(timeout=LISTEN_WAIT_S))
                         if got:
                             self.count += 1
             except psycopg.Error as exc:
@@ -186,11 +189,7 @@ class _Listener:
                 self._conn = None
 
     def close(self) -> None:
-        self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.cancel_safe() if hasattr(conn, "cancel_safe") else conn.cancel()
+        self._stop.set()  # the thread sees it within one LISTEN_WAIT_S
         self._thread.join(timeout=3.0)
 
 
@@ -204,6 +203,7 @@ class PostgresBackend(Backend):
         self._listener: _Listener | None = None
         self._listener_lock = threading.Lock()
         self._leader_until = 0.0
+        self._last_lead: float | None = None
         self._limited: tuple[float, list[str]] = (-math.inf, [])
         try:
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
@@ -530,10 +530,16 @@ class PostgresBackend(Backend):
     # ------------------------------------------------------------------------------------------ maintenance
     def is_leader(self, now: float) -> bool:
         """Take or renew the maintenance leadership; True while this backend holds it. Every worker calls the
-        maintenance methods, but only the leader's calls do the work, so it runs once across the cluster."""
-        params = {"role": "maintenance", "holder": self.holder, "until": now + LEADER_TTL_S, "now": now}
+        maintenance methods, but only the leader's calls do the work, so it runs once across the cluster.
+
+        The leadership lasts three times the interval between this backend's calls (1 to 15 s): a leader that stops
+        calling (killed, frozen, cut off) is replaced about as fast as the lease of its jobs runs out."""
+        ttl = LEADER_TTL_FIRST_S if self._last_lead is None else 3 * (now - self._last_lead)
+        ttl = min(LEADER_TTL_S, max(LEADER_TTL_MIN_S, ttl))
+        self._last_lead = now
+        params = {"role": "maintenance", "holder": self.holder, "until": now + ttl, "now": now}
         rows = self._run(lambda conn: conn.execute(Q["take_leadership"], params).fetchall(), transaction=False)
-        self._leader_until = now + LEADER_TTL_S if rows else 0.0
+        self._leader_until = now + ttl if rows else 0.0
         return bool(rows)
 
     def rescue_expired(self, now: float) -> int:
