@@ -314,6 +314,7 @@ def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: 
     workers.start(concurrency=8)
     wait_for(lambda: pg_app.stats().counts["completed"] >= 500, 60, what="the run under way")
     pg_ctl("restart")
+    assert pg_app.stats().counts["completed"] < n, "the run ended before the restart: nothing was tested"
 
     def completed() -> bool:
         with contextlib.suppress(Exception):
@@ -329,6 +330,7 @@ def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: 
     assert (started.started_at - started.created_at).total_seconds() <= 2.0
     counts = pg_app.stats().counts
     assert counts["processing"] == 0 and counts["pending"] == 0 and counts["failed"] == 0
+    assert any("PostgreSQL error" in workers.log(p) or "lost its connection" in workers.log(p) for p in workers.procs)
     ran = {line.split()[0] for line in log.read_text().splitlines()}
     assert len(ran) == n  # every job's side effect happened (at least once; the set counts distinct jobs)
 
