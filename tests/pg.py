@@ -12,6 +12,7 @@ import itertools
 import os
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +47,7 @@ def _ensure_template(admin_url: str) -> str:
 
         name = f"conveyor_tmpl_{os.getpid()}"
         with _admin(admin_url) as conn:
+            _drop_orphans(conn)
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{name}"')
         backend = PostgresBackend(f"{_base(admin_url)}/{name}")  # migrates
@@ -53,6 +55,18 @@ def _ensure_template(admin_url: str) -> str:
         atexit.register(_drop, admin_url, name)
         _template = name
         return name
+
+
+def _drop_orphans(conn) -> None:  # type: ignore[no-untyped-def]
+    """Databases left behind by test sessions that were killed (their process is gone)."""
+    rows = conn.execute(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'conveyor\\_test\\_%' OR datname LIKE 'conveyor\\_tmpl\\_%'"
+    ).fetchall()
+    for (name,) in rows:
+        pid = int(name.split("_")[2])
+        if pid != os.getpid() and not Path(f"/proc/{pid}").exists():
+            with contextlib.suppress(Exception):
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _drop(admin_url: str, name: str) -> None:

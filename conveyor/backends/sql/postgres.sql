@@ -30,6 +30,10 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled'
 DO NOTHING
 RETURNING id;
 
+-- name: copy_jobs
+COPY conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, created_at,
+                    updated_at) FROM STDIN;
+
 -- name: get_open_by_unique_keys
 SELECT * FROM conveyor_jobs
 WHERE unique_key = ANY(%(unique_keys)s::text[]) AND status IN ('scheduled', 'pending', 'processing');
