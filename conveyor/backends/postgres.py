@@ -156,6 +156,7 @@ class _Listener:
         self.conninfo = conninfo
         self.channel = channel
         self.count = 0
+        self.callbacks: list[Callable[[], None]] = []
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -170,24 +171,30 @@ class _Listener:
                     self._conn = conn
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     failures = 0
-                    self.count += 1  # (re)connected: whatever happened meanwhile may have made jobs ready
+                    self._bump()  # (re)connected: whatever happened meanwhile may have made jobs ready
                     self.connected.set()
                     while not self._stop.is_set():
-                        # Every notification that arrived so far counts once: a burst wakes a worker once.
-                        got = sum(1 for _ in conn.notifies(timeout=LISTEN_WAIT_S))
-                        if got:
-                            self.count += 1
+                        for _ in conn.notifies(timeout=LISTEN_WAIT_S):
+                            self._bump()
             except psycopg.Error as exc:
                 self.connected.clear()
                 if self._stop.is_set():
                     return
-                self.count += 1  # nudge workers to poll while the listener is down
+                self._bump()  # nudge workers to poll while the listener is down
                 pause = LISTEN_RECONNECT_S[min(failures, len(LISTEN_RECONNECT_S) - 1)]
                 failures += 1
                 log.warning("listener on %s lost its connection (%s); reconnecting in %gs", self.channel, exc, pause)
                 self._stop.wait(pause)
             finally:
                 self._conn = None
+
+    def _bump(self) -> None:
+        self.count += 1
+        for callback in list(self.callbacks):
+            try:
+                callback()
+            except Exception:  # a closed event loop must not kill the listener
+                log.debug("listener callback failed", exc_info=True)
 
     def close(self) -> None:
         self._stop.set()  # the thread sees it within one LISTEN_WAIT_S
@@ -301,6 +308,19 @@ class PostgresBackend(Backend):
                     self._listener = _Listener(self.conninfo, READY_CHANNEL)
                     self._listener.connected.wait(5.0)
         return self._listener.count
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Wake-ups by notification: `callback` runs in the listener thread after each `conveyor_ready`."""
+        self.change_token()  # starts the listener
+        listener = self._listener
+        assert listener is not None
+        listener.callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                listener.callbacks.remove(callback)
+
+        return unsubscribe
 
     def listen(self, channel: str = CHANGES_CHANNEL) -> _Listener:
         """A listener on another channel (`conveyor_changes` wakes live event streams); close it when done."""
@@ -424,11 +444,18 @@ class PostgresBackend(Backend):
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
     ) -> tuple[list[str], ClaimResult]:
-        """One transaction, sent as one pipeline: progress, outcomes (one statement per kind), then the claim."""
+        """One transaction, sent as one pipeline: progress, outcomes (one statement per kind), then the claim.
+
+        A transaction without outcomes commits without waiting for the disk (`relaxed_commit`): should the database
+        crash and lose it, a lost claim is the same as a worker that died before starting (the job is claimed and
+        run again: at least once), and lost progress is only progress. Outcomes, enqueues and steering always wait
+        for the disk, so no completed job runs again."""
         limited = self._limited_queues(now) if claim is not None else []
 
         def go(conn: psycopg.Connection[Any]) -> tuple[list[str], ClaimResult]:
             with conn.pipeline():
+                if not outcomes:
+                    conn.execute(Q["relaxed_commit"])
                 if progress:
                     conn.execute(Q["write_progress"], _progress_params(progress, now))
                 written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
@@ -510,6 +537,7 @@ class PostgresBackend(Backend):
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         def go(conn: psycopg.Connection[Any]) -> list[str]:
             with conn.pipeline():
+                conn.execute(Q["relaxed_commit"])
                 conn.execute(
                     Q["upsert_worker"],
                     {

@@ -17,6 +17,10 @@ SELECT coalesce(max(version), 0) FROM conveyor_schema;
 -- name: set_schema_version
 INSERT INTO conveyor_schema (version) VALUES (%(version)s);
 
+-- name: relaxed_commit
+-- This transaction's commit need not wait for the WAL flush (see finish_and_claim); it stays atomic and ordered.
+SET LOCAL synchronous_commit = off;
+
 -- name: insert_jobs
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
                            unique_key, created_at, updated_at)
