@@ -218,6 +218,14 @@ def test_sql_api_enqueue_and_read(pg_app: Conveyor, pg_url: str) -> None:
         assert queues == [("default", 0, 0)]
 
 
+def test_sql_enqueued_job_of_unknown_type_fails_when_picked_up(pg_app: Conveyor, pg_url: str) -> None:
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        job_id = conn.execute("SELECT conveyor.enqueue('no.such.task', max_retries => 0)").fetchone()[0]
+    assert drain(pg_app) == 1
+    failed = pg_app.require_job(str(job_id))
+    assert failed.status is JobStatus.FAILED and "unknown task type" in (failed.error or "")
+
+
 def test_sql_enqueued_job_is_run_by_a_worker_process(pg_app: Conveyor, workers: Workers, pg_url: str,
                                                      tmp_path: Path) -> None:
     workers.start()
