@@ -250,8 +250,11 @@ class Conveyor:
         unique_key: str | None = None,
         tags: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        connection: Any = None,
     ) -> Job:
-        """Validate and store one job. With a `unique_key` that an open job holds, that job is returned."""
+        """Validate and store one job. With a `unique_key` that an open job holds, that job is returned.
+        `connection` (PostgreSQL): the caller's psycopg connection or transaction; the job then exists only if the
+        caller's transaction commits."""
         task = self.get_task(task_type)
         payload = task.validate({} if args is None else args)
         now = self.clock()
@@ -269,6 +272,8 @@ class Conveyor:
             metadata=metadata,
             now=now,
         )
+        if connection is not None:
+            return self.backend.insert_jobs(jobs, now, connection=connection)[0]
         return self.backend.insert_jobs(jobs, now)[0]
 
     def enqueue_many(
@@ -285,8 +290,10 @@ class Conveyor:
         unique_key: str | None = None,
         tags: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        connection: Any = None,
     ) -> list[Job]:
-        """Validate every payload, then store all jobs in one transaction; one bad payload stores nothing."""
+        """Validate every payload, then store all jobs in one transaction; one bad payload stores nothing.
+        `connection` (PostgreSQL): write in the caller's transaction, as `enqueue` does."""
         task = self.get_task(task_type)
         payloads = task.validate_many(list(args_list))
         if not payloads:
@@ -306,6 +313,8 @@ class Conveyor:
             metadata=metadata,
             now=now,
         )
+        if connection is not None:
+            return self.backend.insert_jobs(jobs, now, connection=connection)
         return self.backend.insert_jobs(jobs, now)
 
     # ------------------------------------------------------------------------------------------ reading

@@ -108,7 +108,12 @@ class Task:
         return self.fn(*args, **kwargs)
 
     def enqueue(self, **kwargs: Any) -> Job:
-        """Enqueue a job of this task with these arguments (enqueue options go through `app.enqueue`)."""
+        """Enqueue a job of this task with these arguments (enqueue options go through `app.enqueue`).
+        `connection=` (PostgreSQL, unless the task itself has an argument of that name) joins the caller's
+        transaction, as in `app.enqueue`."""
+        if "connection" in kwargs and "connection" not in self.args_model.model_fields:
+            connection = kwargs.pop("connection")
+            return self.app.enqueue(self.name, kwargs, connection=connection)
         return self.app.enqueue(self.name, kwargs)
 
     def args_schema(self) -> dict[str, Any]:

@@ -227,7 +227,9 @@ class SQLiteBackend(Backend):
                 raise BackendError(f"SQLite error: {exc}") from exc
 
     # ------------------------------------------------------------------------------------------ producing
-    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        if connection is not None:
+            raise ConfigError("connection= (transactional enqueue) needs the PostgreSQL backend")
         shared: dict[int, str] = {}  # a batch shares its tags and metadata objects: encode each once
 
         def encode(value: Any) -> str:

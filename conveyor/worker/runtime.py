@@ -119,6 +119,12 @@ class Worker:
                 loop.add_signal_handler(sig, self.stop)
         log.info("worker %s started: %d slots, queues %s", self.id, self.concurrency, self.queues or "all")
         await self._beat()
+        wake = self._wake
+
+        def notified() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        unsubscribe = self.backend.on_change(notified)
         services = [
             self._service(self._completer(), "completer"),
             self._service(self._heartbeat_loop(), "heartbeat"),
@@ -129,6 +135,8 @@ class Worker:
             await self._fetch_loop()
             await self._drain()
         finally:
+            if unsubscribe is not None:
+                unsubscribe()
             for service in services:
                 service.cancel()
             await asyncio.gather(*services, return_exceptions=True)
