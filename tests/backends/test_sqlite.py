@@ -550,3 +550,28 @@ def test_priority_order_with_a_rate_limited_queue(backend: SQLiteBackend) -> Non
     backend.set_queue(QueueChange("elsewhere", paused=True), T0)
     assert [j.id for j in claim(backend, limit=1)] == [high]
     assert [j.id for j in claim(backend, limit=1)] == [low]
+
+
+def test_a_cancel_requested_on_a_dead_workers_job_ends_cancelled_at_rescue(backend: SQLiteBackend) -> None:
+    (job_id,) = insert(backend, new_job(max_retries=3))
+    claim(backend, worker="gone")
+    assert backend.cancel_job(job_id, T0 + 1).cancel_requested
+    assert backend.rescue_expired(T0 + LEASE + 1) == 1
+    job = backend.get_job(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED and job.completed_at is not None
+    assert claim(backend, now=T0 + 100) == []
+
+
+def test_retry_clears_a_cancel_request_and_gives_a_fresh_budget(backend: SQLiteBackend) -> None:
+    (job_id,) = insert(backend, new_job(max_retries=0))
+    (job,) = claim(backend)
+    backend.cancel_job(job_id, T0 + 1)
+    backend.finish_jobs([Completed(job_id, job.lease, "x")], T0 + 2)
+    assert status(backend, job_id) is JobStatus.CANCELLED
+    retried = backend.retry_job(job_id, T0 + 3)
+    assert retried.status is JobStatus.PENDING and not retried.cancel_requested and retried.progress == 0
+    (again,) = claim(backend, now=T0 + 4)
+    assert again.attempt == 2 and again.retries_left == 0
+    backend.finish_jobs([Completed(job_id, again.lease, "y")], T0 + 5)
+    done = backend.get_job(job_id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.result == "y"
