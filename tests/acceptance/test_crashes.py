@@ -173,3 +173,14 @@ def test_workers_stop_when_their_supervisor_is_killed(acc_app: Conveyor, start_w
     supervisor.signal(signal.SIGKILL)
     supervisor.wait(10)
     wait_for(lambda: process_gone(child), timeout=20, what="the orphaned worker to exit")
+
+
+@pytest.mark.parametrize("processes", ["1", "0"])
+def test_ctrl_c_stops_gracefully(acc_app: Conveyor, start_worker: StartWorker, log: str, processes: str) -> None:
+    job = acc_app.enqueue("sleepy", {"log": log, "key": "k", "seconds": 0.5})
+    worker = start_worker("--processes", processes, grace=10)
+    wait_note(log, "start", "k")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(20) == 0, worker.output()
+    assert acc_app.require_job(job.id).status is JobStatus.COMPLETED  # it finished its job first
+    assert acc_app.list_workers() == []
