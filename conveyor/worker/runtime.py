@@ -169,7 +169,8 @@ class Worker:
         if self._wake is None:
             self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
         while self._free_slots() <= 0 and self._executor.abandoned:  # threads still busy with abandoned attempts
-            await asyncio.wait(set(self._executor.abandoned), return_when=asyncio.FIRST_COMPLETED)
+            busy = {asyncio.wrap_future(f) for f in list(self._executor.abandoned)}
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
         result = await self._claim(self._free_slots())
         tasks = [self._start(job) for job in result.jobs]
         if tasks:
