@@ -778,3 +778,44 @@ def test_a_thread_still_running_an_abandoned_attempt_keeps_its_slot(live_app: Co
         release.set()
     assert quick_ran.is_set()
     assert app.require_job(waiting.id).result == "ok"
+
+
+def test_run_once_waits_for_a_thread_held_by_an_abandoned_attempt(app: Conveyor) -> None:
+    release = threading.Event()
+    order: list[str] = []
+
+    @app.task(timeout=0.2, max_retries=0, priority=1)
+    def deaf(ctx: JobContext) -> None:
+        release.wait(20)
+        order.append("deaf thread ended")
+
+    @app.task(timeout=5, max_retries=0)
+    def quick(ctx: JobContext) -> None:
+        order.append("quick ran")
+
+    stuck = app.enqueue("deaf")
+    waiting = app.enqueue("quick")
+    threading.Timer(0.5, release.set).start()
+    worker = Worker(app, concurrency=1)
+    try:
+        assert run_once(worker) == 1
+        assert status(app, stuck.id) is JobStatus.FAILED
+        assert run_once(worker) == 1  # waits for the thread, then runs the job in it
+    finally:
+        release.set()
+        worker.close()
+    assert order == ["deaf thread ended", "quick ran"]
+    assert status(app, waiting.id) is JobStatus.COMPLETED
+
+
+def test_a_side_task_that_dies_stops_the_worker_loudly(live_app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: Worker) -> None:
+        raise ValueError("maintenance is broken")
+
+    monkeypatch.setattr(Worker, "_maintain", broken)
+    bg = Background(Worker(live_app))
+    with pytest.raises(RuntimeError, match="a side task failed") as info:
+        with bg:
+            bg.thread.join(20)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert live_app.list_workers() == []
