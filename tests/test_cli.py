@@ -113,7 +113,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
         ("sqlite://", "names no file"),
     ],
 )
-def test_a_bad_database_url_is_a_clear_error(tmp_path: Path, url: str, message: str) -> None:
+def test_a_bad_database_url_is_a_clear_error(url: str, message: str) -> None:
     for args in (["enqueue", "demo.echo", "--db", url], ["jobs", "list", "--db", url], ["check", "--db", url]):
         result = run(*args)
         assert result.returncode == 2, result
