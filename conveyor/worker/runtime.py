@@ -302,6 +302,9 @@ class Worker:
                     {*pending, hard}, timeout=deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
                 )
                 pending = {t for t in pending if not t.done()}
+                if self._outcomes:  # written now: were the worker killed later in its drain, they would not rerun
+                    with contextlib.suppress(BackendError):
+                        await self._flush()
             hard.cancel()
         left_running = [r for r in self._running.values() if r.task is not None and not r.task.done()]
         for running in left_running:
