@@ -819,3 +819,34 @@ def test_a_side_task_that_dies_stops_the_worker_loudly(live_app: Conveyor, monke
             bg.thread.join(20)
     assert isinstance(info.value.__cause__, ValueError)
     assert live_app.list_workers() == []
+
+
+def test_outcomes_are_written_during_the_drain_not_only_at_exit(live_app: Conveyor) -> None:
+    """A job that finishes within the grace is completed in the database at once: were the worker killed later in
+    its drain, that job must not run again."""
+    app = live_app
+    started = threading.Event()
+    long_release = threading.Event()
+
+    @app.task
+    async def short(ctx: JobContext) -> str:
+        await asyncio.sleep(0.3)
+        return "done"
+
+    @app.task
+    def long(ctx: JobContext) -> None:
+        started.set()
+        long_release.wait(20)
+
+    job = app.enqueue("short", priority=1)
+    app.enqueue("long")
+    bg = Background(Worker(app, concurrency=2, shutdown_grace_s=30))
+    try:
+        with bg:
+            assert started.wait(10)
+            bg.stop()
+            wait_for(lambda: status(app, job.id) is JobStatus.COMPLETED, timeout=10, what="the short job's outcome")
+            assert bg.thread.is_alive()  # still draining the long one
+            long_release.set()
+    finally:
+        long_release.set()
