@@ -389,7 +389,7 @@ def test_stats_count_by_status_and_type(app: Conveyor) -> None:
     assert sum(m["failed"] for m in stats.throughput) == 1
 
 
-def test_use_database_refuses_a_switch_after_first_use(app: Conveyor, tmp_path: object) -> None:
+def test_use_database_refuses_a_switch_after_first_use(app: Conveyor) -> None:
     app.enqueue("add", {"a": 1})
     with pytest.raises(conveyor.ConfigError):
         app.use_database("sqlite:///elsewhere.db")

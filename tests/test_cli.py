@@ -113,7 +113,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
         ("sqlite://", "names no file"),
     ],
 )
-def test_a_bad_database_url_is_a_clear_error(tmp_path: Path, url: str, message: str) -> None:
+def test_a_bad_database_url_is_a_clear_error(url: str, message: str) -> None:
     for args in (["enqueue", "demo.echo", "--db", url], ["jobs", "list", "--db", url], ["check", "--db", url]):
         result = run(*args)
         assert result.returncode == 2, result
@@ -312,3 +312,23 @@ def test_migrate_and_help(runner: CliRunner, sqlite_url: str) -> None:
     assert result.exit_code == 0
     for command in ("worker", "enqueue", "jobs", "queues", "stats", "check"):
         assert command in result.stdout
+
+
+def test_job_data_is_printed_as_it_is_never_as_markup(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
+    @app.task(name="odd[/]type", max_retries=0)
+    def odd(ctx: object, **args: object) -> None:
+        raise ValueError("[bold]boom[/] :boom:")
+
+    job = app.enqueue("odd[/]type", {"x": "[/]", "y": "[red]r[/red]"}, queue="q[/]", tags=["[b]t"])
+    drain(app)
+    shown = invoke(runner, sqlite_url, "jobs", "show", job.id).stdout
+    assert '"[/]"' in shown and "[red]r[/red]" in shown and "[b]t" in shown and "q[/]" in shown
+    assert "[bold]boom[/] :boom:" in shown  # the error, neither styled nor an emoji
+    listed = invoke(runner, sqlite_url, "jobs", "list").stdout
+    assert "odd[/]type" in listed and "q[/]" in listed
+    assert "q[/]" in invoke(runner, sqlite_url, "queues", "list").stdout
+    assert "odd[/]type" in invoke(runner, sqlite_url, "stats").stdout
+    app.retry(job.id)
+    app.cancel(job.id)
+    result = invoke(runner, sqlite_url, "jobs", "wait", job.id, code=1)
+    assert "cancelled" in result.stderr

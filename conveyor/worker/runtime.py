@@ -177,7 +177,8 @@ class Worker:
         if self._wake is None:
             self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
         while self._free_slots() <= 0 and self._executor.abandoned:  # threads still busy with abandoned attempts
-            await asyncio.wait(set(self._executor.abandoned), return_when=asyncio.FIRST_COMPLETED)
+            busy = {asyncio.wrap_future(f) for f in list(self._executor.abandoned)}
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
         result = await self._claim(self._free_slots())
         tasks = [self._start(job) for job in result.jobs]
         if tasks:
@@ -309,6 +310,9 @@ class Worker:
                     {*pending, hard}, timeout=deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
                 )
                 pending = {t for t in pending if not t.done()}
+                if self._outcomes:  # written now: were the worker killed later in its drain, they would not rerun
+                    with contextlib.suppress(BackendError):
+                        await self._flush()
             hard.cancel()
         left_running = [r for r in self._running.values() if r.task is not None and not r.task.done()]
         for running in left_running:

@@ -46,8 +46,10 @@ def test_sigkill_mid_job_runs_again_after_the_lease_with_two_attempts(
     events = acc_app.job_events(job.id)
     rescue = next(e for e in events if e.from_status == "processing" and e.to_status == "pending")
     assert "lease expired" in (rescue.message or "")
-    # it waited for the lease (renewed every lease/3 until the kill) before going back to the queue
-    assert rescue.at.timestamp() >= killed_at + LEASE_S - LEASE_S / 3 - 0.2
+    # it went back to the queue only after the kill, and no sooner than a whole lease after its claim
+    first_start = next(e.at for e in events if e.to_status == "processing")
+    assert rescue.at.timestamp() >= killed_at - 0.05
+    assert (rescue.at - first_start).total_seconds() >= LEASE_S
     assert [e.to_status for e in events] == ["pending", "processing", "pending", "processing", "completed"]
 
 
@@ -89,7 +91,7 @@ def test_sigterm_drains_within_the_grace_and_releases_the_rest(
     stopped_at = time.monotonic()
     assert worker.wait(20) == 0, worker.output()
     took = time.monotonic() - stopped_at
-    assert took < 2.5 + 5, f"the worker took {took:.1f}s to stop"
+    assert took < 2.5 + 10, f"the worker took {took:.1f}s to stop"
 
     assert acc_app.require_job(short.id).status is JobStatus.COMPLETED  # finished within the grace
     for job in (long_async, long_sync):
@@ -171,3 +173,14 @@ def test_workers_stop_when_their_supervisor_is_killed(acc_app: Conveyor, start_w
     supervisor.signal(signal.SIGKILL)
     supervisor.wait(10)
     wait_for(lambda: process_gone(child), timeout=20, what="the orphaned worker to exit")
+
+
+@pytest.mark.parametrize("processes", ["1", "0"])
+def test_ctrl_c_stops_gracefully(acc_app: Conveyor, start_worker: StartWorker, log: str, processes: str) -> None:
+    job = acc_app.enqueue("sleepy", {"log": log, "key": "k", "seconds": 0.5})
+    worker = start_worker("--processes", processes, grace=10)
+    wait_note(log, "start", "k")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(20) == 0, worker.output()
+    assert acc_app.require_job(job.id).status is JobStatus.COMPLETED  # it finished its job first
+    assert acc_app.list_workers() == []

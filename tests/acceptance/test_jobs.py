@@ -114,3 +114,19 @@ def test_queue_option_limits_what_a_worker_claims(acc_app: Conveyor, start_worke
     assert worker.wait(60) == 0, worker.output()
     assert acc_app.require_job(mine.id).status is JobStatus.COMPLETED
     assert acc_app.require_job(theirs.id).status is JobStatus.PENDING
+
+
+def test_unique_key_holds_while_the_job_runs_in_a_worker(
+    acc_app: Conveyor, start_worker: StartWorker, log: str
+) -> None:
+    start_worker("--concurrency", "2")
+    first = acc_app.enqueue("sleepy", {"log": log, "key": "u", "seconds": 1.0}, unique_key="report-42")
+    wait_note(log, "start", "u")
+    assert acc_app.require_job(first.id).status is JobStatus.PROCESSING
+    again = acc_app.enqueue("sleepy", {"log": log, "key": "u2", "seconds": 0}, unique_key="report-42")
+    assert again.id == first.id
+    wait_status(acc_app, first.id, "completed")
+    fresh = acc_app.enqueue("sleepy", {"log": log, "key": "u3", "seconds": 0}, unique_key="report-42")
+    assert fresh.id != first.id
+    wait_status(acc_app, fresh.id, "completed")
+    assert [w[1] for w in read_notes(log) if w[0] == "start"] == ["u", "u3"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -95,11 +94,10 @@ def transitions(backend: SQLiteBackend, job_id: str) -> list[tuple[str | None, s
 def test_every_query_parses_and_runs_against_the_schema(backend: SQLiteBackend) -> None:
     queries = load_queries("sqlite")
     assert {"claim_jobs", "complete_job", "fail_job", "rescue_expired", "release_job", "changes_since"} <= set(queries)
-    for name, sql in queries.items():
+    for sql in queries.values():
         # EXPLAIN compiles the statement: a typo, a missing column or table fails here
         params = {p: None for p in _param_names(sql)}
         backend._conn.execute(f"EXPLAIN {sql}", params)
-        assert name
 
 
 def _param_names(sql: str) -> set[str]:
@@ -509,7 +507,7 @@ def test_list_jobs_filters_and_a_bad_cursor(backend: SQLiteBackend) -> None:
 
 
 def test_stats_durations_and_throughput(backend: SQLiteBackend) -> None:
-    ids = insert(backend, *(new_job(type_="x") for _ in range(3)))
+    insert(backend, *(new_job(type_="x") for _ in range(3)))
     jobs = claim(backend, limit=3, now=T0)
     for i, job in enumerate(jobs):
         backend.finish_jobs([Completed(job.id, job.lease, None)], T0 + i + 1)
@@ -517,10 +515,9 @@ def test_stats_durations_and_throughput(backend: SQLiteBackend) -> None:
     assert stats.counts["completed"] == 3 and stats.counts_by_type == {"x": {"completed": 3}}
     assert stats.durations["x"]["count"] == 3 and stats.durations["x"]["p50"] == 2.0
     assert sum(m["completed"] for m in stats.throughput) == 3
-    assert len(ids) == 3
 
 
-def test_memory_database_works_in_one_process(tmp_path: Path) -> None:
+def test_memory_database_works_in_one_process() -> None:
     b = SQLiteBackend("sqlite:///:memory:")
     try:
         token = b.change_token()
@@ -550,3 +547,28 @@ def test_priority_order_with_a_rate_limited_queue(backend: SQLiteBackend) -> Non
     backend.set_queue(QueueChange("elsewhere", paused=True), T0)
     assert [j.id for j in claim(backend, limit=1)] == [high]
     assert [j.id for j in claim(backend, limit=1)] == [low]
+
+
+def test_a_cancel_requested_on_a_dead_workers_job_ends_cancelled_at_rescue(backend: SQLiteBackend) -> None:
+    (job_id,) = insert(backend, new_job(max_retries=3))
+    claim(backend, worker="gone")
+    assert backend.cancel_job(job_id, T0 + 1).cancel_requested
+    assert backend.rescue_expired(T0 + LEASE + 1) == 1
+    job = backend.get_job(job_id)
+    assert job is not None and job.status is JobStatus.CANCELLED and job.completed_at is not None
+    assert claim(backend, now=T0 + 100) == []
+
+
+def test_retry_clears_a_cancel_request_and_gives_a_fresh_budget(backend: SQLiteBackend) -> None:
+    (job_id,) = insert(backend, new_job(max_retries=0))
+    (job,) = claim(backend)
+    backend.cancel_job(job_id, T0 + 1)
+    backend.finish_jobs([Completed(job_id, job.lease, "x")], T0 + 2)
+    assert status(backend, job_id) is JobStatus.CANCELLED
+    retried = backend.retry_job(job_id, T0 + 3)
+    assert retried.status is JobStatus.PENDING and not retried.cancel_requested and retried.progress == 0
+    (again,) = claim(backend, now=T0 + 4)
+    assert again.attempt == 2 and again.retries_left == 0
+    backend.finish_jobs([Completed(job_id, again.lease, "y")], T0 + 5)
+    done = backend.get_job(job_id)
+    assert done is not None and done.status is JobStatus.COMPLETED and done.result == "y"

@@ -778,3 +778,75 @@ def test_a_thread_still_running_an_abandoned_attempt_keeps_its_slot(live_app: Co
         release.set()
     assert quick_ran.is_set()
     assert app.require_job(waiting.id).result == "ok"
+
+
+def test_run_once_waits_for_a_thread_held_by_an_abandoned_attempt(app: Conveyor) -> None:
+    release = threading.Event()
+    order: list[str] = []
+
+    @app.task(timeout=0.2, max_retries=0, priority=1)
+    def deaf(ctx: JobContext) -> None:
+        release.wait(20)
+        order.append("deaf thread ended")
+
+    @app.task(timeout=5, max_retries=0)
+    def quick(ctx: JobContext) -> None:
+        order.append("quick ran")
+
+    stuck = app.enqueue("deaf")
+    waiting = app.enqueue("quick")
+    threading.Timer(0.5, release.set).start()
+    worker = Worker(app, concurrency=1)
+    try:
+        assert run_once(worker) == 1
+        assert status(app, stuck.id) is JobStatus.FAILED
+        assert run_once(worker) == 1  # waits for the thread, then runs the job in it
+    finally:
+        release.set()
+        worker.close()
+    assert order == ["deaf thread ended", "quick ran"]
+    assert status(app, waiting.id) is JobStatus.COMPLETED
+
+
+def test_a_side_task_that_dies_stops_the_worker_loudly(live_app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(self: Worker) -> None:
+        raise ValueError("maintenance is broken")
+
+    monkeypatch.setattr(Worker, "_maintain", broken)
+    bg = Background(Worker(live_app))
+    with pytest.raises(RuntimeError, match="a side task failed") as info:
+        with bg:
+            bg.thread.join(20)
+    assert isinstance(info.value.__cause__, ValueError)
+    assert live_app.list_workers() == []
+
+
+def test_outcomes_are_written_during_the_drain_not_only_at_exit(live_app: Conveyor) -> None:
+    """A job that finishes within the grace is completed in the database at once: were the worker killed later in
+    its drain, that job must not run again."""
+    app = live_app
+    started = threading.Event()
+    long_release = threading.Event()
+
+    @app.task
+    async def short(ctx: JobContext) -> str:
+        await asyncio.sleep(0.3)
+        return "done"
+
+    @app.task
+    def long(ctx: JobContext) -> None:
+        started.set()
+        long_release.wait(20)
+
+    job = app.enqueue("short", priority=1)
+    app.enqueue("long")
+    bg = Background(Worker(app, concurrency=2, shutdown_grace_s=30))
+    try:
+        with bg:
+            assert started.wait(10)
+            bg.stop()
+            wait_for(lambda: status(app, job.id) is JobStatus.COMPLETED, timeout=10, what="the short job's outcome")
+            assert bg.thread.is_alive()  # still draining the long one
+            long_release.set()
+    finally:
+        long_release.set()
