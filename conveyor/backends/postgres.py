@@ -488,6 +488,7 @@ class PostgresBackend(Backend):
     ) -> tuple[list[tuple[Any, ...]], psycopg.Cursor[Any] | None]:
         queues = list(params.queues) if params.queues else None
         base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        conn.execute(Q["claim_plan"])
         conn.execute(Q["promote_due"], {"now": params.now})
         rows: list[tuple[Any, ...]] = []
         remaining = params.limit

@@ -21,6 +21,12 @@ INSERT INTO conveyor_schema (version) VALUES (%(version)s);
 -- This transaction's commit need not wait for the WAL flush (see finish_and_claim); it stays atomic and ordered.
 SET LOCAL synchronous_commit = off;
 
+-- name: claim_plan
+-- Claims must walk the ready index in its order and stop after `limit` rows. A queue table's statistics are stale
+-- most of the time (a burst of enqueues is minutes ahead of autovacuum's ANALYZE), and with too low a row estimate the
+-- planner would rather sort every ready job; no statement of a claim transaction needs a sort, so rule sorts out.
+SET LOCAL enable_sort = off;
+
 -- name: insert_jobs
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
                            unique_key, created_at, updated_at)
