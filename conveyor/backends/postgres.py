@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -379,8 +380,13 @@ class PostgresBackend(Backend):
         else:
             conn = connection_of(connection)
             try:
-                with conn.transaction():  # a savepoint inside the caller's transaction
+                if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+                    # The insert opens the caller's transaction (as any statement would): it commits or rolls back
+                    # with the caller's `commit()`/`rollback()`. A transaction block here would commit it at once.
                     inserted, existing = go(conn)
+                else:
+                    with conn.transaction():  # a savepoint in the caller's transaction block (or, in autocommit
+                        inserted, existing = go(conn)  # mode outside one, a transaction of its own)
             except psycopg.Error as exc:
                 raise BackendError(f"PostgreSQL error: {exc}") from exc
         created_at = to_datetime(now)

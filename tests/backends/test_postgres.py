@@ -160,6 +160,16 @@ def test_transactional_enqueue(pg_app: Conveyor, pg_url: str) -> None:
         assert all(pg_app.get_job(j.id) is not None for j in many)
         assert conn.execute("SELECT item FROM orders").fetchall() == [("kept",)]
     assert drain(pg_app) == 3
+    with psycopg.connect(pg_url) as conn:  # no transaction block: the enqueue opens the connection's transaction
+        first = pg_app.enqueue("demo.echo", {"n": "first statement"}, connection=conn)
+        conn.execute("INSERT INTO orders (item) VALUES ('undone')")
+        conn.rollback()
+        assert pg_app.get_job(first.id) is None
+        second = pg_app.enqueue("demo.echo", {"n": "then commit"}, connection=conn)
+        conn.commit()
+    assert pg_app.require_job(second.id).status is JobStatus.PENDING
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # autocommit: the job is its own transaction
+        assert pg_app.get_job(pg_app.enqueue("demo.echo", {}, connection=conn).id) is not None
 
 
 def test_transactional_enqueue_through_a_task(pg_app: Conveyor, pg_url: str) -> None:
@@ -367,3 +377,17 @@ def test_chaos_random_sigkill_every_two_seconds(pg_app: Conveyor, workers: Worke
     effects = [line.split() for line in log.read_text().splitlines()]
     assert {e[0] for e in effects} == {j for j in pg_app.backend.select_ids(pg_app.job_filter(type="effect"))}
     assert kills >= 1
+
+
+def test_changes_wait_for_an_older_open_transaction(pg_app: Conveyor, pg_url: str) -> None:
+    """A change with a smaller id that commits later must not be skipped by a reader that moved past it."""
+    start = pg_app.backend.last_change_id()
+    with psycopg.connect(pg_url) as conn:
+        early = pg_app.enqueue("demo.echo", {"n": "early"}, connection=conn)  # id allocated now, committed later
+        late = pg_app.enqueue("demo.echo", {"n": "late"})  # committed at once, with a larger id
+        assert pg_app.backend.changes_since(start) == []  # held back while the older transaction is open
+        conn.commit()
+    # (another transaction anywhere in the cluster may hold them back a moment longer: at most 5 s)
+    changes = wait_for(lambda: pg_app.backend.changes_since(start), 15, what="changes released")
+    assert [c.job_id for c in changes] == [early.id, late.id]  # type: ignore[attr-defined]
+    assert pg_app.backend.last_change_id() == changes[-1].id

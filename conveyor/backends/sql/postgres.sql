@@ -307,16 +307,18 @@ WHERE status IN ('completed', 'failed') AND completed_at >= %(since)s
 GROUP BY 1, 2;
 
 -- name: changes_since
--- Only rows of transactions older than every running one (or older than a minute: a stuck transaction must not stall
--- every stream), so that a smaller id committed later is never skipped by a reader that already moved past it.
+-- Only rows of transactions older than every running one, so that a smaller id committed later is not skipped by a
+-- reader that already moved past it; rows older than 5 s pass anyway, so that a long transaction elsewhere in the
+-- cluster delays live streams by 5 s at most (an event written by a transaction open longer than that may be missed
+-- by a stream that is already past it; the job itself is always right).
 SELECT id, job_id::text, at FROM conveyor_job_events
 WHERE id > %(after_id)s
-  AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 60)
+  AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 5)
 ORDER BY id LIMIT %(limit)s;
 
 -- name: last_change_id
 SELECT coalesce(max(id), 0) FROM conveyor_job_events
-WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 60;
+WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 5;
 
 -- name: prune_changes
 DELETE FROM conveyor_job_events
