@@ -504,10 +504,10 @@ class PostgresBackend(Backend):
             got = self._claim_in_limited_queue(conn, name, remaining, params.now, base)
             rows.extend(got)
             remaining -= len(got)
-        general = conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}) if remaining else None
-        next_cur = conn.execute(Q["next_run_at"], {"queues": queues})
-        if general is not None:
-            rows.extend(general.fetchall())
+        if remaining:
+            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
+        # A full claim means the worker will come back at once: only a short one needs to know when to return.
+        next_cur = conn.execute(Q["next_run_at"], {"queues": queues}) if len(rows) < params.limit else None
         return rows, next_cur
 
     @staticmethod
