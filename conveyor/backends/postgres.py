@@ -577,6 +577,8 @@ class PostgresBackend(Backend):
 
         The leadership lasts three times the interval between this backend's calls (1 to 15 s): a leader that stops
         calling (killed, frozen, cut off) is replaced about as fast as the lease of its jobs runs out."""
+        if self._last_lead is not None and 0 <= now - self._last_lead < LEADER_TTL_MIN_S and self._leader_until > now:
+            return True  # renewed a moment ago (rescue and prune run in the same maintenance tick)
         ttl = LEADER_TTL_FIRST_S if self._last_lead is None else 3 * (now - self._last_lead)
         ttl = min(LEADER_TTL_S, max(LEADER_TTL_MIN_S, ttl))
         self._last_lead = now
