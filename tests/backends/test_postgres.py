@@ -1,4 +1,5 @@
-"""PostgreSQL only: real worker processes and signals, transactional enqueue, the SQL API, migrations, restarts."""
+"""Real worker processes and signals (SIGKILL, a task killing its worker, SIGTERM: on both backends; SIGSTOP, restart
+and chaos on PostgreSQL), and PostgreSQL only: transactional enqueue, the SQL API, migrations, wake-ups, leadership."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Workers:
     """Real `conveyor worker` processes on one database; every one is killed at the end of the test."""
 
     def __init__(self, url: str, tmp: Path) -> None:
-        self.url = url
+        self.url = url  # tests may point it at another database before starting workers
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -70,10 +71,23 @@ class Workers:
 
 
 @pytest.fixture
-def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
-    group = Workers(pg_url, tmp_path)
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    group = Workers("", tmp_path)
     yield group
     group.close()
+
+
+@pytest.fixture
+def pg_workers(workers: Workers, pg_url: str) -> Workers:
+    workers.url = pg_url
+    return workers
+
+
+@pytest.fixture
+def any_app(app: Conveyor) -> Conveyor:
+    """The conformance `app` (SQLite and PostgreSQL) with the process tests' tasks."""
+    app.tasks.update(proc_tasks.app.tasks)
+    return app
 
 
 def starts(log: Path) -> list[list[str]]:
@@ -81,48 +95,52 @@ def starts(log: Path) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------------------------------------ real processes
-def test_sigkill_mid_job_reruns_after_the_lease(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+def test_sigkill_mid_job_reruns_after_the_lease(any_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+    workers.url = any_app.database_url
     log = tmp_path / "starts.log"
-    job = pg_app.enqueue("slow_first", {"seconds": 60, "log": str(log)})
+    job = any_app.enqueue("slow_first", {"seconds": 60, "log": str(log)})
     first = workers.start()
-    wait_for(lambda: pg_app.require_job(job.id).status is JobStatus.PROCESSING, 30, what="first attempt started")
+    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.PROCESSING, 30, what="first attempt started")
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     workers.start()
-    wait_for(lambda: pg_app.require_job(job.id).status is JobStatus.COMPLETED, 60, what="re-run after the lease")
-    done = pg_app.require_job(job.id)
+    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.COMPLETED, 60, what="re-run after the lease")
+    done = any_app.require_job(job.id)
     assert done.attempts == 2 and done.result["attempt"] == 2
     assert [s[1] for s in starts(log)] == ["1", "2"]
-    assert [e.to_status for e in pg_app.job_events(job.id)] == [
+    assert [e.to_status for e in any_app.job_events(job.id)] == [
         JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED,
     ]
 
 
-def test_task_that_kills_its_process_every_time_ends_failed(pg_app: Conveyor, workers: Workers) -> None:
-    job = pg_app.enqueue("die", {})
+def test_task_that_kills_its_process_every_time_ends_failed(any_app: Conveyor, workers: Workers) -> None:
+    workers.url = any_app.database_url
+    job = any_app.enqueue("die", {})
     workers.start(processes=1)  # the supervisor restarts the child each time the task kills it
-    wait_for(lambda: pg_app.require_job(job.id).status is JobStatus.FAILED, 90, what="job failed for good")
-    failed = pg_app.require_job(job.id)
+    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.FAILED, 90, what="job failed for good")
+    failed = any_app.require_job(job.id)
     assert failed.attempts == 2  # max_retries=1: two attempts, then never again
     assert "lease expired" in (failed.error or "") or "worker lost" in (failed.error or "")
 
 
-def test_sigterm_drains_running_jobs(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+def test_sigterm_drains_running_jobs(any_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+    workers.url = any_app.database_url
     log = tmp_path / "starts.log"
-    short = pg_app.enqueue("slow_first", {"seconds": 1.5, "log": str(log)})
-    long = pg_app.enqueue("slow_first", {"seconds": 120, "log": str(log)})
+    short = any_app.enqueue("slow_first", {"seconds": 1.5, "log": str(log)})
+    long = any_app.enqueue("slow_first", {"seconds": 120, "log": str(log)})
     proc = workers.start(grace=4.0)
     wait_for(lambda: len(starts(log)) == 2, 30, what="both jobs started")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
-    assert pg_app.require_job(short.id).status is JobStatus.COMPLETED  # finished within the grace period
-    released = pg_app.require_job(long.id)
+    assert any_app.require_job(short.id).status is JobStatus.COMPLETED  # finished within the grace period
+    released = any_app.require_job(long.id)
     assert released.status is JobStatus.PENDING and released.attempts == 1  # handed back, retry not used up
     workers.start()
-    wait_for(lambda: pg_app.require_job(long.id).status is JobStatus.COMPLETED, 30, what="released job re-run")
-    assert pg_app.require_job(long.id).result["attempt"] == 2
+    wait_for(lambda: any_app.require_job(long.id).status is JobStatus.COMPLETED, 30, what="released job re-run")
+    assert any_app.require_job(long.id).result["attempt"] == 2
 
 
+@pytest.mark.usefixtures("pg_workers")
 def test_frozen_worker_past_its_lease_cannot_complete(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "starts.log"
     job = pg_app.enqueue("slow_first", {"seconds": 3, "log": str(log)})
@@ -236,6 +254,7 @@ def test_sql_enqueued_job_of_unknown_type_fails_when_picked_up(pg_app: Conveyor,
     assert failed.status is JobStatus.FAILED and "unknown task type" in (failed.error or "")
 
 
+@pytest.mark.usefixtures("pg_workers")
 def test_sql_enqueued_job_is_run_by_a_worker_process(pg_app: Conveyor, workers: Workers, pg_url: str,
                                                      tmp_path: Path) -> None:
     workers.start()
@@ -320,6 +339,7 @@ def pg_ctl(action: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("pg_workers")
 def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
     if os.geteuid() != 0 or not Path("/etc/postgresql").is_dir():
         pytest.skip("restarting PostgreSQL needs root and a local pg_ctlcluster cluster")
@@ -355,6 +375,7 @@ def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("pg_workers")
 def test_chaos_random_sigkill_every_two_seconds(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "effects.log"
     n = 10_000
