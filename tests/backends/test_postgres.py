@@ -412,3 +412,29 @@ def test_changes_wait_for_an_older_open_transaction(pg_app: Conveyor, pg_url: st
     changes = wait_for(lambda: pg_app.backend.changes_since(start), 15, what="changes released")
     assert [c.job_id for c in changes] == [early.id, late.id]  # type: ignore[attr-defined]
     assert pg_app.backend.last_change_id() == changes[-1].id
+
+
+def test_worker_survives_its_connections_being_killed(pg_app: Conveyor, pg_url: str) -> None:
+    """Every server process of the database is terminated (what a restart does to clients): the listener reconnects
+    by itself and wakes the worker, pooled connections are replaced, and a new job still starts at once (the poll
+    interval is a minute, so only a notification can start it in time)."""
+    app = Conveyor(pg_url, settings=Settings(lease_s=2.0, shutdown_grace_s=2.0, poll_interval_s=60.0))
+    from tests.backends.test_conformance import running_worker
+
+    def listener_pids(conn: psycopg.Connection[tuple[object, ...]]) -> set[int]:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()").fetchall()
+        return {int(r[0]) for r in rows}
+
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as admin, running_worker(app, concurrency=2):
+            first = pg_app.enqueue("demo.echo", {"n": 1})
+            wait_for(lambda: pg_app.require_job(first.id).status is JobStatus.COMPLETED, 20, what="first job")
+            old = wait_for(lambda: listener_pids(admin), 10, what="a listener")
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            wait_for(lambda: listener_pids(admin) - old, 10, what="the listener back")  # type: ignore[operator]
+            second = pg_app.enqueue("demo.echo", {"n": 2})
+            wait_for(lambda: pg_app.require_job(second.id).status is JobStatus.COMPLETED, 10, what="woken again")
+    finally:
+        app.close()
