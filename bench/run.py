@@ -59,7 +59,6 @@ def reset_db(db: str, workdir: Path, phase: str) -> str:
         if exists and exists[0]:
             conn.execute("TRUNCATE conveyor_jobs, conveyor_job_events, conveyor_workers, conveyor_queues, "
                          "conveyor_leaders")
-            conn.execute("VACUUM ANALYZE conveyor_jobs")
     return db
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row, tuple_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -379,8 +380,13 @@ class PostgresBackend(Backend):
         else:
             conn = connection_of(connection)
             try:
-                with conn.transaction():  # a savepoint inside the caller's transaction
+                if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+                    # The insert opens the caller's transaction (as any statement would): it commits or rolls back
+                    # with the caller's `commit()`/`rollback()`. A transaction block here would commit it at once.
                     inserted, existing = go(conn)
+                else:
+                    with conn.transaction():  # a savepoint in the caller's transaction block (or, in autocommit
+                        inserted, existing = go(conn)  # mode outside one, a transaction of its own)
             except psycopg.Error as exc:
                 raise BackendError(f"PostgreSQL error: {exc}") from exc
         created_at = to_datetime(now)
@@ -488,6 +494,7 @@ class PostgresBackend(Backend):
     ) -> tuple[list[tuple[Any, ...]], psycopg.Cursor[Any] | None]:
         queues = list(params.queues) if params.queues else None
         base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        conn.execute(Q["claim_plan"])
         conn.execute(Q["promote_due"], {"now": params.now})
         rows: list[tuple[Any, ...]] = []
         remaining = params.limit
@@ -497,10 +504,10 @@ class PostgresBackend(Backend):
             got = self._claim_in_limited_queue(conn, name, remaining, params.now, base)
             rows.extend(got)
             remaining -= len(got)
-        general = conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}) if remaining else None
-        next_cur = conn.execute(Q["next_run_at"], {"queues": queues})
-        if general is not None:
-            rows.extend(general.fetchall())
+        if remaining:
+            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
+        # A full claim means the worker will come back at once: only a short one needs to know when to return.
+        next_cur = conn.execute(Q["next_run_at"], {"queues": queues}) if len(rows) < params.limit else None
         return rows, next_cur
 
     @staticmethod
@@ -570,6 +577,8 @@ class PostgresBackend(Backend):
 
         The leadership lasts three times the interval between this backend's calls (1 to 15 s): a leader that stops
         calling (killed, frozen, cut off) is replaced about as fast as the lease of its jobs runs out."""
+        if self._last_lead is not None and 0 <= now - self._last_lead < LEADER_TTL_MIN_S and self._leader_until > now:
+            return True  # renewed a moment ago (rescue and prune run in the same maintenance tick)
         ttl = LEADER_TTL_FIRST_S if self._last_lead is None else 3 * (now - self._last_lead)
         ttl = min(LEADER_TTL_S, max(LEADER_TTL_MIN_S, ttl))
         self._last_lead = now

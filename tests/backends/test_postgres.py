@@ -1,4 +1,5 @@
-"""PostgreSQL only: real worker processes and signals, transactional enqueue, the SQL API, migrations, restarts."""
+"""Real worker processes and signals (SIGKILL, a task killing its worker, SIGTERM: on both backends; SIGSTOP, restart
+and chaos on PostgreSQL), and PostgreSQL only: transactional enqueue, the SQL API, migrations, wake-ups, leadership."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Workers:
     """Real `conveyor worker` processes on one database; every one is killed at the end of the test."""
 
     def __init__(self, url: str, tmp: Path) -> None:
-        self.url = url
+        self.url = url  # tests may point it at another database before starting workers
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -70,10 +71,23 @@ class Workers:
 
 
 @pytest.fixture
-def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
-    group = Workers(pg_url, tmp_path)
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    group = Workers("", tmp_path)
     yield group
     group.close()
+
+
+@pytest.fixture
+def pg_workers(workers: Workers, pg_url: str) -> Workers:
+    workers.url = pg_url
+    return workers
+
+
+@pytest.fixture
+def any_app(app: Conveyor) -> Conveyor:
+    """The conformance `app` (SQLite and PostgreSQL) with the process tests' tasks."""
+    app.tasks.update(proc_tasks.app.tasks)
+    return app
 
 
 def starts(log: Path) -> list[list[str]]:
@@ -81,48 +95,52 @@ def starts(log: Path) -> list[list[str]]:
 
 
 # ------------------------------------------------------------------------------------------------ real processes
-def test_sigkill_mid_job_reruns_after_the_lease(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+def test_sigkill_mid_job_reruns_after_the_lease(any_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+    workers.url = any_app.database_url
     log = tmp_path / "starts.log"
-    job = pg_app.enqueue("slow_first", {"seconds": 60, "log": str(log)})
+    job = any_app.enqueue("slow_first", {"seconds": 60, "log": str(log)})
     first = workers.start()
-    wait_for(lambda: pg_app.require_job(job.id).status is JobStatus.PROCESSING, 30, what="first attempt started")
+    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.PROCESSING, 30, what="first attempt started")
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     workers.start()
-    wait_for(lambda: pg_app.require_job(job.id).status is JobStatus.COMPLETED, 60, what="re-run after the lease")
-    done = pg_app.require_job(job.id)
+    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.COMPLETED, 60, what="re-run after the lease")
+    done = any_app.require_job(job.id)
     assert done.attempts == 2 and done.result["attempt"] == 2
     assert [s[1] for s in starts(log)] == ["1", "2"]
-    assert [e.to_status for e in pg_app.job_events(job.id)] == [
+    assert [e.to_status for e in any_app.job_events(job.id)] == [
         JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.PENDING, JobStatus.PROCESSING, JobStatus.COMPLETED,
     ]
 
 
-def test_task_that_kills_its_process_every_time_ends_failed(pg_app: Conveyor, workers: Workers) -> None:
-    job = pg_app.enqueue("die", {})
+def test_task_that_kills_its_process_every_time_ends_failed(any_app: Conveyor, workers: Workers) -> None:
+    workers.url = any_app.database_url
+    job = any_app.enqueue("die", {})
     workers.start(processes=1)  # the supervisor restarts the child each time the task kills it
-    wait_for(lambda: pg_app.require_job(job.id).status is JobStatus.FAILED, 90, what="job failed for good")
-    failed = pg_app.require_job(job.id)
+    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.FAILED, 90, what="job failed for good")
+    failed = any_app.require_job(job.id)
     assert failed.attempts == 2  # max_retries=1: two attempts, then never again
     assert "lease expired" in (failed.error or "") or "worker lost" in (failed.error or "")
 
 
-def test_sigterm_drains_running_jobs(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+def test_sigterm_drains_running_jobs(any_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
+    workers.url = any_app.database_url
     log = tmp_path / "starts.log"
-    short = pg_app.enqueue("slow_first", {"seconds": 1.5, "log": str(log)})
-    long = pg_app.enqueue("slow_first", {"seconds": 120, "log": str(log)})
+    short = any_app.enqueue("slow_first", {"seconds": 1.5, "log": str(log)})
+    long = any_app.enqueue("slow_first", {"seconds": 120, "log": str(log)})
     proc = workers.start(grace=4.0)
     wait_for(lambda: len(starts(log)) == 2, 30, what="both jobs started")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
-    assert pg_app.require_job(short.id).status is JobStatus.COMPLETED  # finished within the grace period
-    released = pg_app.require_job(long.id)
+    assert any_app.require_job(short.id).status is JobStatus.COMPLETED  # finished within the grace period
+    released = any_app.require_job(long.id)
     assert released.status is JobStatus.PENDING and released.attempts == 1  # handed back, retry not used up
     workers.start()
-    wait_for(lambda: pg_app.require_job(long.id).status is JobStatus.COMPLETED, 30, what="released job re-run")
-    assert pg_app.require_job(long.id).result["attempt"] == 2
+    wait_for(lambda: any_app.require_job(long.id).status is JobStatus.COMPLETED, 30, what="released job re-run")
+    assert any_app.require_job(long.id).result["attempt"] == 2
 
 
+@pytest.mark.usefixtures("pg_workers")
 def test_frozen_worker_past_its_lease_cannot_complete(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "starts.log"
     job = pg_app.enqueue("slow_first", {"seconds": 3, "log": str(log)})
@@ -160,6 +178,16 @@ def test_transactional_enqueue(pg_app: Conveyor, pg_url: str) -> None:
         assert all(pg_app.get_job(j.id) is not None for j in many)
         assert conn.execute("SELECT item FROM orders").fetchall() == [("kept",)]
     assert drain(pg_app) == 3
+    with psycopg.connect(pg_url) as conn:  # no transaction block: the enqueue opens the connection's transaction
+        first = pg_app.enqueue("demo.echo", {"n": "first statement"}, connection=conn)
+        conn.execute("INSERT INTO orders (item) VALUES ('undone')")
+        conn.rollback()
+        assert pg_app.get_job(first.id) is None
+        second = pg_app.enqueue("demo.echo", {"n": "then commit"}, connection=conn)
+        conn.commit()
+    assert pg_app.require_job(second.id).status is JobStatus.PENDING
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # autocommit: the job is its own transaction
+        assert pg_app.get_job(pg_app.enqueue("demo.echo", {}, connection=conn).id) is not None
 
 
 def test_transactional_enqueue_through_a_task(pg_app: Conveyor, pg_url: str) -> None:
@@ -226,6 +254,7 @@ def test_sql_enqueued_job_of_unknown_type_fails_when_picked_up(pg_app: Conveyor,
     assert failed.status is JobStatus.FAILED and "unknown task type" in (failed.error or "")
 
 
+@pytest.mark.usefixtures("pg_workers")
 def test_sql_enqueued_job_is_run_by_a_worker_process(pg_app: Conveyor, workers: Workers, pg_url: str,
                                                      tmp_path: Path) -> None:
     workers.start()
@@ -310,6 +339,7 @@ def pg_ctl(action: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
+@pytest.mark.usefixtures("pg_workers")
 def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
     if os.geteuid() != 0 or not Path("/etc/postgresql").is_dir():
         pytest.skip("restarting PostgreSQL needs root and a local pg_ctlcluster cluster")
@@ -345,6 +375,7 @@ def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
+@pytest.mark.usefixtures("pg_workers")
 def test_chaos_random_sigkill_every_two_seconds(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
     log = tmp_path / "effects.log"
     n = 10_000
@@ -367,3 +398,43 @@ def test_chaos_random_sigkill_every_two_seconds(pg_app: Conveyor, workers: Worke
     effects = [line.split() for line in log.read_text().splitlines()]
     assert {e[0] for e in effects} == {j for j in pg_app.backend.select_ids(pg_app.job_filter(type="effect"))}
     assert kills >= 1
+
+
+def test_changes_wait_for_an_older_open_transaction(pg_app: Conveyor, pg_url: str) -> None:
+    """A change with a smaller id that commits later must not be skipped by a reader that moved past it."""
+    start = pg_app.backend.last_change_id()
+    with psycopg.connect(pg_url) as conn:
+        early = pg_app.enqueue("demo.echo", {"n": "early"}, connection=conn)  # id allocated now, committed later
+        late = pg_app.enqueue("demo.echo", {"n": "late"})  # committed at once, with a larger id
+        assert pg_app.backend.changes_since(start) == []  # held back while the older transaction is open
+        conn.commit()
+    # (another transaction anywhere in the cluster may hold them back a moment longer: at most 5 s)
+    changes = wait_for(lambda: pg_app.backend.changes_since(start), 15, what="changes released")
+    assert [c.job_id for c in changes] == [early.id, late.id]  # type: ignore[attr-defined]
+    assert pg_app.backend.last_change_id() == changes[-1].id
+
+
+def test_worker_survives_its_connections_being_killed(pg_app: Conveyor, pg_url: str) -> None:
+    """Every server process of the database is terminated (what a restart does to clients): the listener reconnects
+    by itself and wakes the worker, pooled connections are replaced, and a new job still starts at once (the poll
+    interval is a minute, so only a notification can start it in time)."""
+    app = Conveyor(pg_url, settings=Settings(lease_s=2.0, shutdown_grace_s=2.0, poll_interval_s=60.0))
+    from tests.backends.test_conformance import running_worker
+
+    def listener_pids(conn: psycopg.Connection[tuple[object, ...]]) -> set[int]:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()").fetchall()
+        return {int(r[0]) for r in rows}
+
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as admin, running_worker(app, concurrency=2):
+            first = pg_app.enqueue("demo.echo", {"n": 1})
+            wait_for(lambda: pg_app.require_job(first.id).status is JobStatus.COMPLETED, 20, what="first job")
+            old = wait_for(lambda: listener_pids(admin), 10, what="a listener")
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                          "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+            wait_for(lambda: listener_pids(admin) - old, 10, what="the listener back")  # type: ignore[operator]
+            second = pg_app.enqueue("demo.echo", {"n": 2})
+            wait_for(lambda: pg_app.require_job(second.id).status is JobStatus.COMPLETED, 10, what="woken again")
+    finally:
+        app.close()

@@ -21,6 +21,12 @@ INSERT INTO conveyor_schema (version) VALUES (%(version)s);
 -- This transaction's commit need not wait for the WAL flush (see finish_and_claim); it stays atomic and ordered.
 SET LOCAL synchronous_commit = off;
 
+-- name: claim_plan
+-- Claims must walk the ready index in its order and stop after `limit` rows. A queue table's statistics are stale
+-- most of the time (a burst of enqueues is minutes ahead of autovacuum's ANALYZE), and with too low a row estimate the
+-- planner would rather sort every ready job; no statement of a claim transaction needs a sort, so rule sorts out.
+SET LOCAL enable_sort = off;
+
 -- name: insert_jobs
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
                            unique_key, created_at, updated_at)
@@ -301,16 +307,18 @@ WHERE status IN ('completed', 'failed') AND completed_at >= %(since)s
 GROUP BY 1, 2;
 
 -- name: changes_since
--- Only rows of transactions older than every running one (or older than a minute: a stuck transaction must not stall
--- every stream), so that a smaller id committed later is never skipped by a reader that already moved past it.
+-- Only rows of transactions older than every running one, so that a smaller id committed later is not skipped by a
+-- reader that already moved past it; rows older than 5 s pass anyway, so that a long transaction elsewhere in the
+-- cluster delays live streams by 5 s at most (an event written by a transaction open longer than that may be missed
+-- by a stream that is already past it; the job itself is always right).
 SELECT id, job_id::text, at FROM conveyor_job_events
 WHERE id > %(after_id)s
-  AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 60)
+  AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 5)
 ORDER BY id LIMIT %(limit)s;
 
 -- name: last_change_id
 SELECT coalesce(max(id), 0) FROM conveyor_job_events
-WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 60;
+WHERE xid < pg_snapshot_xmin(pg_current_snapshot()) OR at < extract(epoch FROM now()) - 5;
 
 -- name: prune_changes
 DELETE FROM conveyor_job_events
