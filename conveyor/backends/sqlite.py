@@ -360,7 +360,12 @@ class SQLiteBackend(Backend):
 
     def _claim(self, conn: sqlite3.Connection, params: ClaimParams) -> ClaimResult:
         queues = _dumps(params.queues) if params.queues else None
-        base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        base = {
+            "worker_id": params.worker_id,
+            "now": params.now,
+            "lease_until": params.lease_until,
+            "types": _dumps(params.types) if params.types else None,
+        }
         conn.execute(Q["promote_due"], {"now": params.now})
         limited = conn.execute(Q["limited_queues"]).fetchall()
         rows: list[tuple[Any, ...]]
@@ -384,7 +389,8 @@ class SQLiteBackend(Backend):
     ) -> list[tuple[Any, ...]]:
         """Candidates from the unlimited queues and from each limited queue up to what it allows now, then the best
         of all of them by priority: a limited queue's jobs must not jump ahead of better jobs elsewhere."""
-        candidates = conn.execute(Q["ready_jobs"], {"queues": queues, "limit": params.limit}).fetchall()
+        ready = {"queues": queues, "types": base["types"], "limit": params.limit}
+        candidates = conn.execute(Q["ready_jobs"], ready).fetchall()
         windows: dict[str, tuple[float, int]] = {}
         for name, paused, concurrency, rate, window_start, window_count in limited:
             if paused or (params.queues and name not in params.queues):
@@ -403,7 +409,9 @@ class SQLiteBackend(Backend):
                 continue
             if rate is not None:
                 windows[name] = (window_start, window_count)
-            candidates.extend(conn.execute(Q["ready_jobs_in_queue"], {"queue": name, "limit": allowed}).fetchall())
+            candidates.extend(conn.execute(
+                    Q["ready_jobs_in_queue"], {"queue": name, "types": base["types"], "limit": allowed}
+                ).fetchall())
         candidates.sort(key=lambda c: (-c[2], c[3], c[0]))
         chosen = [c[0] for c in candidates[: params.limit]]
         if not chosen:

@@ -65,6 +65,7 @@ WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status = 'pending'
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
       AND queue NOT IN (SELECT name FROM conveyor_queues
                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
     ORDER BY priority DESC, run_at, seq
@@ -77,6 +78,7 @@ RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base,
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
 WHERE status = 'pending'
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
   AND queue NOT IN (SELECT name FROM conveyor_queues
                     WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
 ORDER BY priority DESC, run_at, seq
@@ -85,6 +87,7 @@ LIMIT :limit;
 -- name: ready_jobs_in_queue
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
 WHERE status = 'pending' AND queue = :queue
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
 ORDER BY priority DESC, run_at, seq
 LIMIT :limit;
 
