@@ -7,11 +7,11 @@ import hashlib
 import importlib.util
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import jinja2
 from fastapi import APIRouter
@@ -49,7 +49,7 @@ ACTIONS = {"cancel", "retry", "delete"}
 class _SecureRoute(APIRoute):
     """Every dashboard response carries the security headers (CSP without inline scripts, no framing, ...)."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def secured(request: Request) -> Response:
@@ -101,7 +101,8 @@ def _job_duration(job: Job) -> float | None:
 
 
 def _short(job_id: str) -> str:
-    return job_id[:8] + "…" if len(job_id) > 12 else job_id
+    """The random tail of an id: UUIDv7 ids of one period share their (time) prefix."""
+    return "…" + job_id[-8:] if len(job_id) > 12 else job_id
 
 
 def _environment() -> jinja2.Environment:
@@ -152,7 +153,7 @@ class Dashboard:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-        flash = request.cookies.get(FLASH_COOKIE)
+        flash = unquote(request.cookies.get(FLASH_COOKIE, ""))
         html = self.env.get_template(template).render(
             request=request,
             path=request.url.path,
@@ -198,7 +199,7 @@ class Dashboard:
         if _wants_json(request):
             return JSONResponse({"ok": ok, "message": message, **data}, status_code=200 if ok else 409)
         response = RedirectResponse(back, status_code=303)
-        response.set_cookie(FLASH_COOKIE, message[:300], max_age=60, path="/", httponly=True, samesite="strict")
+        response.set_cookie(FLASH_COOKIE, quote(message[:300]), max_age=60, path="/", httponly=True, samesite="strict")
         return response
 
     # ------------------------------------------------------------------------------------------ routes
@@ -275,7 +276,9 @@ class Dashboard:
     # ------------------------------------------------------------------------------------------ overview
     async def _overview_state(self) -> dict[str, Any]:
         stats, queues, workers = await asyncio.gather(
-            self._call(self.conveyor.stats), self._call(self.conveyor.list_queues), self._call(self.conveyor.list_workers)
+            self._call(self.conveyor.stats),
+            self._call(self.conveyor.list_queues),
+            self._call(self.conveyor.list_workers),
         )
         return {
             "counts": {s: stats.counts.get(s, 0) for s in STATUSES},
@@ -485,7 +488,8 @@ class Dashboard:
         except (ConveyorError, ValueError) as exc:
             message = exc.message if isinstance(exc, ConveyorError) else str(exc)
             return self._render(request, "enqueue.html", 422, values=form, error=message, **context)
-        return self._done(request, f"Enqueued {task.name} as {_short(job.id)}.", f"/ui/jobs/{job.id}", job=job.to_dict())
+        message = f"Enqueued {task.name} as {_short(job.id)}."
+        return self._done(request, message, f"/ui/jobs/{job.id}", job=job.to_dict())
 
     # ------------------------------------------------------------------------------------------ sources
     async def sources_page(self, request: Request) -> Response:
@@ -500,7 +504,9 @@ class Dashboard:
         if (gate := self._data_gate(request)) is not None:
             return gate
         p = request.query_params
-        filters = EventFilter(p.get("job_id") or None, p.get("type") or None, p.get("queue") or None, p.get("tag") or None)
+        filters = EventFilter(
+            p.get("job_id") or None, p.get("type") or None, p.get("queue") or None, p.get("tag") or None
+        )
         last = request.headers.get("last-event-id", "")
         stream = self.hub.stream(filters, int(last) if last.isdigit() else None)
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

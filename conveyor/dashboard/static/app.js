@@ -50,7 +50,7 @@ export function jobDuration(job) {
 }
 
 export function shortId(id) {
-  return id.length > 12 ? `${id.slice(0, 8)}…` : id;
+  return id.length > 12 ? `…${id.slice(-8)}` : id;
 }
 
 export function setTime(el, iso) {
@@ -74,7 +74,8 @@ async function submitAsync(form, submitter) {
   const button = submitter ?? form.querySelector("button[type=submit]");
   button?.setAttribute("aria-busy", "true");
   try {
-    const response = await fetch(form.action, {
+    // getAttribute: a control named "action" would shadow the form's `action` property.
+    const response = await fetch(form.getAttribute("action"), {
       method: "POST",
       body,
       headers: { Accept: "application/json", "X-CSRF-Token": csrfToken() },

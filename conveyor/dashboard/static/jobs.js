@@ -68,7 +68,7 @@ function updateRow(row, job) {
   text(row, "ran").textContent = duration(jobDuration(job));
   for (const form of row.querySelectorAll("form[data-action]")) {
     const action = form.dataset.action;
-    form.action = `/ui/jobs/${encodeURIComponent(job.id)}/${action}`;
+    form.setAttribute("action", `/ui/jobs/${encodeURIComponent(job.id)}/${action}`);
     form.querySelector("button").setAttribute("aria-label", `${form.querySelector("button").textContent.trim()} job ${job.id}`);
     const terminal = ["completed", "failed", "cancelled"].includes(status);
     form.hidden =
