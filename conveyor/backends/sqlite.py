@@ -358,7 +358,12 @@ class SQLiteBackend(Backend):
 
     def _claim(self, conn: sqlite3.Connection, params: ClaimParams) -> ClaimResult:
         queues = _dumps(params.queues) if params.queues else None
-        base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        base = {
+            "worker_id": params.worker_id,
+            "now": params.now,
+            "lease_until": params.lease_until,
+            "types": _dumps(params.types) if params.types else None,
+        }
         rows: list[tuple[Any, ...]] = []
         conn.execute(Q["promote_due"], {"now": params.now})
         remaining = params.limit

@@ -65,6 +65,7 @@ WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status = 'pending'
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
       AND queue NOT IN (SELECT name FROM conveyor_queues
                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
     ORDER BY priority DESC, run_at, seq
@@ -78,6 +79,7 @@ SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, star
 WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status = 'pending' AND queue = :queue
+      AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
     ORDER BY priority DESC, run_at, seq
     LIMIT :limit)
 RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
