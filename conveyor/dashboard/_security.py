@@ -1,8 +1,9 @@
 """Dashboard security: the login session, CSRF protection and the response headers every page carries.
 
-The session cookie holds `issued.signature`, an HMAC of the issue time keyed by a key derived from the API token:
-never the token itself, and changing the token ends every session. The CSRF token is an HMAC of the session (or, with
-no API token, of a per-process secret); state-changing requests must also come from the dashboard's own origin.
+The session cookie holds a value derived from the API token (an HMAC keyed by it), never the token itself: the REST
+API accepts the same cookie (`conveyor.api.middleware.session_value`), and changing the token ends every session.
+The CSRF token is an HMAC of the session (or, with no API token, of a per-process secret); state-changing requests
+must also come from the dashboard's own origin (Origin, else Referer).
 """
 
 from __future__ import annotations
@@ -10,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 from urllib.parse import urlsplit
 
 from starlette.requests import Request
+
+from conveyor.api.middleware import session_value
 
 SESSION_COOKIE = "conveyor_session"
 SESSION_MAX_AGE_S = 7 * 86400
@@ -66,18 +68,14 @@ class Guard:
     def _sign(self, message: str) -> str:
         return hmac.new(self._key, message.encode(), hashlib.sha256).hexdigest()
 
-    def new_session(self, now: float | None = None) -> str:
-        issued = str(int(now if now is not None else time.time()))
-        return f"{issued}.{self._sign('session:' + issued)}"
+    def new_session(self) -> str:
+        assert self.api_token is not None
+        return session_value(self.api_token)
 
-    def session_valid(self, value: str | None, now: float | None = None) -> bool:
-        if not value or "." not in value:
-            return False
-        issued, signature = value.split(".", 1)
-        if not issued.isdigit() or not hmac.compare_digest(signature, self._sign("session:" + issued)):
-            return False
-        age = (now if now is not None else time.time()) - int(issued)
-        return -60 <= age <= SESSION_MAX_AGE_S
+    def session_valid(self, value: str | None) -> bool:
+        return bool(value) and self.api_token is not None and hmac.compare_digest(
+            str(value).encode(), session_value(self.api_token).encode()
+        )
 
     def authenticated(self, request: Request) -> bool:
         return not self.enabled or self.session_valid(request.cookies.get(SESSION_COOKIE))

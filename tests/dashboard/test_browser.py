@@ -13,7 +13,7 @@ import pytest
 
 from conveyor import Conveyor
 from tests.conftest import wait_for
-from tests.dashboard.conftest import Server
+from tests.dashboard.conftest import HAS_API, Server
 
 pytestmark = pytest.mark.slow
 
@@ -264,6 +264,9 @@ def test_with_a_token_pages_need_login_and_cross_site_posts_are_refused(
         refused = anonymous.post(f"/ui/jobs/{job_id}/retry", headers={"Origin": server.url})
         assert refused.status_code == 401
     assert server.status(job_id) == "cancelled"
+    if HAS_API:  # the REST API takes the same session cookie (the browser cannot send a Bearer header on SSE)
+        assert httpx.get(f"{server.url}/api/v1/jobs/{job_id}", cookies=session).status_code == 200
+        assert httpx.get(f"{server.url}/api/v1/jobs/{job_id}").status_code == 401
 
 
 def test_pages_carry_a_content_security_policy(server: Server) -> None:
