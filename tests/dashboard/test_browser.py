@@ -38,6 +38,9 @@ def drain(conveyor: Conveyor) -> None:
 def test_enqueued_job_appears_live_and_its_progress_moves(
     server: Server, worker: subprocess.Popen[bytes], page: Any, artifacts: Path
 ) -> None:
+    earlier = [server.enqueue("demo.echo", {"n": i}, tags=["batch:7"] if i % 2 else []) for i in range(4)]
+    earlier.append(server.enqueue("demo.fail", {"message": "upstream answered 502"}, max_retries=0))
+    wait_for(lambda: all(server.status(j) in ("completed", "failed") for j in earlier), timeout=30, what="warm-up")
     page.goto(f"{server.url}/ui/jobs")
     wait_live(page)
     page.evaluate("window.__notReloaded = true")

@@ -4,7 +4,7 @@ import { duration, liveJobs, throttle } from "./app.js";
 const SVG = "http://www.w3.org/2000/svg";
 const WIDTH = 600;
 const HEIGHT = 160;
-const PAD = { top: 8, right: 8, bottom: 20, left: 34 };
+const PAD = { top: 8, right: 8, bottom: 20, left: 44 };
 const REFRESH_MS = 10000;
 
 function svgEl(name, attrs = {}) {
@@ -68,11 +68,18 @@ function drawThroughput(figure, points) {
   figure.querySelector("[data-summary]").textContent = summary;
 }
 
+function axisDuration(seconds) {
+  if (seconds === 0) return "0";
+  if (seconds < 1) return `${Math.round(seconds * 1000)}ms`;
+  if (seconds < 120) return `${Number(seconds.toFixed(1))}s`;
+  return `${Math.round(seconds / 60)}m`;
+}
+
 function drawDurations(figure, points) {
   const svg = figure.querySelector("[data-svg]");
   const values = points.flatMap((p) => [p.p50, p.p95]).filter((v) => v != null);
   const max = niceMax(Math.max(0, ...values));
-  const { nodes, inner, slot } = frame(svg, max, points, (v) => (v >= 10 ? String(Math.round(v)) : v.toFixed(1)));
+  const { nodes, inner, slot } = frame(svg, max, points, axisDuration);
   for (const key of ["p95", "p50"]) {
     let path = "";
     let open = false;
@@ -94,7 +101,7 @@ function drawDurations(figure, points) {
       if (lonely) {
         const x = PAD.left + slot * (i + 0.5);
         const y = PAD.top + inner * (1 - p[key] / max);
-        nodes.push(svgEl("rect", { class: key === "p50" ? "bar-completed" : "bar-failed", x: x - 2, y: y - 2, width: 4, height: 4 }));
+        nodes.push(svgEl("circle", { class: `dot-${key}`, cx: x, cy: y, r: 2.5 }));
       }
     });
   }
