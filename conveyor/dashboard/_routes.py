@@ -219,7 +219,10 @@ class Dashboard:
         r.add_api_route("/ui/queues/{name}/{action}", self.queue_action, methods=["POST"])
         r.add_api_route("/ui/enqueue", self.enqueue_page, methods=["GET"], response_class=HTMLResponse)
         r.add_api_route("/ui/enqueue", self.enqueue, methods=["POST"])
-        r.add_api_route("/ui/sources", self.sources_page, methods=["GET"], response_class=HTMLResponse)
+        if self.has_sources:
+            from conveyor.dashboard._sources import SourcesPage
+
+            SourcesPage(self).add_routes()
         r.add_api_route("/ui/data/overview", self.overview_data, methods=["GET"])
         r.add_api_route("/ui/data/jobs/{job_id}", self.job_data, methods=["GET"])
         r.add_api_route("/ui/events", self.events, methods=["GET"])
@@ -490,14 +493,6 @@ class Dashboard:
             return self._render(request, "enqueue.html", 422, values=form, error=message, **context)
         message = f"Enqueued {task.name} as {_short(job.id)}."
         return self._done(request, message, f"/ui/jobs/{job.id}", job=job.to_dict())
-
-    # ------------------------------------------------------------------------------------------ sources
-    async def sources_page(self, request: Request) -> Response:
-        if (gate := self._page_gate(request)) is not None:
-            return gate
-        if not self.has_sources:
-            return self._render(request, "not_found.html", 404, job_id=None)
-        return self._render(request, "sources.html")
 
     # ------------------------------------------------------------------------------------------ live
     async def events(self, request: Request) -> Response:

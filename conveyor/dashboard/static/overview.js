@@ -2,7 +2,7 @@
 import { duration, liveJobs, throttle } from "./app.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const WIDTH = 600;
+let WIDTH = 600; // the chart's own pixel width, so text and strokes are never stretched
 const HEIGHT = 160;
 const PAD = { top: 8, right: 8, bottom: 20, left: 44 };
 const REFRESH_MS = 10000;
@@ -26,8 +26,8 @@ function minuteLabel(iso) {
 }
 
 function frame(svg, max, points, format) {
+  WIDTH = Math.max(240, Math.round(svg.getBoundingClientRect().width) || 600);
   svg.setAttribute("viewBox", `0 0 ${WIDTH} ${HEIGHT}`);
-  svg.setAttribute("preserveAspectRatio", "none");
   const inner = HEIGHT - PAD.top - PAD.bottom;
   const nodes = [];
   for (const fraction of [0, 0.5, 1]) {
@@ -37,7 +37,7 @@ function frame(svg, max, points, format) {
     label.textContent = format(max * fraction);
     nodes.push(label);
   }
-  const step = Math.max(1, Math.floor(points.length / 4));
+  const step = Math.max(1, Math.floor(points.length / Math.max(2, Math.floor(WIDTH / 130))));
   const slot = (WIDTH - PAD.left - PAD.right) / Math.max(1, points.length);
   for (let i = 0; i < points.length; i += step) {
     const label = svgEl("text", { class: "axis", x: PAD.left + slot * i, y: HEIGHT - 4 });
@@ -174,7 +174,10 @@ function render(state) {
 
 async function refresh() {
   const response = await fetch("/ui/data/overview", { headers: { Accept: "application/json" } });
-  if (response.ok) render(await response.json());
+  if (response.ok) {
+    latest = await response.json();
+    render(latest);
+  }
 }
 
 const soon = throttle(refresh, 1000);
@@ -187,6 +190,8 @@ document.addEventListener("conveyor:done", (event) => {
   soon();
 });
 
-render(JSON.parse(document.getElementById("overview-state").textContent));
+let latest = JSON.parse(document.getElementById("overview-state").textContent);
+render(latest);
+window.addEventListener("resize", throttle(() => render(latest), 200));
 liveJobs({}, { onJob: soon, onDeleted: soon });
 setInterval(refresh, REFRESH_MS);
