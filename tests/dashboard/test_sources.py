@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +16,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: Any) -> None:
+def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: Any, artifacts: Path) -> None:
     page.goto(f"{server.url}/ui/sources")
     assert page.get_by_role("link", name="Sources").count() == 1
     form = page.locator('form[action="/ui/sources/text"]')
-    form.get_by_label("Namespace").fill("docs")
-    form.get_by_label("Name").fill("<i>intro</i>")
+    form.get_by_label("Namespace", exact=True).fill("docs")
+    form.get_by_label("Name", exact=True).fill("<i>intro</i>")
     form.get_by_label("Text").fill("Conveyor runs background jobs durably, with retries and progress.")
     form.get_by_role("button", name="Add text").click()
     page.locator("tr[data-source-id]").wait_for()
@@ -35,6 +36,7 @@ def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: A
     page.get_by_label("Search query").fill("background jobs")
     page.get_by_role("button", name="Search").click()
     assert "background jobs" in page.locator(".results li").first.inner_text()
+    page.screenshot(path=str(artifacts / "sources.png"), full_page=True)
 
     page.get_by_role("button", name="Delete source <i>intro</i>").click()
     page.locator("tr[data-source-id]").wait_for(state="detached")
