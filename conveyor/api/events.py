@@ -5,6 +5,10 @@ that increases across the whole system. The hub polls `change_token()` every few
 changes once, loads each changed job once, encodes the SSE frame once, and hands it to each matching subscriber's
 bounded queue. A subscriber whose queue is full is dropped (its stream ends); the client reconnects with
 `Last-Event-ID` and resumes from the outbox, so a slow client loses nothing and never slows the others.
+
+Each change is one `event: job` whose data is the job as the hub reads it: several changes read in one pass (a job
+created, claimed and completed within a few milliseconds) each keep their own id but carry the newest state. A
+deleted job's change is an `event: deleted` with `{"id": ...}` (for subscribers not filtering by type, queue, tag).
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class EventFilter:
     queue: str | None = None
     tag: str | None = None
 
+    def matches_deleted(self, job_id: str) -> bool:
+        """A deleted job's type, queue and tags are gone: only unfiltered and job_id subscribers hear of it."""
+        return self.type is None and self.queue is None and self.tag is None and self.job_id in (None, job_id)
+
     def matches(self, job: Job) -> bool:
         return (
             (self.job_id is None or job.id == self.job_id)
@@ -59,8 +67,12 @@ class EventFilter:
 @dataclass(eq=False)
 class Subscriber:
     filter: EventFilter
-    queue: asyncio.Queue[bytes | None] = field(default_factory=lambda: asyncio.Queue(BUFFER_EVENTS))
+    buffer: int = BUFFER_EVENTS
+    queue: asyncio.Queue[bytes | None] = field(init=False)
     dropped: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.buffer)
 
     def offer(self, frame: bytes | None) -> None:
         if self.dropped:
@@ -75,6 +87,10 @@ class Subscriber:
             self.queue.put_nowait(None)
 
 
+def deleted_frame(event_id: int, job_id: str) -> bytes:
+    return f'id: {event_id}\nevent: deleted\ndata: {{"id":{json.dumps(job_id)}}}\n\n'.encode()
+
+
 def frame(event_id: int, job: Job) -> bytes:
     data = json.dumps(job.to_dict(), separators=(",", ":"), default=str)
     return f"id: {event_id}\nevent: job\ndata: {data}\n\n".encode()
@@ -84,11 +100,17 @@ class EventHub:
     """The server's single outbox poller and its subscribers."""
 
     def __init__(
-        self, conveyor: Conveyor, *, poll_interval_s: float = POLL_INTERVAL_S, heartbeat_s: float = HEARTBEAT_S
+        self,
+        conveyor: Conveyor,
+        *,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        heartbeat_s: float = HEARTBEAT_S,
+        buffer_events: int = BUFFER_EVENTS,
     ) -> None:
         self.conveyor = conveyor
         self.poll_interval_s = poll_interval_s
         self.heartbeat_s = heartbeat_s
+        self.buffer_events = buffer_events
         self.position = 0  # the id of the newest change handed to subscribers
         self.subscribers: set[Subscriber] = set()
         self.closed = False
@@ -140,7 +162,7 @@ class EventHub:
     async def subscribe(self, flt: EventFilter) -> tuple[Subscriber, int]:
         """Register a subscriber; it gets every change after the returned position."""
         await self.start()
-        sub = Subscriber(flt)
+        sub = Subscriber(flt, self.buffer_events)
         if self.closed:
             sub.offer(None)
         else:
@@ -163,6 +185,8 @@ class EventHub:
                 job = jobs.get(change.job_id)
                 if job is not None and flt.matches(job):
                     frames.append(frame(change.id, job))
+                elif job is None and flt.matches_deleted(change.job_id):
+                    frames.append(deleted_frame(change.id, change.job_id))
             after_id = changes[-1].id
         return frames
 
@@ -202,15 +226,17 @@ class EventHub:
                 jobs = await self._db(self._load, [c.job_id for c in changes])
                 for change in changes:
                     job = jobs.get(change.job_id)
-                    if job is None:
-                        continue
                     encoded: bytes | None = None
                     for sub in list(self.subscribers):
-                        if sub.filter.matches(job):
+                        if job is not None and sub.filter.matches(job):
                             encoded = encoded or frame(change.id, job)
-                            sub.offer(encoded)
-                            if sub.dropped:
-                                self.subscribers.discard(sub)
+                        elif job is None and sub.filter.matches_deleted(change.job_id):
+                            encoded = encoded or deleted_frame(change.id, change.job_id)
+                        else:
+                            continue
+                        sub.offer(encoded)
+                        if sub.dropped:
+                            self.subscribers.discard(sub)
             self.position = changes[-1].id
             if len(changes) < READ_BATCH:
                 return
@@ -223,11 +249,13 @@ class EventStreamResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(self, hub: EventHub, sub: Subscriber, backlog: list[bytes]) -> None:
-        super().__init__(
-            status_code=200,
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "keep-alive"},
-            media_type=self.media_type,
-        )
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
         self.hub = hub
         self.sub = sub
         self.backlog = backlog
