@@ -105,6 +105,11 @@ def _short(job_id: str) -> str:
     return "…" + job_id[-8:] if len(job_id) > 12 else job_id
 
 
+def _segment(value: str) -> str:
+    """A value as one URL path segment (a queue named `a/b` stays one segment)."""
+    return quote(str(value), safe="")
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("conveyor.dashboard", "templates"),
@@ -113,7 +118,9 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(relative=_relative, pretty_json=_pretty_json, duration=_duration, short=_short)
+    env.filters.update(
+        relative=_relative, pretty_json=_pretty_json, duration=_duration, short=_short, segment=_segment
+    )
     env.globals.update(statuses=STATUSES, iso=lambda d: d.isoformat() if d else "", job_duration=_job_duration)
     return env
 
@@ -195,9 +202,13 @@ class Dashboard:
             return _refuse(403, "forbidden", "missing or invalid CSRF token; reload the page"), {}
         return None, form
 
-    def _done(self, request: Request, message: str, back: str, ok: bool = True, **data: Any) -> Response:
+    def _done(
+        self, request: Request, message: str, back: str, ok: bool = True, status: int = 409, **data: Any
+    ) -> Response:
+        """The answer to an action: JSON for the page's scripts, else a redirect back with a flash message.
+        A refused action answers `status` (409: the job's state does not allow it; 422: invalid input)."""
         if _wants_json(request):
-            return JSONResponse({"ok": ok, "message": message, **data}, status_code=200 if ok else 409)
+            return JSONResponse({"ok": ok, "message": message, **data}, status_code=200 if ok else status)
         response = RedirectResponse(back, status_code=303)
         response.set_cookie(FLASH_COOKIE, quote(message[:300]), max_age=60, path="/", httponly=True, samesite="strict")
         return response
@@ -216,7 +227,7 @@ class Dashboard:
         r.add_api_route("/ui/jobs/bulk", self.bulk, methods=["POST"])
         r.add_api_route("/ui/jobs/{job_id}", self.job_page, methods=["GET"], response_class=HTMLResponse)
         r.add_api_route("/ui/jobs/{job_id}/{action}", self.job_action, methods=["POST"])
-        r.add_api_route("/ui/queues/{name}/{action}", self.queue_action, methods=["POST"])
+        r.add_api_route("/ui/queues/{name:path}/{action}", self.queue_action, methods=["POST"])
         r.add_api_route("/ui/enqueue", self.enqueue_page, methods=["GET"], response_class=HTMLResponse)
         r.add_api_route("/ui/enqueue", self.enqueue, methods=["POST"])
         if self.has_sources:
@@ -325,7 +336,7 @@ class Dashboard:
                 return _refuse(404, "not_found", f"unknown queue action {action!r}")
         except (ValueError, InvalidArgumentsError) as exc:
             text = exc.message if isinstance(exc, ConveyorError) else "concurrency must be a whole number"
-            return self._done(request, text, back, ok=False)
+            return self._done(request, text, back, ok=False, status=422)
         return self._done(request, message, back, queue=queue.to_dict())
 
     # ------------------------------------------------------------------------------------------ jobs
@@ -409,7 +420,7 @@ class Dashboard:
         try:
             job = await self._call(self._apply, action, job_id)
         except JobNotFoundError:
-            return self._done(request, f"Job {_short(job_id)} no longer exists.", "/ui/jobs", ok=False)
+            return self._done(request, f"Job {_short(job_id)} no longer exists.", "/ui/jobs", ok=False, status=404)
         except InvalidStateError as exc:
             return self._done(request, exc.message, back, ok=False)
         if job is None:
@@ -436,7 +447,7 @@ class Dashboard:
         back = safe_next(form.get("next"), "/ui/jobs")
         action = form.get("action", "")
         if action not in ACTIONS:
-            return self._done(request, "Choose cancel, retry or delete.", back, ok=False)
+            return self._done(request, "Choose cancel, retry or delete.", back, ok=False, status=422)
         if form.get("scope") == "filter":
             status = form.get("status") or None
             try:
@@ -444,13 +455,13 @@ class Dashboard:
                     status, form.get("type") or None, form.get("queue") or None, form.get("tag") or None
                 )
             except InvalidArgumentsError as exc:
-                return self._done(request, exc.message, back, ok=False)
+                return self._done(request, exc.message, back, ok=False, status=422)
             ids = await self._call(self.conveyor.backend.select_ids, chosen)
         else:
             body = await request.form()
             ids = [v for v in body.getlist("ids") if isinstance(v, str) and v]
         if not ids:
-            return self._done(request, "No jobs selected.", back, ok=False)
+            return self._done(request, "No jobs selected.", back, ok=False, status=422)
         done, skipped = await self._call(self._bulk, action, ids)
         verb = {"cancel": "Cancelled", "retry": "Retried", "delete": "Deleted"}[action]
         message = f"{verb} {done} job{'s' if done != 1 else ''}" + (f"; {skipped} skipped." if skipped else ".")

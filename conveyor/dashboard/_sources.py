@@ -89,14 +89,14 @@ class SourcesPage:
             elif kind == "file":
                 upload = (await request.form()).get("file")
                 if not isinstance(upload, UploadFile) or not upload.filename:
-                    return d._done(request, "Choose a file to upload.", back, ok=False)
+                    return d._done(request, "Choose a file to upload.", back, ok=False, status=422)
                 filename = upload.filename
                 source, _ = await asyncio.to_thread(self.ingestion.add_file, namespace, filename, upload.file)
             else:
-                return d._done(request, f"Unknown kind of source {kind!r}.", back, ok=False)
+                return d._done(request, f"Unknown kind of source {kind!r}.", back, ok=False, status=404)
         except (ConveyorError, ValueError) as exc:
             message = exc.message if isinstance(exc, ConveyorError) else "max pages must be a whole number"
-            return d._done(request, message, back, ok=False)
+            return d._done(request, message, back, ok=False, status=422)
         return d._done(request, f"Added {source.name}; it is being processed.", back, source=source.to_dict())
 
     async def delete(self, request: Request, source_id: str) -> Response:
@@ -108,5 +108,5 @@ class SourcesPage:
         try:
             await asyncio.to_thread(self.ingestion.delete_source, source_id)
         except ConveyorError as exc:
-            return d._done(request, exc.message, back, ok=False)
+            return d._done(request, exc.message, back, ok=False, status=404)
         return d._done(request, "Source deleted.", back, id=source_id, deleted=True)

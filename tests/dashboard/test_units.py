@@ -130,3 +130,19 @@ def test_event_stream_sends_changes_deletions_and_what_a_reconnect_missed(server
                 if data["id"] == later.id:
                     break
         assert ("deleted", job.id) in seen and ("job", later.id) in seen
+
+
+def test_queue_actions_take_any_queue_name(server: Server) -> None:
+    server.conveyor.enqueue("demo.echo", {}, queue="team/a b")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/").text
+        assert 'action="/ui/queues/team%2Fa%20b/pause"' in page
+        csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        headers = {"Origin": server.url, "Accept": "application/json"}
+        answer = client.post("/ui/queues/team%2Fa%20b/pause", data={"csrf": csrf}, headers=headers)
+        assert answer.status_code == 200 and answer.json()["queue"]["paused"] is True
+        answer = client.post(
+            "/ui/queues/team%2Fa%20b/concurrency", data={"csrf": csrf, "concurrency": "x"}, headers=headers
+        )
+        assert answer.status_code == 422 and not answer.json()["ok"]
+    assert next(q for q in server.conveyor.list_queues() if q.name == "team/a b").paused

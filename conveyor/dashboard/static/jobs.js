@@ -87,7 +87,14 @@ function addRow(job) {
 }
 
 function removeRow(id) {
-  rowOf(id)?.remove();
+  const row = rowOf(id);
+  if (!row) return;
+  // Keep keyboard users in place: focus moves to the next row (or the previous) when the focused row goes.
+  if (row.contains(document.activeElement)) {
+    const neighbour = row.nextElementSibling ?? row.previousElementSibling;
+    (neighbour?.querySelector("a") ?? document.querySelector("main"))?.focus();
+  }
+  row.remove();
   empty.hidden = tbody.rows.length > 0;
   updateSelection();
 }
