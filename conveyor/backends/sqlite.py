@@ -41,6 +41,7 @@ from conveyor.job import (
     JobStatus,
     QueueInfo,
     WorkerInfo,
+    iso,
     to_datetime,
 )
 
@@ -622,8 +623,10 @@ class SQLiteBackend(Backend):
             for type_, status, n in conn.execute(Q["counts_by_type"]).fetchall():
                 by_type.setdefault(type_, {})[status] = n
             samples: dict[str, list[float]] = {}
-            for type_, duration in conn.execute(Q["recent_durations"], {"since": since}).fetchall():
+            by_minute: dict[int, list[float]] = {}
+            for type_, duration, minute in conn.execute(Q["recent_durations"], {"since": since}).fetchall():
                 samples.setdefault(type_, []).append(duration)
+                by_minute.setdefault(minute, []).append(duration)
             minutes = conn.execute(Q["throughput"], {"since": since}).fetchall()
             workers = conn.execute(Q["count_live_workers"], {"now": now}).fetchone()[0]
         counts = {s.value: sum(c.get(s.value, 0) for c in by_type.values()) for s in JobStatus}
@@ -633,7 +636,18 @@ class SQLiteBackend(Backend):
             durations={t: _summary(v) for t, v in samples.items()},
             throughput=_per_minute(minutes, since, window_s),
             workers=workers,
+            extra={"duration_series": _duration_series(by_minute, since, window_s)},
         )
+
+
+def _duration_series(by_minute: dict[int, list[float]], since: float, window_s: float) -> list[dict[str, Any]]:
+    """Per minute of the window: how many jobs completed and their duration summary (seconds; null if none)."""
+    series: list[dict[str, Any]] = []
+    for i in range(int(window_s // 60)):
+        values = by_minute.get(i)
+        summary = _summary(values) if values else {"count": 0, "avg": None, "p50": None, "p95": None}
+        series.append({"minute": iso(to_datetime(since + 60 * i)), **summary})
+    return series
 
 
 def _summary(values: list[float]) -> dict[str, float]:
