@@ -43,6 +43,17 @@ def _epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
+def _register_ingest_tasks(app: Conveyor) -> None:
+    """The built-in ingestion tasks (SPEC section 5), when the `ingest` extra is installed; imports nothing heavy."""
+    import importlib.util
+
+    if importlib.util.find_spec("numpy") is None:
+        return
+    from conveyor.ingest.tasks import register_ingest_tasks
+
+    register_ingest_tasks(app)
+
+
 class Conveyor:
     """A job system bound to one database.
 
@@ -57,6 +68,7 @@ class Conveyor:
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
+        ingest_tasks: bool | None = None,
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -68,6 +80,8 @@ class Conveyor:
             from conveyor.demo import register_demo_tasks
 
             register_demo_tasks(self)
+        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
+            _register_ingest_tasks(self)
 
     # ------------------------------------------------------------------------------------------ set-up
     @property
