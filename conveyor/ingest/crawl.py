@@ -208,14 +208,26 @@ class SafeFetcher:
 
     def __init__(self, policy: CrawlPolicy) -> None:
         self.policy = policy
-        timeout = httpx.Timeout(
-            connect=policy.connect_timeout_s, read=policy.read_timeout_s, write=policy.read_timeout_s, pool=5.0
-        )
-        # trust_env=False: no proxy from the environment could route around the address checks.
-        self.client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=policy.verify)
+        self._clients: dict[str, httpx.Client] = {}
+
+    def _client(self, host: str) -> httpx.Client:
+        """One client (connection pool) per host name: connections are pooled by address, and a TLS connection
+        made for one name (its SNI, its certificate) must never carry requests for another name on that address."""
+        client = self._clients.get(host)
+        if client is None:
+            policy = self.policy
+            timeout = httpx.Timeout(
+                connect=policy.connect_timeout_s, read=policy.read_timeout_s, write=policy.read_timeout_s, pool=5.0
+            )
+            # trust_env=False: no proxy from the environment could route around the address checks.
+            client = httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False, verify=policy.verify)
+            self._clients[host] = client
+        return client
 
     def close(self) -> None:
-        self.client.close()
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
 
     def __enter__(self) -> SafeFetcher:
         return self
@@ -260,11 +272,10 @@ class SafeFetcher:
                 "Accept": "text/html,application/xhtml+xml,text/plain;q=0.8,*/*;q=0.1",
             }
             extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
-            request = self.client.build_request(
-                "GET", target.copy_with(host=ip), headers=headers, extensions=extensions
-            )
+            client = self._client(target.host)
+            request = client.build_request("GET", target.copy_with(host=ip), headers=headers, extensions=extensions)
             try:
-                response = self.client.send(request, stream=True)
+                response = client.send(request, stream=True)
             except httpx.HTTPError as exc:
                 raise FetchError(f"{current}: {type(exc).__name__}: {exc or 'no detail'}") from None
             try:

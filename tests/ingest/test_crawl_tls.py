@@ -66,3 +66,15 @@ def test_a_certificate_for_another_name_is_refused(docs_site: Site, client_conte
     port = docs_site.base.rsplit(":", 1)[1]
     with SafeFetcher(policy(client_context, ["127.0.0.1"])) as fetcher, pytest.raises(FetchError, match=r"SSL|ertif"):
         fetcher.get(f"https://impostor.example.test:{port}/")
+
+
+def test_a_connection_for_one_name_never_carries_another_name(docs_site: Site,
+                                                             client_context: ssl.SSLContext) -> None:
+    """Both names resolve to the same address; the certificate covers only the first. The keep-alive connection of
+    the first must not be reused for the second, whose own handshake then fails."""
+    port = docs_site.base.rsplit(":", 1)[1]
+    with SafeFetcher(policy(client_context, ["127.0.0.1"])) as fetcher:
+        assert fetcher.get(f"https://docs.example.test:{port}/about.html").status == 200
+        with pytest.raises(FetchError, match=r"SSL|ertif"):
+            fetcher.get(f"https://impostor.example.test:{port}/history.html")
+    assert docs_site.requests == ["/about.html"]
