@@ -538,10 +538,7 @@ class PostgresStore(VectorStore):
         if not self.pgvector:
             return
         # Fill the pgvector column from the float32 bytes of the rows just written (same transaction).
-        rows = ex.tuples(
-            "SELECT id, embedding FROM ingest_chunks WHERE namespace = %(namespace)s AND embedding_pgv IS NULL",
-            {"namespace": namespace},
-        )
+        rows = ex.tuples(self.q["pgvector_pending"], {"namespace": namespace})
         import numpy as np
 
         ex.many(

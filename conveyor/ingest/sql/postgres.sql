@@ -93,3 +93,6 @@ LIMIT %(top_k)s;
 
 -- name: pgvector_set
 UPDATE ingest_chunks SET embedding_pgv = %(vector)s::vector WHERE id = %(id)s;
+
+-- name: pgvector_pending
+SELECT id, embedding FROM ingest_chunks WHERE namespace = %(namespace)s AND embedding_pgv IS NULL;
