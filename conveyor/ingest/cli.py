@@ -54,6 +54,12 @@ def _finish(
         out.print(f"source {source.id} ({source.kind}) {source.status}; job {job.id}")
     else:
         out.print(f"source {source.id} {source.status}: {source.chunk_count} chunks in namespace {source.namespace}")
+        result = conveyor.require_job(job.id).result
+        if source.kind == "website" and isinstance(result, dict) and "pages" in result:
+            skipped = result.get("skipped") or {}
+            out.print(f"{result['pages']} pages crawled, {len(skipped)} skipped", markup=False)
+            for url, reason in list(skipped.items())[:10]:
+                out.print(f"  skipped {url}: {reason}", markup=False)
     if source.status == "failed":
         fail(f"source {source.id} failed: {source.error}")
 

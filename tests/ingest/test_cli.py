@@ -79,6 +79,7 @@ def test_ingest_text_from_stdin_and_url(env: dict[str, str], worker: object, sit
     url = conveyor(env, "ingest", "url", site.base + "/", "-n", "kb", "--max-pages", "3")
     assert url.returncode == 0, url.stderr
     assert "ready: 3 chunks in namespace kb" in url.stdout
+    assert "3 pages crawled" in url.stdout
     assert len(site.pages_fetched()) == 3
 
 
