@@ -77,7 +77,9 @@ def _wait(
         console=err, disable=not (show_bar and err.is_terminal), transient=True,
     ) as progress:
         bar = progress.add_task(f"{job.type} {source.status}", total=100)
-        while source.status not in ("ready", "failed"):
+        current = job
+        # Until the job ends (a crawl may retry after a failed attempt), not merely until the source looks done.
+        while not current.status.is_terminal:
             if deadline is not None and time.monotonic() >= deadline:
                 fail(f"timed out: source {source.id} is still {source.status} after {timeout}s", 3)
             time.sleep(0.2)
@@ -87,7 +89,7 @@ def _wait(
             stage = info.get("stage") or current.status.value
             counts = f" {info['done']}/{info['total']}" if "done" in info and "total" in info else ""
             progress.update(bar, completed=current.progress, description=f"{job.type} {stage}{counts}")
-    return source
+    return ingestion.get_source(source.id)
 
 
 @ingest_app.command("file")

@@ -198,14 +198,16 @@ class Ingestion:
         return list(self.app.list_jobs(tag=f"source:{source_id}", limit=1000).jobs)
 
     def wait(self, source_id: str, timeout: float | None = None, poll_interval: float = 0.2) -> Source:
-        """Block until the source is ready or failed (TimeoutError after `timeout` seconds)."""
+        """Block until the source's job has ended (after any retries), then return the source, `ready` or
+        `failed`; TimeoutError after `timeout` seconds."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             source = self.get_source(source_id)
-            if source.status in ("ready", "failed"):
-                return source
+            job = self.app.get_job(source.job_id) if source.job_id else None
+            if job is None or job.status.is_terminal:
+                return self.get_source(source_id)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(f"source {source_id} is still {source.status} after {timeout}s")
             time.sleep(poll_interval)
