@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import uuid
 from collections.abc import Iterable
@@ -182,11 +183,16 @@ class Ingestion:
         return [self._reconciled(s) for s in self.store.list_sources(namespace, limit)]
 
     def _reconciled(self, source: Source) -> Source:
-        """A source whose job ended failed or cancelled without the task saying so (its worker died, it was
-        cancelled while waiting) is failed too."""
-        if source.status not in ("pending", "processing") or not source.job_id:
+        """The source as its job says: failed if the job ended failed or cancelled without the task saying so (its
+        worker died, it was cancelled while waiting); pending, with the last error, while a failed attempt waits for
+        its retry (`failed` is final)."""
+        if not source.job_id or source.status == "ready":
             return source
         job = self.app.get_job(source.job_id)
+        if source.status == "failed":
+            if job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.PENDING):
+                return dataclasses.replace(source, status="pending")
+            return source
         if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             return source
         error = job.error or f"its job was {job.status}"

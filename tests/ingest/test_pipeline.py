@@ -219,10 +219,13 @@ def test_a_crawl_that_cannot_start_fails_its_source(ingestion: Ingestion, ingest
     site.robots_status = 500
     source, job = ingestion.add_website("ns", site.base + "/")
     drain(ingest_app, max_jobs=1)  # the first attempt; crawls keep their retries for network trouble
-    failed = ingestion.get_source(source.id)
-    assert failed.status == "failed" and "robots.txt" in (failed.error or "") and "answered 500" in failed.error
+    waiting = ingestion.get_source(source.id)
+    assert waiting.status == "pending" and "robots.txt" in (waiting.error or "") and "answered 500" in waiting.error
     attempt = ingest_app.require_job(job.id)
     assert attempt.status is JobStatus.SCHEDULED and "not crawling" in (attempt.error or "")
+    ingest_app.cancel(job.id)  # no more attempts: failed is final
+    failed = ingestion.get_source(source.id)
+    assert failed.status == "failed" and "answered 500" in (failed.error or "")
     assert site.pages_fetched() == []
 
 
