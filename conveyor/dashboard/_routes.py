@@ -17,9 +17,9 @@ import jinja2
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from conveyor.dashboard._events import EventFilter, EventHub
+from conveyor.api.events import EventFilter, EventHub, EventStreamResponse
 from conveyor.dashboard._forms import EXTRA_FIELD, accepts_extra, form_fields, parse_args
 from conveyor.dashboard._security import (
     CSRF_FIELD,
@@ -146,7 +146,7 @@ class Dashboard:
     def __init__(self, conveyor: Conveyor, api_token: str | None = None) -> None:
         self.conveyor = conveyor
         self.guard = Guard(api_token if api_token is not None else conveyor.settings.api_token)
-        self.hub = EventHub(conveyor)
+        self._own_hub: EventHub | None = None  # when mounted without the REST API's app (and its hub)
         self.env = _environment()
         self.static = _static_files()
         self.version = hashlib.sha256(b"".join(etag.encode() for _, _, etag in self.static.values())).hexdigest()[:10]
@@ -507,16 +507,26 @@ class Dashboard:
 
     # ------------------------------------------------------------------------------------------ live
     async def events(self, request: Request) -> Response:
+        """The live job stream of the pages: the REST API's event hub (one outbox poller per server, shut down
+        with it), behind the dashboard's session, since a browser's EventSource cannot send a Bearer header."""
         if (gate := self._data_gate(request)) is not None:
             return gate
+        hub = getattr(request.app.state, "hub", None)
+        if not isinstance(hub, EventHub):
+            hub = self._own_hub = self._own_hub or EventHub(self.conveyor)
         p = request.query_params
-        filters = EventFilter(
-            p.get("job_id") or None, p.get("type") or None, p.get("queue") or None, p.get("tag") or None
+        flt = EventFilter(
+            job_id=p.get("job_id") or None, type=p.get("type") or None, queue=p.get("queue") or None,
+            tag=p.get("tag") or None,
         )
-        last = request.headers.get("last-event-id", "")
-        stream = self.hub.stream(filters, int(last) if last.isdigit() else None)
-        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        last = request.headers.get("last-event-id", "").strip()
+        sub, position = await hub.subscribe(flt)
+        try:
+            backlog = await hub.replay(int(last), position, flt) if last.isdigit() else []
+        except BaseException:
+            hub.unsubscribe(sub)
+            raise
+        return EventStreamResponse(hub, sub, backlog)
 
 
 def _enqueue_options(form: dict[str, str]) -> dict[str, Any]:

@@ -147,8 +147,10 @@ const refreshCounts = throttle(async () => {
   }
 }, 1000);
 
+// Unfiltered on the server: a deleted job's type, queue and tags are gone, so only an unfiltered stream hears of
+// its deletion; `matches` filters here.
 liveJobs(
-  { type: filters.type, queue: filters.queue, tag: filters.tag },
+  {},
   {
     onJob(job) {
       const row = rowOf(job.id);
