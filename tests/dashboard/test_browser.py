@@ -278,3 +278,55 @@ def test_pages_carry_a_content_security_policy(server: Server) -> None:
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert response.headers["x-frame-options"] == "DENY"
     assert "<script>" not in response.text  # no inline script: only `<script type="module" src=...>` and JSON data
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(el => !el.closest('template') && el.offsetParent !== null)
+    .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim()))
+    .map(el => el.outerHTML)"""
+
+
+def test_keyboard_only_use_and_labelled_controls(server: Server, page: Any) -> None:
+    job_id = server.enqueue("demo.echo", {"k": 1})
+    page.goto(f"{server.url}/ui/jobs")
+    wait_live(page)
+    assert page.evaluate(UNLABELLED) == []
+    target = f"Cancel job {job_id}"
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == target:
+            break
+    else:
+        pytest.fail("the row's Cancel button is not reachable with Tab")
+    page.keyboard.press("Enter")
+    row(page, job_id).locator('[data-f="status"]', has_text="cancelled").wait_for()
+    assert server.status(job_id) == "cancelled"
+    for path in ("/", f"/ui/jobs/{job_id}", "/ui/enqueue"):
+        page.goto(server.url + path)
+        assert page.evaluate(UNLABELLED) == [], path
+
+
+def test_phone_width_and_dark_mode(server: Server, browser: Any, artifacts: Path) -> None:
+    for i in range(3):
+        server.enqueue("demo.echo", {"i": i}, tags=["team:mobile"], queue="a-rather-long-queue-name")
+    phone = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        page = phone.new_page()
+        for name, path in (("overview", "/"), ("jobs", "/ui/jobs")):
+            page.goto(server.url + path)
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+            page.screenshot(path=str(artifacts / f"{name}-phone.png"), full_page=True)
+    finally:
+        phone.close()
+    dark = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="dark")
+    try:
+        page = dark.new_page()
+        page.goto(f"{server.url}/ui/jobs")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        red, green, blue = (int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3])
+        assert red + green + blue < 120, background
+        page.screenshot(path=str(artifacts / "jobs-dark.png"), full_page=True)
+    finally:
+        dark.close()
