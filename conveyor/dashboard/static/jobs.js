@@ -1,5 +1,5 @@
 // The jobs table: rows update in place from the live stream, new jobs appear at the top of the first page.
-import { duration, jobDuration, liveJobs, setTime, shortId, throttle } from "./app.js";
+import { duration, jobDuration, liveJobs, relative, setTime, shortId, throttle } from "./app.js";
 
 const table = document.querySelector("[data-jobs-table]");
 const tbody = table.querySelector("[data-rows]");
@@ -65,7 +65,7 @@ function updateRow(row, job) {
   text(row, "queue").textContent = job.queue;
   text(row, "attempts").textContent = `${job.attempts} / ${job.max_retries + 1}`;
   setTime(field(row, "created").querySelector("time"), job.created_at);
-  text(row, "ran").textContent = duration(jobDuration(job));
+  text(row, "ran").textContent = status === "scheduled" ? `starts ${relative(job.run_at)}` : duration(jobDuration(job));
   for (const form of row.querySelectorAll("form[data-action]")) {
     const action = form.dataset.action;
     form.setAttribute("action", `/ui/jobs/${encodeURIComponent(job.id)}/${action}`);
