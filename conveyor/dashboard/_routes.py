@@ -480,6 +480,7 @@ class Dashboard:
             "fields": form_fields(schema),
             "extra_allowed": accepts_extra(schema),
             "extra_field": EXTRA_FIELD,
+            "default_retries": self.conveyor.settings.max_retries,
         }
 
     async def enqueue_page(self, request: Request, type: str | None = None) -> Response:  # noqa: A002
