@@ -64,8 +64,22 @@ def test_enqueued_job_appears_live_and_its_progress_moves(
     assert line.locator(".tag").inner_text() == "demo:live"
     page.screenshot(path=str(artifacts / "jobs-table.png"), full_page=True)
 
-    line.locator('[data-f="status"]', has_text="completed").wait_for(timeout=30_000)
     assert page.evaluate("window.__notReloaded") is True, "the page reloaded"
+    assert not page.js_errors, page.js_errors
+
+    # The job's own page follows it live too, to the end.
+    line.locator('[data-f="link"]').click()
+    page.wait_for_url(f"{server.url}/ui/jobs/{job_id}")
+    wait_live(page)
+    big = page.locator('.progress-card progress[data-f="progress"]')
+    shown = int(big.evaluate("p => p.value"))
+    page.wait_for_function(
+        "shown => Number(document.querySelector('.progress-card progress').value) > shown", arg=shown
+    )
+    page.locator('.job-head [data-f="status"]', has_text="completed").wait_for(timeout=30_000)
+    page.locator("[data-timeline] li", has_text="processing → completed").wait_for()
+    assert '"slept": 8' in page.locator('pre[data-t="result"]').inner_text()
+    assert page.locator(".progress-card").is_hidden()
     assert server.status(job_id) == "completed"
     assert not page.js_errors, page.js_errors
 

@@ -15,6 +15,12 @@ from conveyor.errors import InvalidArgumentsError
 from tests.dashboard.conftest import Server
 
 
+def test_public_names() -> None:
+    import conveyor.dashboard
+
+    assert conveyor.dashboard.__all__ == ["create_dashboard"]
+
+
 def test_form_fields_follow_the_task_schema(server: Server) -> None:
     schema = server.conveyor.tasks["demo.sleep"].args_schema()
     fields = {f.name: f for f in form_fields(schema)}
