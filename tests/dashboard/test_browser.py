@@ -160,6 +160,9 @@ def test_pausing_a_queue_from_the_page_stops_claims(
 
     page.get_by_role("button", name="Resume queue default").click()
     wait_for(lambda: server.status(held) == "completed", timeout=30, what="the held job after resume")
+    assert page.locator("[data-workers] .worker").count() == 1
+    page.locator('[data-chart="throughput"] rect.bar-completed').first.wait_for(state="attached")
+    page.locator('[data-chart="throughput"] [data-summary]', has_text="3 completed").wait_for()
 
     page.locator('tr[data-queue="default"] input[name="concurrency"]').fill("3")
     page.locator('tr[data-queue="default"] form.concurrency button').click()
@@ -344,3 +347,34 @@ def test_phone_width_and_dark_mode(server: Server, browser: Any, artifacts: Path
         page.screenshot(path=str(artifacts / "jobs-dark.png"), full_page=True)
     finally:
         dark.close()
+
+
+def test_filters_search_and_pagination(server: Server, page: Any) -> None:
+    jobs = server.conveyor.enqueue_many("demo.echo", [{"i": i} for i in range(55)], tags=["bulk:1"])
+    odd = server.conveyor.enqueue("demo.sleep", {"seconds": 1}, queue="slow", delay=3600)
+    page.goto(f"{server.url}/ui/jobs")
+    assert page.locator("tbody[data-rows] tr").count() == 50
+    page.get_by_role("link", name="Older →").click()
+    assert page.locator("tbody[data-rows] tr").count() == 6
+    assert row(page, jobs[0].id).count() == 1
+    page.get_by_role("link", name="← Newest").click()
+    assert row(page, odd.id).count() == 1
+
+    page.get_by_role("link", name="Scheduled 1").click()
+    assert page.locator("tbody[data-rows] tr").count() == 1
+    assert "starts in" in row(page, odd.id).locator('[data-t="ran"]').inner_text()
+    page.goto(f"{server.url}/ui/jobs")
+    page.get_by_label("Queue").select_option("slow")
+    page.get_by_role("button", name="Apply").click()
+    assert page.locator("tbody[data-rows] tr").count() == 1
+    page.get_by_label("Tag").fill("bulk:1")
+    page.get_by_label("Queue").select_option("")
+    page.get_by_label("Type").select_option("demo.echo")
+    page.get_by_role("button", name="Apply").click()
+    assert page.locator("tbody[data-rows] tr").count() == 50 and row(page, odd.id).count() == 0
+
+    page.get_by_label("Find a job by id").fill(odd.id)
+    page.get_by_label("Find a job by id").press("Enter")
+    page.wait_for_url(f"{server.url}/ui/jobs/{odd.id}")
+    page.goto(f"{server.url}/ui/jobs?q=no-such-job")
+    assert "No job has the id" in page.locator(".alert").inner_text()
