@@ -430,16 +430,6 @@ class Dashboard:
         verb = {"cancel": "cancelled" if job.status is JobStatus.CANCELLED else "asked to cancel", "retry": "retried"}
         return self._done(request, f"Job {_short(job_id)} {verb[action]}.", back, job=job.to_dict())
 
-    def _bulk(self, action: str, ids: list[str]) -> tuple[int, int]:
-        done = skipped = 0
-        for job_id in ids:
-            try:
-                self._apply(action, job_id)
-                done += 1
-            except (InvalidStateError, JobNotFoundError):
-                skipped += 1
-        return done, skipped
-
     async def bulk(self, request: Request) -> Response:
         refused, form = await self._action_gate(request)
         if refused is not None:
@@ -462,7 +452,8 @@ class Dashboard:
             ids = [v for v in body.getlist("ids") if isinstance(v, str) and v]
         if not ids:
             return self._done(request, "No jobs selected.", back, ok=False, status=422)
-        done, skipped = await self._call(self._bulk, action, ids)
+        done = await self._call(self.conveyor.bulk, action, ids)
+        skipped = len(ids) - done
         verb = {"cancel": "Cancelled", "retry": "Retried", "delete": "Deleted"}[action]
         message = f"{verb} {done} job{'s' if done != 1 else ''}" + (f"; {skipped} skipped." if skipped else ".")
         return self._done(request, message, back, affected=done, skipped=skipped)
