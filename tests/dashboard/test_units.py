@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from conveyor import Conveyor
 from conveyor.dashboard._forms import EXTRA_FIELD, accepts_extra, form_fields, parse_args
 from conveyor.dashboard._security import Guard, safe_next
 from conveyor.errors import InvalidArgumentsError
@@ -153,3 +154,15 @@ def test_queue_actions_take_any_queue_name(server: Server) -> None:
         )
         assert answer.status_code == 422 and not answer.json()["ok"]
     assert next(q for q in server.conveyor.list_queues() if q.name == "team/a b").paused
+
+
+def test_stats_give_the_duration_chart_a_series_per_minute(app: Conveyor) -> None:
+    """The overview's duration chart reads `duration_series` from the stored history, on every backend."""
+    app.enqueue_many("demo.echo", [{"i": i} for i in range(3)])
+    app.run_worker(concurrency=2, burst=True)
+    series = app.stats().extra["duration_series"]
+    assert len(series) == 60
+    assert sum(point["count"] for point in series) == 3
+    busy = [point for point in series if point["count"]]
+    assert busy and all(0 <= point["p50"] <= point["p95"] for point in busy)
+    assert all(point["p50"] is None for point in series if not point["count"])
