@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -159,7 +160,10 @@ def test_queue_actions_take_any_queue_name(server: Server) -> None:
 def test_stats_give_the_duration_chart_a_series_per_minute(app: Conveyor) -> None:
     """The overview's duration chart reads `duration_series` from the stored history, on every backend."""
     app.enqueue_many("demo.echo", [{"i": i} for i in range(3)])
-    app.run_worker(concurrency=2, burst=True)
+    # In a thread: a session's browser tests leave Playwright's event loop on this one.
+    worker = threading.Thread(target=app.run_worker, kwargs={"concurrency": 2, "burst": True})
+    worker.start()
+    worker.join(timeout=60)
     series = app.stats().extra["duration_series"]
     assert len(series) == 60
     assert sum(point["count"] for point in series) == 3
