@@ -36,7 +36,7 @@ from conveyor.job import JobStatus
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.job import Job
+    from conveyor.job import Job, QueueInfo
 
 PAGE_SIZE = 50
 STATUSES = [s.value for s in JobStatus]
@@ -296,6 +296,7 @@ class Dashboard:
         )
         return {
             "counts": {s: stats.counts.get(s, 0) for s in STATUSES},
+            "counts_by_type": stats.counts_by_type,
             "queues": [q.to_dict() for q in queues],
             "workers": [w.to_dict() for w in workers],
             "throughput": stats.throughput,
@@ -381,7 +382,8 @@ class Dashboard:
             not_found=bool(q),
             types=types,
             queues=[qi.name for qi in queues],
-            counts=stats.counts,
+            counts=_scoped_counts(filters, stats.counts, stats.counts_by_type, queues),
+            count_scope=_count_scope(filters),
         )
 
     async def job_page(self, request: Request, job_id: str) -> Response:
@@ -519,6 +521,29 @@ class Dashboard:
             hub.unsubscribe(sub)
             raise
         return EventStreamResponse(hub, sub, backlog)
+
+
+def _count_scope(filters: dict[str, str | None]) -> str:
+    """Which counts the status tabs show: of one type, of one queue, of everything, or none (no cheap count)."""
+    if filters["tag"] or (filters["type"] and filters["queue"]):
+        return "none"
+    if filters["type"]:
+        return "type"
+    return "queue" if filters["queue"] else "all"
+
+
+def _scoped_counts(
+    filters: dict[str, str | None],
+    counts: dict[str, int],
+    by_type: dict[str, dict[str, int]],
+    queues: list[QueueInfo],
+) -> dict[str, int] | None:
+    scope = _count_scope(filters)
+    if scope == "type":
+        return by_type.get(filters["type"] or "", {})
+    if scope == "queue":
+        return next((q.counts for q in queues if q.name == filters["queue"]), {})
+    return counts if scope == "all" else None
 
 
 def _enqueue_options(form: dict[str, str]) -> dict[str, Any]:

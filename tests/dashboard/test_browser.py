@@ -367,11 +367,17 @@ def test_filters_search_and_pagination(server: Server, page: Any) -> None:
     page.get_by_label("Queue").select_option("slow")
     page.get_by_role("button", name="Apply").click()
     assert page.locator("tbody[data-rows] tr").count() == 1
+    # The status tabs count within the queue filter.
+    assert page.locator('.status-tabs [data-count="scheduled"]').inner_text() == "1"
+    assert page.locator('.status-tabs [data-count="pending"]').inner_text() == "0"
     page.get_by_label("Tag").fill("bulk:1")
     page.get_by_label("Queue").select_option("")
     page.get_by_label("Type").select_option("demo.echo")
     page.get_by_role("button", name="Apply").click()
     assert page.locator("tbody[data-rows] tr").count() == 50 and row(page, odd.id).count() == 0
+    assert page.locator(".status-tabs [data-count]").count() == 0  # no cheap count by tag
+    page.goto(f"{server.url}/ui/jobs?type=demo.echo")
+    assert page.locator('.status-tabs [data-count="pending"]').inner_text() == "55"
 
     page.get_by_label("Find a job by id").fill(odd.id)
     page.get_by_label("Find a job by id").press("Enter")

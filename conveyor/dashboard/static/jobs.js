@@ -142,9 +142,14 @@ const refreshCounts = throttle(async () => {
   const response = await fetch("/ui/data/overview", { headers: { Accept: "application/json" } });
   if (!response.ok) return;
   const state = await response.json();
-  for (const el of document.querySelectorAll("[data-count]")) {
-    el.textContent = String(state.counts[el.dataset.count] ?? 0);
-  }
+  const scope = document.querySelector("[data-count-scope]")?.dataset.countScope;
+  const counts =
+    scope === "type"
+      ? (state.counts_by_type[filters.type] ?? {})
+      : scope === "queue"
+        ? (state.queues.find((q) => q.name === filters.queue)?.counts ?? {})
+        : state.counts;
+  for (const el of document.querySelectorAll("[data-count]")) el.textContent = String(counts[el.dataset.count] ?? 0);
 }, 1000);
 
 // Unfiltered on the server: a deleted job's type, queue and tags are gone, so only an unfiltered stream hears of
