@@ -87,11 +87,15 @@ class SourcesPage:
                 url = form.get("url", "").strip()
                 source, _ = await asyncio.to_thread(self.ingestion.add_website, namespace, url, pages, subpages)
             elif kind == "file":
-                upload = (await request.form()).get("file")
-                if not isinstance(upload, UploadFile) or not upload.filename:
-                    return d._done(request, "Choose a file to upload.", back, ok=False, status=422)
-                filename = upload.filename
-                source, _ = await asyncio.to_thread(self.ingestion.add_file, namespace, filename, upload.file)
+                body = await request.form()
+                try:
+                    upload = body.get("file")
+                    if not isinstance(upload, UploadFile) or not upload.filename:
+                        return d._done(request, "Choose a file to upload.", back, ok=False, status=422)
+                    filename = upload.filename
+                    source, _ = await asyncio.to_thread(self.ingestion.add_file, namespace, filename, upload.file)
+                finally:
+                    await body.close()  # the spooled upload
             else:
                 return d._done(request, f"Unknown kind of source {kind!r}.", back, ok=False, status=404)
         except (ConveyorError, ValueError) as exc:
