@@ -288,6 +288,14 @@ def test_with_a_token_pages_need_login_and_cross_site_posts_are_refused(
         assert httpx.get(f"{server.url}/api/v1/jobs/{job_id}", cookies=session).status_code == 200
         assert httpx.get(f"{server.url}/api/v1/jobs/{job_id}").status_code == 401
 
+    # Logging out ends the browser's session.
+    page.goto(f"{server.url}/")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(f"{server.url}/ui/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "conveyor_session"]
+    page.goto(f"{server.url}/ui/jobs")
+    assert "/ui/login" in page.url
+
 
 def test_pages_carry_a_content_security_policy(server: Server) -> None:
     response = httpx.get(f"{server.url}/ui/jobs")
