@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from conveyor.dashboard._security import safe_next
 from conveyor.errors import ConveyorError
@@ -38,6 +38,7 @@ class SourcesPage:
         r.add_api_route("/ui/sources", self.page, methods=["GET"])
         r.add_api_route("/ui/sources/{kind}", self.add, methods=["POST"])
         r.add_api_route("/ui/sources/{source_id}/delete", self.delete, methods=["POST"])
+        r.add_api_route("/ui/data/sources", self.data, methods=["GET"])
 
     async def page(self, request: Request) -> Response:
         d = self.dashboard
@@ -69,6 +70,13 @@ class SourcesPage:
             error=error,
             next_url="/ui/sources?" + urlencode({"namespace": namespace}) if namespace else "/ui/sources",
         )
+
+    async def data(self, request: Request, namespace: str = "") -> Response:
+        """The namespace's sources as JSON, for the page to follow their processing."""
+        if (gate := self.dashboard._data_gate(request)) is not None:
+            return gate
+        sources = await asyncio.to_thread(self.ingestion.list_sources, namespace or None)
+        return JSONResponse({"sources": [s.to_dict() for s in sources]}, headers={"Cache-Control": "no-store"})
 
     async def add(self, request: Request, kind: str) -> Response:
         d = self.dashboard

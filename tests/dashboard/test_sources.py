@@ -27,11 +27,12 @@ def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: A
     page.locator("tr[data-source-id]").wait_for()
     assert page.locator("tr[data-source-id] .source-name").inner_text().startswith("<i>intro</i>")
 
+    assert page.locator("tr[data-source-id] .badge").inner_text() == "pending"
     worker = threading.Thread(target=server.conveyor.run_worker, kwargs={"burst": True})
     worker.start()
     worker.join(timeout=60)
-    page.goto(f"{server.url}/ui/sources?namespace=docs")
-    assert page.locator("tr[data-source-id] .badge").inner_text() == "ready"
+    page.locator("tr[data-source-id] .badge", has_text="ready").wait_for()  # followed without a reload
+    assert int(page.locator("tr[data-source-id] [data-source-chunks]").inner_text()) >= 1
 
     page.get_by_label("Search query").fill("background jobs")
     page.get_by_role("button", name="Search").click()
