@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor import Conveyor
+from conveyor import Conveyor, QueueInfo
 from tests.conftest import wait_for
 from tests.dashboard.conftest import HAS_API, Server
 
@@ -25,6 +25,10 @@ def wait_live(page: Any) -> None:
 
 def row(page: Any, job_id: str) -> Any:
     return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+def queue_of(server: Server, name: str) -> QueueInfo:
+    return next(q for q in server.conveyor.list_queues() if q.name == name)
 
 
 def drain(conveyor: Conveyor) -> None:
@@ -125,14 +129,18 @@ def test_bulk_actions_on_a_selection_and_on_a_filter(server: Server, page: Any) 
         row(page, job_id).locator('input[name="ids"]').check()
     page.locator("[data-selected-count]", has_text="2 selected").wait_for()
     page.get_by_role("button", name="Cancel selected").click()
-    wait_for(lambda: [server.status(j) for j in waiting] == ["cancelled", "cancelled", "pending"], what="bulk cancel")
+    wait_for(
+        lambda: [server.status(j) for j in waiting] == ["cancelled", "cancelled", "pending"],
+        timeout=30,
+        what="bulk cancel",
+    )
     row(page, waiting[0]).locator('[data-f="status"]', has_text="cancelled").wait_for()
 
     page.get_by_role("button", name="Retry all failed").click()
-    wait_for(lambda: all(server.status(j) == "pending" for j in failed), what="retry all failed")
+    wait_for(lambda: all(server.status(j) == "pending" for j in failed), timeout=30, what="retry all failed")
 
     page.get_by_role("button", name="Clear completed").click()
-    wait_for(lambda: all(server.status(j) is None for j in done), what="clear completed")
+    wait_for(lambda: all(server.status(j) is None for j in done), timeout=30, what="clear completed")
     for job_id in done:
         row(page, job_id).wait_for(state="detached")
     assert server.status(waiting[2]) == "pending"
@@ -147,7 +155,7 @@ def test_pausing_a_queue_from_the_page_stops_claims(
     wait_live(page)
     page.get_by_role("button", name="Pause queue default").click()
     page.locator('tr[data-queue="default"] [data-paused-badge]').wait_for(state="visible")
-    wait_for(lambda: next(q for q in server.conveyor.list_queues() if q.name == "default").paused, what="pause")
+    wait_for(lambda: queue_of(server, "default").paused, timeout=30, what="pause")
 
     held = server.enqueue("demo.echo", {"held": True})
     other = server.enqueue("demo.echo", {"other": True}, queue="other")
@@ -166,7 +174,7 @@ def test_pausing_a_queue_from_the_page_stops_claims(
 
     page.locator('tr[data-queue="default"] input[name="concurrency"]').fill("3")
     page.locator('tr[data-queue="default"] form.concurrency button').click()
-    wait_for(lambda: next(q for q in server.conveyor.list_queues() if q.name == "default").concurrency == 3)
+    wait_for(lambda: queue_of(server, "default").concurrency == 3, timeout=30, what="the concurrency limit")
     assert not page.js_errors, page.js_errors
 
 
