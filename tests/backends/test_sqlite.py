@@ -26,7 +26,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.queries import load_queries, parse_queries
 from conveyor.backends.sqlite import SQLiteBackend, sqlite_path
-from conveyor.errors import ConfigError, InvalidStateError, JobNotFoundError
+from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.ids import uuid7
 from conveyor.job import JobStatus
 
@@ -502,7 +502,7 @@ def test_list_jobs_filters_and_a_bad_cursor(backend: SQLiteBackend) -> None:
     assert [j.id for j in backend.list_jobs(JobFilter(type="y")).jobs] == [b]
     assert backend.select_ids(JobFilter(queue="other")) == [b]
     assert backend.select_ids(JobFilter()) == [b, a]
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(InvalidArgumentsError, match="invalid cursor"):
         backend.list_jobs(JobFilter(cursor="not-a-number"))
 
 
