@@ -572,3 +572,14 @@ def test_retry_clears_a_cancel_request_and_gives_a_fresh_budget(backend: SQLiteB
     backend.finish_jobs([Completed(job_id, again.lease, "y")], T0 + 5)
     done = backend.get_job(job_id)
     assert done is not None and done.status is JobStatus.COMPLETED and done.result == "y"
+
+
+def test_a_rescue_does_not_keep_the_traceback_of_an_older_failure(backend: SQLiteBackend) -> None:
+    (job_id,) = insert(backend, new_job(max_retries=3))
+    (job,) = claim(backend, now=T0)
+    backend.finish_jobs([Failed(job_id, job.lease, "ValueError: x", "Traceback ... ValueError: x", T0 + 1)], T0)
+    claim(backend, now=T0 + 2)
+    backend.rescue_expired(T0 + 2 + LEASE + 1)
+    rescued = backend.get_job(job_id)
+    assert rescued is not None and rescued.error is not None and "lease expired" in rescued.error
+    assert rescued.error_detail is None
