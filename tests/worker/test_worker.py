@@ -850,3 +850,21 @@ def test_outcomes_are_written_during_the_drain_not_only_at_exit(live_app: Convey
             long_release.set()
     finally:
         long_release.set()
+
+
+def test_the_heartbeat_keeps_a_long_job_leased(live_app: Conveyor) -> None:
+    """A job running for several leases is never rescued from under its live worker (whose own rescuer runs)."""
+    app = live_app
+
+    @app.task
+    async def long(ctx: JobContext) -> int:
+        await asyncio.sleep(2.0)
+        return ctx.attempt
+
+    job = app.enqueue("long")
+    worker = Worker(app, lease_s=0.6)
+    with Background(worker):
+        wait_for(lambda: status(app, job.id) is JobStatus.COMPLETED, timeout=20, what="the long job")
+    done = app.require_job(job.id)
+    assert done.attempts == 1 and done.result == 1 and worker.lost == []
+    assert [e.to_status for e in app.job_events(job.id)] == ["pending", "processing", "completed"]
