@@ -868,3 +868,16 @@ def test_the_heartbeat_keeps_a_long_job_leased(live_app: Conveyor) -> None:
     done = app.require_job(job.id)
     assert done.attempts == 1 and done.result == 1 and worker.lost == []
     assert [e.to_status for e in app.job_events(job.id)] == ["pending", "processing", "completed"]
+
+
+def test_a_queue_rate_limit_spreads_starts_over_time(live_app: Conveyor) -> None:
+    app = live_app
+    app.set_queue("metered", rate_limit=3)
+    jobs = app.enqueue_many("demo.echo", [{"i": i} for i in range(7)], queue="metered")
+    with Background(Worker(app, concurrency=10)):
+        wait_for(lambda: all(status(app, j.id) is JobStatus.COMPLETED for j in jobs), timeout=20)
+    starts = sorted(app.require_job(j.id).started_at.timestamp() for j in jobs)  # type: ignore[union-attr]
+    # 3 per one-second window: 7 jobs need three windows
+    assert starts[-1] - starts[0] >= 2.0 - 0.01
+    for i in range(len(starts) - 3):
+        assert starts[i + 3] - starts[i] >= 1.0 - 0.01, starts
