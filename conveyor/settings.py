@@ -27,6 +27,8 @@ _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(text: str) -> float:
     """Seconds in a duration written `30s`, `15m`, `2h`, `7d` (a bare number is seconds)."""
     match = _DURATION.match(text)
+    if not match and text.strip().startswith("-"):
+        raise ConfigError(f"invalid duration {text!r}: it must not be negative")
     if not match:
         raise ConfigError(f"invalid duration {text!r}: write it like 30s, 15m, 2h or 7d")
     return float(match.group(1)) * _UNIT_S[match.group(2)]

@@ -85,7 +85,7 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["enqueue", "demo.echo", "--args", "{not json"], "--args is not valid JSON"),
         (["enqueue", "demo.echo", "--args", "[1, 2]"], "--args must be a JSON object"),
         (["enqueue", "demo.sleep", "--args", '{"seconds": "long"}'], "invalid arguments"),
-        (["enqueue", "demo.echo", "--delay", "-5"], "invalid duration '-5'"),
+        (["enqueue", "demo.echo", "--delay", "-5"], "invalid duration '-5': it must not be negative"),
         (["enqueue", "demo.echo", "--delay", "soon"], "invalid duration"),
         (["enqueue", "demo.echo", "--priority", str(2**64)], "priority and max_retries must lie within"),
         (["jobs", "show", "nope"], "job nope not found"),
