@@ -184,3 +184,16 @@ def test_ctrl_c_stops_gracefully(acc_app: Conveyor, start_worker: StartWorker, l
     assert worker.wait(20) == 0, worker.output()
     assert acc_app.require_job(job.id).status is JobStatus.COMPLETED  # it finished its job first
     assert acc_app.list_workers() == []
+
+
+def test_supervised_workers_do_not_get_the_database_url_on_their_command_line(
+    acc_app: Conveyor, start_worker: StartWorker, log: str
+) -> None:
+    """A PostgreSQL URL may hold a password: from the environment it stays there, out of `ps`."""
+    start_worker("--processes", "1", db_flag=False)
+    wait_for(lambda: len(live_pids(acc_app)) == 1, timeout=30, what="the worker process")
+    (child,) = live_pids(acc_app)
+    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+    assert b"worker" in cmdline and not any(acc_app.database_url.encode() in part for part in cmdline)
+    job = acc_app.enqueue("record", {"log": log, "key": "k"})
+    wait_status(acc_app, job.id, "completed")
