@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,7 +20,7 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.ids import uuid7
-from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
 
@@ -203,7 +204,7 @@ class Conveyor:
         if delay is not None:
             if isinstance(delay, timedelta):
                 delay = delay.total_seconds()
-            if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+            if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay < math.inf:
                 raise InvalidArgumentsError(f"delay must be a non-negative number of seconds, got {delay!r}")
             start = now + delay
         elif run_at is not None:
@@ -215,6 +216,8 @@ class Conveyor:
             raise InvalidArgumentsError("metadata must be a JSON object")
         if unique_key is not None:
             _check_name("unique_key", unique_key)
+        if not start <= LATEST_RUN_AT_S:  # also NaN and infinity
+            raise InvalidArgumentsError("the job would start after the year 9999: give a shorter delay or run_at")
         scheduled = start > now
         prio = priority if priority is not None else task.priority
         meta = metadata or {}
