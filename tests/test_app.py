@@ -159,6 +159,10 @@ def test_run_at_schedules_and_a_past_run_at_is_ready(app: Conveyor) -> None:
     [
         {"delay": -1},
         {"delay": "soon"},
+        {"delay": float("nan")},
+        {"delay": float("inf")},
+        {"delay": 1e12},  # the year 33715
+        {"run_at": datetime(9999, 12, 31, tzinfo=UTC)},
         {"priority": 1.5},
         {"priority": True},
         {"max_retries": -1},

@@ -881,3 +881,19 @@ def test_a_queue_rate_limit_spreads_starts_over_time(live_app: Conveyor) -> None
     assert starts[-1] - starts[0] >= 2.0 - 0.01
     for i in range(len(starts) - 3):
         assert starts[i + 3] - starts[i] >= 1.0 - 0.01, starts
+
+
+def test_a_retry_after_forever_is_scheduled_at_the_latest_readable_time(app: Conveyor) -> None:
+    @app.task(max_retries=1)
+    def never_again(ctx: JobContext) -> None:
+        raise Retry(after=float("inf"))
+
+    job = app.enqueue("never_again")
+    worker = Worker(app)
+    try:
+        run_once(worker)
+    finally:
+        worker.close()
+    waiting = app.require_job(job.id)  # readable: its run_at is a datetime
+    assert waiting.status is JobStatus.SCHEDULED and waiting.run_at.year == 9999
+    assert [j.id for j in app.list_jobs().jobs] == [job.id]
