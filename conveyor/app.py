@@ -196,7 +196,7 @@ class Conveyor:
             raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
         if retries > _MAX_INT or (priority is not None and abs(priority) > _MAX_INT):
             raise InvalidArgumentsError(f"priority and max_retries must lie within ±{_MAX_INT}")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        if timeout is not None and (not isinstance(timeout, int | float) or not 0 < timeout < math.inf):
             raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if delay is not None and run_at is not None:
             raise InvalidArgumentsError("give delay or run_at, not both")

@@ -170,6 +170,8 @@ def test_run_at_schedules_and_a_past_run_at_is_ready(app: Conveyor) -> None:
         {"priority": 2**63},
         {"priority": -(2**40)},
         {"timeout": 0},
+        {"timeout": float("nan")},
+        {"timeout": float("inf")},
         {"queue": ""},
         {"unique_key": ""},
     ],
