@@ -221,19 +221,18 @@ def test_jobs_wait(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
     assert "timed out" in result.stderr
 
 
-def test_jobs_wait_follows_a_real_worker(sqlite_url: str, app: Conveyor) -> None:
+def test_jobs_wait_follows_a_real_worker(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
     job = app.enqueue("demo.sleep", {"seconds": 0.5, "steps": 5})
     worker = subprocess.Popen(
         [CONVEYOR, "worker", "--db", sqlite_url, "--processes", "0"], cwd=ROOT, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        result = run("jobs", "wait", job.id, "--db", sqlite_url, "--poll", "0.05", "--timeout", "60", "--json")
+        result = invoke(runner, sqlite_url, "jobs", "wait", job.id, "--poll", "0.05", "--timeout", "60", "--json")
     finally:
         worker.terminate()
         worker.wait(20)
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["result"] == {"slept": 0.5}
+    assert as_json(result)["result"] == {"slept": 0.5} and as_json(result)["progress"] == 100
 
 
 def test_jobs_cancel_retry_delete(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
