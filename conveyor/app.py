@@ -391,6 +391,9 @@ class Conveyor:
         """Delete finished jobs that finished more than `older_than_s` ago (default: the retention)."""
         if older_than_s is None:
             older_than_s = self.settings.retention_days * 86400
+        known = {s.value for s in JobStatus}
+        if statuses and not {str(s) for s in statuses} <= known:
+            raise InvalidArgumentsError(f"unknown status in {list(statuses)!r}; known: {', '.join(sorted(known))}")
         chosen = tuple(JobStatus(s) for s in statuses) if statuses else tuple(TERMINAL_STATUSES)
         if not set(chosen) <= TERMINAL_STATUSES:
             raise InvalidArgumentsError("purge deletes finished jobs only: completed, failed or cancelled")

@@ -341,6 +341,8 @@ def test_purge_deletes_finished_jobs_only(app: Conveyor) -> None:
     assert app.get_job(failed.id) is None
     with pytest.raises(InvalidArgumentsError):
         app.purge(older_than_s=0, statuses=["pending"])
+    with pytest.raises(InvalidArgumentsError, match="unknown status"):
+        app.purge(older_than_s=0, statuses=["bogus"])
     assert app.purge(older_than_s=0) == 2
     assert app.get_job(done.id) is None and app.get_job(cancelled.id) is None
     assert {j.id for j in app.list_jobs().jobs} == {waiting.id, later.id}

@@ -91,6 +91,8 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["jobs", "show", "nope"], "job nope not found"),
         (["jobs", "list", "--status", "bogus"], "unknown status"),
         (["jobs", "purge", "--status", "pending"], "purge deletes finished jobs only"),
+        (["jobs", "purge", "--status", "bogus"], "unknown status"),
+        (["jobs", "list", "--cursor", "nonsense"], "invalid cursor"),
         (["queues", "set", "q", "--concurrency", "0"], "concurrency must be at least 1"),
         (["queues", "set", "q", "--concurrency", "many"], "--concurrency must be a number"),
     ],
