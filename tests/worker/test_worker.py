@@ -897,3 +897,26 @@ def test_a_retry_after_forever_is_scheduled_at_the_latest_readable_time(app: Con
     waiting = app.require_job(job.id)  # readable: its run_at is a datetime
     assert waiting.status is JobStatus.SCHEDULED and waiting.run_at.year == 9999
     assert [j.id for j in app.list_jobs().jobs] == [job.id]
+
+
+def test_a_process_task_times_out_and_its_process_is_not_reused_meanwhile(sqlite_url: str) -> None:
+    from tests.worker import process_tasks
+
+    app = process_tasks.app
+    app.use_database(sqlite_url)
+    try:
+        slow = app.enqueue("nap", {"seconds": 2.0})
+        quick = app.enqueue("nap", {"seconds": 0.01})
+        worker = Worker(app, concurrency=1)
+        try:
+            started = time.monotonic()
+            assert run_once(worker) == 1
+            assert time.monotonic() - started < 1.9  # the attempt ended at its time-out, not when the process did
+            assert run_once(worker) == 1
+        finally:
+            worker.close()
+        failed = app.require_job(slow.id)
+        assert failed.status is JobStatus.FAILED and "timed out after 0.5s" in (failed.error or "")
+        assert app.require_job(quick.id).status is JobStatus.COMPLETED
+    finally:
+        app.close()
