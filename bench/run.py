@@ -2,6 +2,7 @@
 
     python bench/run.py                       # SQLite file in a temp dir
     python bench/run.py --backend postgres    # a fresh database `conveyor_bench` on 127.0.0.1
+    python bench/run.py --db postgresql://postgres@127.0.0.1:5432/mydb --processes 2   # that database, emptied
 
 Measures: single enqueue (one call per job), batch enqueue (1,000 per call), no-op processing with W worker
 processes (start-up excluded: timed from the first completed job to the last), and enqueue-to-start latency with an
@@ -33,7 +34,9 @@ PG_ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.
 PG_DB = "conveyor_bench"
 
 
-def fresh_url(backend: str, workdir: Path, phase: str) -> str:
+def fresh_url(backend: str, workdir: Path, phase: str, db: str | None = None) -> str:
+    if db is not None:
+        return reset_db(db, workdir, phase)
     if backend == "sqlite":
         return f"sqlite:///{workdir}/{phase}.db"
     import psycopg
@@ -42,6 +45,21 @@ def fresh_url(backend: str, workdir: Path, phase: str) -> str:
         conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{PG_DB}"')
     return PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
+
+
+def reset_db(db: str, workdir: Path, phase: str) -> str:
+    """`--db`: PostgreSQL: the given database, Conveyor's tables emptied before each phase; SQLite: one file per phase
+    beside the given path."""
+    if db.startswith("sqlite"):
+        return f"{db.removesuffix('.db')}-{phase}.db"
+    import psycopg
+
+    with psycopg.connect(db, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('conveyor_jobs') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            conn.execute("TRUNCATE conveyor_jobs, conveyor_job_events, conveyor_workers, conveyor_queues, "
+                         "conveyor_leaders")
+    return db
 
 
 def make_app(url: str) -> Conveyor:
@@ -137,11 +155,13 @@ def bench_latency(app: Conveyor, count: int, rate: float) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    parser.add_argument("--db", default=None, help="database URL to use instead of a fresh one per phase "
+                        "(postgresql://...: Conveyor's tables are emptied before each phase)")
     parser.add_argument("--n", type=int, default=20000, help="jobs for the processing phase")
     parser.add_argument("--single-n", type=int, default=5000, help="jobs for the single-enqueue phase")
     parser.add_argument("--batch-n", type=int, default=50000, help="jobs for the batch-enqueue phase")
     parser.add_argument("--batch", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes")
+    parser.add_argument("--workers", "--processes", dest="workers", type=int, default=1, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=10, help="slots per worker process")
     parser.add_argument("--latency-n", type=int, default=200)
     parser.add_argument("--latency-rate", type=float, default=50.0, help="latency jobs enqueued per second")
@@ -149,6 +169,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--sqlite-dir", default=None, help="where the SQLite files go (default: system temp)")
     args = parser.parse_args()
+    if args.db is not None:
+        args.backend = "sqlite" if args.db.startswith("sqlite") else "postgres"
 
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-bench-", dir=args.sqlite_dir))
     os.environ["CONVEYOR_DATA_DIR"] = str(workdir / "data")
@@ -162,15 +184,15 @@ def main() -> int:
         "sync_tasks": args.sync,
     }
     try:
-        app = make_app(fresh_url(args.backend, workdir, "single"))
+        app = make_app(fresh_url(args.backend, workdir, "single", args.db))
         result["enqueue_jobs_per_s"] = round(bench_single(app, args.single_n))
         app.close()
 
-        app = make_app(fresh_url(args.backend, workdir, "batch"))
+        app = make_app(fresh_url(args.backend, workdir, "batch", args.db))
         result["batch_enqueue_jobs_per_s"] = round(bench_batch(app, args.batch_n, args.batch))
         app.close()
 
-        url = fresh_url(args.backend, workdir, "process")
+        url = fresh_url(args.backend, workdir, "process", args.db)
         app = make_app(url)
         processing = bench_processing(app, url, args.n, args, workdir / "worker.log")
         proc = processing.pop("proc")

@@ -28,6 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
 _UNSET: Any = object()
 _MAX_NAME = 200
+_MAX_INT = 2**31 - 1  # priority and max_retries fit a 32-bit column on every backend
 
 
 def _check_name(kind: str, value: Any) -> str:
@@ -40,6 +41,17 @@ def _epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         raise InvalidArgumentsError("run_at must be timezone-aware (for example datetime.now(UTC))")
     return moment.timestamp()
+
+
+def _register_ingest_tasks(app: Conveyor) -> None:
+    """The built-in ingestion tasks (SPEC section 5), when the `ingest` extra is installed; imports nothing heavy."""
+    import importlib.util
+
+    if importlib.util.find_spec("numpy") is None:
+        return
+    from conveyor.ingest.tasks import register_ingest_tasks
+
+    register_ingest_tasks(app)
 
 
 class Conveyor:
@@ -56,6 +68,7 @@ class Conveyor:
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
+        ingest_tasks: bool | None = None,
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -67,6 +80,8 @@ class Conveyor:
             from conveyor.demo import register_demo_tasks
 
             register_demo_tasks(self)
+        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
+            _register_ingest_tasks(self)
 
     # ------------------------------------------------------------------------------------------ set-up
     @property
@@ -193,6 +208,8 @@ class Conveyor:
             retries = self.settings.max_retries
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
+        if retries > _MAX_INT or (priority is not None and abs(priority) > _MAX_INT):
+            raise InvalidArgumentsError(f"priority and max_retries must lie within ±{_MAX_INT}")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if delay is not None and run_at is not None:
@@ -248,8 +265,11 @@ class Conveyor:
         unique_key: str | None = None,
         tags: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        connection: Any = None,
     ) -> Job:
-        """Validate and store one job. With a `unique_key` that an open job holds, that job is returned."""
+        """Validate and store one job. With a `unique_key` that an open job holds, that job is returned.
+        `connection` (PostgreSQL): the caller's psycopg connection or transaction; the job then exists only if the
+        caller's transaction commits."""
         task = self.get_task(task_type)
         payload = task.validate({} if args is None else args)
         now = self.clock()
@@ -267,6 +287,8 @@ class Conveyor:
             metadata=metadata,
             now=now,
         )
+        if connection is not None:
+            return self.backend.insert_jobs(jobs, now, connection=connection)[0]
         return self.backend.insert_jobs(jobs, now)[0]
 
     def enqueue_many(
@@ -283,8 +305,10 @@ class Conveyor:
         unique_key: str | None = None,
         tags: Sequence[str] | None = None,
         metadata: dict[str, Any] | None = None,
+        connection: Any = None,
     ) -> list[Job]:
-        """Validate every payload, then store all jobs in one transaction; one bad payload stores nothing."""
+        """Validate every payload, then store all jobs in one transaction; one bad payload stores nothing.
+        `connection` (PostgreSQL): write in the caller's transaction, as `enqueue` does."""
         task = self.get_task(task_type)
         payloads = task.validate_many(list(args_list))
         if not payloads:
@@ -304,6 +328,8 @@ class Conveyor:
             metadata=metadata,
             now=now,
         )
+        if connection is not None:
+            return self.backend.insert_jobs(jobs, now, connection=connection)
         return self.backend.insert_jobs(jobs, now)
 
     # ------------------------------------------------------------------------------------------ reading

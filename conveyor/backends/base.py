@@ -7,7 +7,7 @@ a dedicated thread. Times are UTC epoch seconds (`now` is always passed in, so t
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,8 +200,9 @@ class Backend(abc.ABC):
 
     # jobs: producing
     @abc.abstractmethod
-    def insert_jobs(self, jobs: Sequence[NewJob], now: float) -> list[Job]:
-        """Insert in one transaction. A job whose `unique_key` matches an open job yields that job instead."""
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        """Insert in one transaction. A job whose `unique_key` matches an open job yields that job instead.
+        `connection`: the caller's own database connection or transaction to write in (PostgreSQL only)."""
 
     # jobs: reading
     @abc.abstractmethod
@@ -308,3 +309,8 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def change_token(self) -> int:
         """A number that changes whenever any process commits a write; cheap enough to poll every few ms."""
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Have `callback` called (from any thread) when `change_token` may have changed, so an idle worker wakes at
+        once rather than at its next poll. Returns a function that unsubscribes; None: not supported, poll."""
+        return None

@@ -1,0 +1,866 @@
+"""The PostgreSQL backend: many worker processes on many hosts share one queue.
+
+psycopg 3 with a connection pool; the interface is synchronous like the SQLite backend's (the worker calls it from
+its database thread). Claims take several jobs in one `FOR UPDATE SKIP LOCKED` statement; a worker's cycle (outcomes,
+progress, claim) is one transaction sent as one pipeline. Idle workers wake on `LISTEN conveyor_ready` (a dedicated
+connection in a thread that reconnects by itself), with the worker's poll interval as the fallback. Maintenance
+(rescue, prune) runs only in the backend that holds the leader row, so once across the cluster.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import statistics
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row, tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from conveyor.backends.base import (
+    Backend,
+    Cancelled,
+    ClaimedJob,
+    ClaimParams,
+    ClaimResult,
+    Completed,
+    Failed,
+    JobChange,
+    JobFilter,
+    Lease,
+    NewJob,
+    Outcome,
+    ProgressUpdate,
+    QueueChange,
+    Released,
+    Stats,
+    WorkerBeat,
+)
+from conveyor.backends.queries import load_queries, sql_text
+from conveyor.errors import BackendError, ConfigError, InvalidStateError, JobNotFoundError
+from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, to_datetime
+
+log = logging.getLogger("conveyor.postgres")
+T = TypeVar("T")
+
+SCHEMA_VERSION = 2
+MIGRATION_LOCK_KEY = 0x636F6E76  # "conv": the advisory lock that serialises concurrent migrations
+POOL_MAX_SIZE = 8
+POOL_TIMEOUT_S = 30.0  # how long a call waits for a connection (covers a database restart)
+DELETE_BATCH = 1000
+COPY_MIN_JOBS = 50  # batches this big go in with COPY (no unique keys), smaller ones with one INSERT
+DEAD_WORKER_KEEP_S = 60.0
+LEADER_TTL_S = 15.0  # the longest a leader that stops renewing (dead, frozen, cut off) keeps the role
+LEADER_TTL_MIN_S = 1.0
+LEADER_TTL_FIRST_S = 5.0
+LIMITED_QUEUES_TTL_S = 1.0  # how long the list of queues with a concurrency or rate limit is cached
+LISTEN_WAIT_S = 0.25  # how long one wait for notifications lasts (a closing listener stops within it)
+LISTEN_RECONNECT_S = (0.1, 0.2, 0.5, 1.0)  # back-off of the listener after losing its connection
+READY_CHANNEL = "conveyor_ready"
+CHANGES_CHANNEL = "conveyor_changes"
+Q = load_queries("postgres")
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(
+        id=str(row["id"]),
+        type=row["type"],
+        queue=row["queue"],
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        args=row["args"],
+        result=row["result"],
+        error=row["error"],
+        error_detail=row["error_detail"],
+        progress=row["progress"],
+        progress_info=row["progress_info"],
+        attempts=row["attempts"],
+        max_retries=row["max_retries"],
+        timeout=row["timeout"],
+        run_at=to_datetime(row["run_at"]),  # type: ignore[arg-type]
+        tags=row["tags"],
+        metadata=row["metadata"],
+        unique_key=row["unique_key"],
+        created_at=to_datetime(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=to_datetime(row["updated_at"]),  # type: ignore[arg-type]
+        started_at=to_datetime(row["started_at"]),
+        completed_at=to_datetime(row["completed_at"]),
+        worker_id=row["worker_id"],
+        cancel_requested=bool(row["cancel_requested"]),
+    )
+
+
+def _claimed(row: tuple[Any, ...], worker_id: str) -> ClaimedJob:
+    job_id, type_, queue, priority, _run_at, args, attempts, base, max_retries, timeout = row
+    return ClaimedJob(
+        id=job_id,
+        type=type_,
+        queue=queue,
+        priority=priority,
+        args=args,
+        attempt=attempts,
+        retries_used=attempts - base - 1,
+        max_retries=max_retries,
+        timeout=timeout,
+        lease=Lease(worker_id, attempts),
+    )
+
+
+def _filter_params(params: JobFilter) -> dict[str, Any]:
+    return {
+        "statuses": [s.value for s in params.statuses] if params.statuses else None,
+        "type": params.type,
+        "queue": params.queue,
+        "tag": params.tag,
+        "older_than": params.older_than,
+    }
+
+
+def _conninfo(url: str) -> str:
+    """`postgres://` and `postgresql+psycopg://` are accepted spellings of `postgresql://`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not (scheme in {"postgres", "postgresql"} or scheme.startswith("postgresql+")):
+        raise ConfigError(f"not a PostgreSQL URL: {url!r}")
+    return f"postgresql://{rest}"
+
+
+def connection_of(handle: Any) -> psycopg.Connection[Any]:
+    """The psycopg connection behind what a caller passed as `connection=`: a connection, a transaction or a cursor."""
+    if isinstance(handle, psycopg.Connection):
+        return handle
+    if isinstance(handle, psycopg.Transaction | psycopg.Cursor):
+        return handle.connection
+    raise ConfigError(
+        f"connection= takes a psycopg (sync) Connection, Transaction or Cursor, not {type(handle).__name__}"
+    )
+
+
+class _Listener:
+    """A dedicated connection that LISTENs on a channel in a daemon thread and counts notifications.
+
+    The count is the worker's change token: reading it costs nothing. After losing its connection (a database restart)
+    the thread reconnects with a short back-off and bumps the count, so workers look for work they may have missed.
+    """
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self.count = 0
+        self.callbacks: list[Callable[[], None]] = []
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._conn: psycopg.Connection[Any] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"conveyor-listen-{channel}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
+                    self._conn = conn
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                    failures = 0
+                    self._bump()  # (re)connected: whatever happened meanwhile may have made jobs ready
+                    self.connected.set()
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=LISTEN_WAIT_S):
+                            self._bump()
+            except psycopg.Error as exc:
+                self.connected.clear()
+                if self._stop.is_set():
+                    return
+                self._bump()  # nudge workers to poll while the listener is down
+                pause = LISTEN_RECONNECT_S[min(failures, len(LISTEN_RECONNECT_S) - 1)]
+                failures += 1
+                log.warning("listener on %s lost its connection (%s); reconnecting in %gs", self.channel, exc, pause)
+                self._stop.wait(pause)
+            finally:
+                self._conn = None
+
+    def _bump(self) -> None:
+        self.count += 1
+        for callback in list(self.callbacks):
+            try:
+                callback()
+            except Exception:  # a closed event loop must not kill the listener
+                log.debug("listener callback failed", exc_info=True)
+
+    def close(self) -> None:
+        self._stop.set()  # the thread sees it within one LISTEN_WAIT_S
+        self._thread.join(timeout=3.0)
+
+
+class PostgresBackend(Backend):
+    dialect = "postgres"
+
+    def __init__(self, url: str, *, pool_max_size: int = POOL_MAX_SIZE, migrate: bool = True) -> None:
+        self.url = url
+        self.conninfo = _conninfo(url)
+        self.holder = f"{uuid.uuid4()}"
+        self._listener: _Listener | None = None
+        self._listener_lock = threading.Lock()
+        self._leader_until = 0.0
+        self._last_lead: float | None = None
+        self._limited: tuple[float, list[str]] = (-math.inf, [])
+        try:
+            self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+                self.conninfo,
+                min_size=1,
+                max_size=pool_max_size,
+                kwargs={"autocommit": True},
+                timeout=POOL_TIMEOUT_S,
+                name="conveyor",
+                open=False,
+            )
+            self._pool.open(wait=True, timeout=10.0)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise ConfigError(f"cannot connect to PostgreSQL at {url!r}: {exc}") from exc
+        if migrate:
+            self.migrate()
+
+    # ------------------------------------------------------------------------------------------ plumbing
+    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = True) -> T:
+        """Run `fn` on a pooled connection, in a transaction. A connection found dead (the database restarted) is
+        replaced and the call tried once more, but only when nothing can have been committed."""
+        for attempt in (1, 2):
+            body_done = False
+            try:
+                with self._pool.connection() as conn:
+                    if transaction:
+                        with conn.transaction():
+                            result = fn(conn)
+                            body_done = True
+                    else:
+                        result = fn(conn)
+                        body_done = True
+                    return result
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and not body_done and _connection_lost(exc):
+                    self._pool.check()
+                    continue
+                raise BackendError(f"PostgreSQL error: {exc}") from exc
+            except psycopg.Error as exc:
+                raise BackendError(f"PostgreSQL error: {exc}") from exc
+            except PoolTimeout as exc:
+                raise BackendError(f"no PostgreSQL connection: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _query(self, name: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            return conn.execute(Q[name], params).fetchall()
+
+        return self._run(go, transaction=False)
+
+    def _dicts(self, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        def go(conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+            with conn.cursor(row_factory=dict_row) as cur:
+                return cur.execute(Q[name], params).fetchall()
+
+        return self._run(go, transaction=False)
+
+    def migrate(self) -> None:
+        """Apply the migrations this database lacks, in one transaction, under an advisory lock so that two
+        processes starting at once do not race."""
+
+        def go(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(Q["migration_lock"], {"key": MIGRATION_LOCK_KEY})
+            conn.execute(Q["create_schema_table"])
+            row = conn.execute(Q["schema_version"]).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"the database has schema version {version}, newer than this Conveyor's {SCHEMA_VERSION}"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                conn.execute(sql_text(f"postgres_migration_{step:03d}.sql").encode())
+                conn.execute(Q["set_schema_version"], {"version": step})
+                log.info("PostgreSQL schema migrated to version %d", step)
+
+        self._run(go)
+
+    def close(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        if self._leader_until > 0:
+            with contextlib.suppress(BackendError):
+                self._run(lambda conn: conn.execute(Q["resign_leadership"], {"holder": self.holder}))
+        self._pool.close()
+
+    # ------------------------------------------------------------------------------------------ wake-ups
+    def change_token(self) -> int:
+        """Counts `conveyor_ready` notifications (a job became ready or scheduled, a queue changed): no query."""
+        if self._listener is None:
+            with self._listener_lock:
+                if self._listener is None:
+                    self._listener = _Listener(self.conninfo, READY_CHANNEL)
+                    self._listener.connected.wait(5.0)
+        return self._listener.count
+
+    def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Wake-ups by notification: `callback` runs in the listener thread after each `conveyor_ready`."""
+        self.change_token()  # starts the listener
+        listener = self._listener
+        assert listener is not None
+        listener.callbacks.append(callback)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                listener.callbacks.remove(callback)
+
+        return unsubscribe
+
+    def listen(self, channel: str = CHANGES_CHANNEL) -> _Listener:
+        """A listener on another channel (`conveyor_changes` wakes live event streams); close it when done."""
+        return _Listener(self.conninfo, channel)
+
+    # ------------------------------------------------------------------------------------------ producing
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        """Insert in one statement. With `connection` (the caller's psycopg connection, transaction or cursor) the
+        jobs are written in the caller's transaction: they exist only if it commits."""
+        if not jobs:
+            return []
+        shared: dict[int, str] = {}  # a batch shares its tags and metadata objects: encode each once
+
+        def encode(value: Any) -> str:
+            key = id(value)
+            if key not in shared:
+                shared[key] = _dumps(value)
+            return shared[key]
+
+        params = {
+            "ids": [j.id for j in jobs],
+            "types": [j.type for j in jobs],
+            "queues": [j.queue for j in jobs],
+            "statuses": ["scheduled" if j.scheduled else "pending" for j in jobs],
+            "priorities": [j.priority for j in jobs],
+            "args": [_dumps(j.args) for j in jobs],
+            "max_retries": [j.max_retries for j in jobs],
+            "timeouts": [j.timeout for j in jobs],
+            "run_ats": [j.run_at for j in jobs],
+            "tags": [encode(j.tags) for j in jobs],
+            "metadata": [encode(j.metadata) for j in jobs],
+            "unique_keys": [j.unique_key for j in jobs],
+            "now": now,
+        }
+        keyed = [j.unique_key for j in jobs if j.unique_key is not None]
+
+        def go(conn: psycopg.Connection[Any]) -> tuple[set[str], dict[str, Job]]:
+            if not keyed and len(jobs) >= COPY_MIN_JOBS:
+                # COPY: the fastest way in; with no unique key nothing can conflict, so every row goes in.
+                columns = list(zip(*(params[k] for k in _COPY_PARAMS), strict=True))
+                with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
+                    for row in columns:
+                        copy.write_row((*row, now, now))
+                return {j.id for j in jobs}, {}
+            with conn.cursor(row_factory=tuple_row) as cur:
+                inserted = {str(r[0]) for r in cur.execute(Q["insert_jobs"], params).fetchall()}
+            existing: dict[str, Job] = {}
+            if keyed and len(inserted) < len(jobs):
+                with conn.cursor(row_factory=dict_row) as cur:
+                    for row in cur.execute(Q["get_open_by_unique_keys"], {"unique_keys": keyed}).fetchall():
+                        existing[row["unique_key"]] = _job(row)
+            return inserted, existing
+
+        if connection is None:
+            inserted, existing = self._run(go)
+        else:
+            conn = connection_of(connection)
+            try:
+                if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+                    # The insert opens the caller's transaction (as any statement would): it commits or rolls back
+                    # with the caller's `commit()`/`rollback()`. A transaction block here would commit it at once.
+                    inserted, existing = go(conn)
+                else:
+                    with conn.transaction():  # a savepoint in the caller's transaction block (or, in autocommit
+                        inserted, existing = go(conn)  # mode outside one, a transaction of its own)
+            except psycopg.Error as exc:
+                raise BackendError(f"PostgreSQL error: {exc}") from exc
+        created_at = to_datetime(now)
+        out = []
+        for j in jobs:
+            if j.id in inserted:
+                out.append(_new_job(j, created_at))
+            else:
+                assert j.unique_key is not None
+                out.append(existing[j.unique_key])
+        return out
+
+    # ------------------------------------------------------------------------------------------ reading
+    def get_job(self, job_id: str) -> Job | None:
+        if not _is_uuid(job_id):
+            return None
+        rows = self._dicts("get_job", {"id": job_id})
+        return _job(rows[0]) if rows else None
+
+    def list_jobs(self, params: JobFilter) -> JobPage:
+        if params.cursor is not None and not _is_uuid(params.cursor):
+            raise InvalidStateError(f"invalid cursor {params.cursor!r}")
+        rows = self._dicts("list_jobs", {**_filter_params(params), "cursor": params.cursor, "limit": params.limit + 1})
+        more = len(rows) > params.limit
+        rows = rows[: params.limit]
+        return JobPage([_job(r) for r in rows], str(rows[-1]["id"]) if more and rows else None)
+
+    def select_ids(self, params: JobFilter) -> list[str]:
+        return [r[0] for r in self._query("select_ids", _filter_params(params))]
+
+    def job_events(self, job_id: str) -> list[JobEvent]:
+        if not _is_uuid(job_id):
+            return []
+        return [
+            JobEvent(
+                id=r["id"],
+                job_id=r["job_id"],
+                at=to_datetime(r["at"]),  # type: ignore[arg-type]
+                from_status=JobStatus(r["from_status"]) if r["from_status"] else None,
+                to_status=JobStatus(r["to_status"]),
+                worker_id=r["worker_id"],
+                message=r["message"],
+            )
+            for r in self._dicts("job_events", {"id": job_id})
+        ]
+
+    def has_ready_jobs(self, queues: tuple[str, ...] | None, now: float) -> bool:
+        rows = self._query("has_ready_jobs", {"queues": list(queues) if queues else None, "now": now})
+        return bool(rows[0][0])
+
+    # ------------------------------------------------------------------------------------------ working
+    def claim_jobs(self, params: ClaimParams) -> ClaimResult:
+        return self.finish_and_claim([], [], params.now, params)[1]
+
+    def finish_jobs(self, outcomes: Sequence[Outcome], now: float) -> list[str]:
+        return self.finish_and_claim(outcomes, [], now, None)[0]
+
+    def write_progress(self, updates: Sequence[ProgressUpdate], now: float) -> None:
+        self.finish_and_claim([], updates, now, None)
+
+    def finish_and_claim(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
+    ) -> tuple[list[str], ClaimResult]:
+        """One transaction, sent as one pipeline: progress, outcomes (one statement per kind), then the claim.
+
+        A transaction without outcomes commits without waiting for the disk (`relaxed_commit`): should the database
+        crash and lose it, a lost claim is the same as a worker that died before starting (the job is claimed and
+        run again: at least once), and lost progress is only progress. Outcomes, enqueues and steering always wait
+        for the disk, so no completed job runs again."""
+        limited = self._limited_queues(now) if claim is not None else []
+
+        def go(conn: psycopg.Connection[Any]) -> tuple[list[str], ClaimResult]:
+            with conn.pipeline():
+                if not outcomes:
+                    conn.execute(Q["relaxed_commit"])
+                if progress:
+                    conn.execute(Q["write_progress"], _progress_params(progress, now))
+                written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
+                claimed = self._claim(conn, claim, limited) if claim is not None else ([], None)
+                done = {r[0] for cur in written for r in cur.fetchall()}
+            lost = [o.job_id for o in outcomes if o.job_id not in done]
+            rows, next_cur = claimed
+            if claim is None:
+                return lost, ClaimResult([])
+            next_run_at = None
+            if next_cur is not None:
+                row = next_cur.fetchone()
+                next_run_at = row[0] if row else None
+            jobs = sorted(rows, key=lambda r: (-r[3], r[4], r[0]))
+            return lost, ClaimResult([_claimed(r, claim.worker_id) for r in jobs], next_run_at)
+
+        return self._run(go)
+
+    def _limited_queues(self, now: float) -> list[str]:
+        """Names of queues with a concurrency or rate limit, cached for a second: the claim statement itself skips
+        such queues (and paused ones) at once; this list only says which need the slower per-queue claim."""
+        at, names = self._limited
+        if time.monotonic() - at > LIMITED_QUEUES_TTL_S:
+            names = [r[0] for r in self._query("limited_queues")]
+            self._limited = (time.monotonic(), names)
+        return names
+
+    def _claim(
+        self, conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str]
+    ) -> tuple[list[tuple[Any, ...]], psycopg.Cursor[Any] | None]:
+        queues = list(params.queues) if params.queues else None
+        base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        conn.execute(Q["claim_plan"])
+        conn.execute(Q["promote_due"], {"now": params.now})
+        rows: list[tuple[Any, ...]] = []
+        remaining = params.limit
+        for name in limited:
+            if remaining <= 0 or (queues and name not in queues):
+                continue
+            got = self._claim_in_limited_queue(conn, name, remaining, params.now, base)
+            rows.extend(got)
+            remaining -= len(got)
+        if remaining:
+            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
+        # A full claim means the worker will come back at once: only a short one needs to know when to return.
+        next_cur = conn.execute(Q["next_run_at"], {"queues": queues}) if len(rows) < params.limit else None
+        return rows, next_cur
+
+    @staticmethod
+    def _claim_in_limited_queue(
+        conn: psycopg.Connection[Any], name: str, wanted: int, now: float, base: dict[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        # The queue row stays locked until commit, so concurrent claims in this queue take turns and the limits hold.
+        row = conn.execute(Q["lock_queue"], {"queue": name}).fetchone()
+        if row is None:
+            return []
+        paused, concurrency, rate, window_start, window_count = row
+        if paused:
+            return []
+        allowed = wanted
+        if concurrency is not None:
+            running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()
+            allowed = min(allowed, concurrency - (running[0] if running else 0))
+        if rate is not None:
+            window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
+            per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
+            if now - window_start >= window:
+                window_start, window_count = now, 0
+            allowed = min(allowed, per_window - window_count)
+        if allowed <= 0:
+            return []
+        got = conn.execute(Q["claim_jobs_in_queue"], {**base, "queue": name, "limit": allowed}).fetchall()
+        if rate is not None:
+            conn.execute(
+                Q["record_queue_starts"],
+                {"queue": name, "window_start": window_start, "window_count": window_count + len(got)},
+            )
+        return got
+
+    def heartbeat(self, beat: WorkerBeat) -> list[str]:
+        def go(conn: psycopg.Connection[Any]) -> list[str]:
+            with conn.pipeline():
+                conn.execute(Q["relaxed_commit"])
+                conn.execute(
+                    Q["upsert_worker"],
+                    {
+                        "id": beat.id,
+                        "host": beat.host,
+                        "pid": beat.pid,
+                        "queues": _dumps(list(beat.queues)) if beat.queues else None,
+                        "slots": beat.slots,
+                        "started_at": beat.started_at,
+                        "now": beat.now,
+                        "lease_until": beat.lease_until,
+                    },
+                )
+                conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until})
+                cur = conn.execute(Q["cancel_requests"], {"worker_id": beat.id})
+                return [r[0] for r in cur.fetchall()]
+
+        return self._run(go)
+
+    def cancel_requests(self, worker_id: str) -> list[str]:
+        return [r[0] for r in self._query("cancel_requests", {"worker_id": worker_id})]
+
+    def remove_worker(self, worker_id: str) -> None:
+        self._run(lambda conn: conn.execute(Q["remove_worker"], {"id": worker_id}), transaction=False)
+
+    # ------------------------------------------------------------------------------------------ maintenance
+    def is_leader(self, now: float) -> bool:
+        """Take or renew the maintenance leadership; True while this backend holds it. Every worker calls the
+        maintenance methods, but only the leader's calls do the work, so it runs once across the cluster.
+
+        The leadership lasts three times the interval between this backend's calls (1 to 15 s): a leader that stops
+        calling (killed, frozen, cut off) is replaced about as fast as the lease of its jobs runs out."""
+        if self._last_lead is not None and 0 <= now - self._last_lead < LEADER_TTL_MIN_S and self._leader_until > now:
+            return True  # renewed a moment ago (rescue and prune run in the same maintenance tick)
+        ttl = LEADER_TTL_FIRST_S if self._last_lead is None else 3 * (now - self._last_lead)
+        ttl = min(LEADER_TTL_S, max(LEADER_TTL_MIN_S, ttl))
+        self._last_lead = now
+        params = {"role": "maintenance", "holder": self.holder, "until": now + ttl, "now": now}
+        rows = self._run(lambda conn: conn.execute(Q["take_leadership"], params).fetchall(), transaction=False)
+        self._leader_until = now + ttl if rows else 0.0
+        return bool(rows)
+
+    def rescue_expired(self, now: float) -> int:
+        if not self.is_leader(now):
+            return 0
+        return self._run(lambda conn: conn.execute(Q["rescue_expired"], {"now": now}).rowcount)
+
+    def prune(self, finished_before: float, now: float) -> int:
+        if not self.is_leader(now):
+            return 0
+        deleted = self._delete_in_batches("prune_finished", {"before": finished_before})
+        self._run(lambda conn: conn.execute(Q["prune_workers"], {"before": now - DEAD_WORKER_KEEP_S}))
+        return deleted
+
+    def _delete_in_batches(self, name: str, params: dict[str, Any]) -> int:
+        """Short transactions, so a big purge never holds many row locks or blocks vacuum for long."""
+        total = 0
+        while True:
+            n = self._run(lambda conn: conn.execute(Q[name], {**params, "batch": DELETE_BATCH}).rowcount)
+            total += n
+            if n < DELETE_BATCH:
+                return total
+
+    # ------------------------------------------------------------------------------------------ steering
+    @staticmethod
+    def _status_or_missing(conn: psycopg.Connection[Any], job_id: str) -> str:
+        row = conn.execute(Q["job_status"], {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFoundError(job_id)
+        return str(row[0])
+
+    def _get_in(self, conn: psycopg.Connection[Any], job_id: str) -> Job:
+        with conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(Q["get_job"], {"id": job_id}).fetchone()
+        assert row is not None
+        return _job(row)
+
+    def cancel_job(self, job_id: str, now: float, message: str = "cancelled") -> Job:
+        if not _is_uuid(job_id):
+            raise JobNotFoundError(job_id)
+
+        def go(conn: psycopg.Connection[Any]) -> Job:
+            params = {"id": job_id, "now": now, "message": message}
+            if conn.execute(Q["cancel_waiting_job"], params).rowcount == 0:
+                if conn.execute(Q["request_cancel"], params).rowcount == 0:
+                    status = self._status_or_missing(conn, job_id)
+                    raise InvalidStateError(f"job {job_id} is {status}: only an open job can be cancelled")
+            return self._get_in(conn, job_id)
+
+        return self._run(go)
+
+    def retry_job(self, job_id: str, now: float) -> Job:
+        if not _is_uuid(job_id):
+            raise JobNotFoundError(job_id)
+
+        def go(conn: psycopg.Connection[Any]) -> Job:
+            if conn.execute(Q["retry_job"], {"id": job_id, "now": now}).rowcount == 0:
+                status = self._status_or_missing(conn, job_id)
+                raise InvalidStateError(f"job {job_id} is {status}: only a failed or cancelled job can be retried")
+            return self._get_in(conn, job_id)
+
+        return self._run(go)
+
+    def delete_job(self, job_id: str) -> None:
+        if not _is_uuid(job_id):
+            raise JobNotFoundError(job_id)
+
+        def go(conn: psycopg.Connection[Any]) -> None:
+            if conn.execute(Q["delete_job"], {"id": job_id}).rowcount == 0:
+                status = self._status_or_missing(conn, job_id)
+                raise InvalidStateError(f"job {job_id} is {status}: cancel it before deleting it")
+
+        self._run(go)
+
+    def purge_jobs(self, statuses: Sequence[JobStatus], finished_before: float) -> int:
+        return self._delete_in_batches(
+            "purge_jobs", {"statuses": [s.value for s in statuses], "before": finished_before}
+        )
+
+    # ------------------------------------------------------------------------------------------ queues
+    def list_queues(self) -> list[QueueInfo]:
+        def go(conn: psycopg.Connection[Any]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            with conn.pipeline():
+                settings = conn.execute(Q["queue_settings"])
+                counts = conn.execute(Q["queue_counts"])
+                return settings.fetchall(), counts.fetchall()
+
+        settings_rows, count_rows = self._run(go)
+        settings = {r[0]: r for r in settings_rows}
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, n in count_rows:
+            counts.setdefault(queue, {})[status] = n
+        out = []
+        for name in sorted(set(settings) | set(counts) | {"default"}):
+            _, paused, concurrency, rate = settings.get(name, (name, False, None, None))
+            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {})))
+        return out
+
+    def set_queue(self, change: QueueChange, now: float) -> QueueInfo:
+        def go(conn: psycopg.Connection[Any]) -> None:
+            conn.execute(Q["ensure_queue"], {"name": change.name, "now": now})
+            conn.execute(
+                Q["update_queue"],
+                {
+                    "name": change.name,
+                    "paused": change.paused,
+                    "concurrency": change.concurrency,
+                    "rate_limit": change.rate_limit,
+                    "clear_concurrency": change.clear_concurrency,
+                    "clear_rate_limit": change.clear_rate_limit,
+                    "now": now,
+                },
+            )
+
+        self._run(go)
+        self._limited = (-math.inf, [])
+        return next(q for q in self.list_queues() if q.name == change.name)
+
+    # ------------------------------------------------------------------------------------------ change outbox
+    def changes_since(self, after_id: int, limit: int = 1000) -> list[JobChange]:
+        rows = self._query("changes_since", {"after_id": after_id, "limit": limit})
+        return [JobChange(*r) for r in rows]
+
+    def last_change_id(self) -> int:
+        return int(self._query("last_change_id")[0][0])
+
+    def prune_changes(self, before: float) -> int:
+        if self._leader_until <= 0:
+            return 0
+        return self._run(lambda conn: conn.execute(Q["prune_changes"], {"before": before}).rowcount)
+
+    # ------------------------------------------------------------------------------------------ workers, stats
+    def list_workers(self, now: float) -> list[WorkerInfo]:
+        return [
+            WorkerInfo(
+                id=r["id"],
+                host=r["host"],
+                pid=r["pid"],
+                queues=r["queues"],
+                slots=r["slots"],
+                started_at=to_datetime(r["started_at"]),  # type: ignore[arg-type]
+                heartbeat_at=to_datetime(r["heartbeat_at"]),  # type: ignore[arg-type]
+                running=list(r["running"]),
+            )
+            for r in self._dicts("live_workers", {"now": now})
+        ]
+
+    def stats(self, now: float, window_s: float = 3600.0) -> Stats:
+        since = now - window_s
+
+        def go(conn: psycopg.Connection[Any]) -> list[list[tuple[Any, ...]]]:
+            with conn.pipeline():
+                curs = [
+                    conn.execute(Q["counts_by_type"]),
+                    conn.execute(Q["recent_durations"], {"since": since}),
+                    conn.execute(Q["throughput"], {"since": since}),
+                    conn.execute(Q["count_live_workers"], {"now": now}),
+                ]
+                return [c.fetchall() for c in curs]
+
+        by_type_rows, duration_rows, minutes, workers = self._run(go, transaction=False)
+        by_type: dict[str, dict[str, int]] = {}
+        for type_, status, n in by_type_rows:
+            by_type.setdefault(type_, {})[status] = n
+        samples: dict[str, list[float]] = {}
+        for type_, duration in duration_rows:
+            samples.setdefault(type_, []).append(duration)
+        counts = {s.value: sum(c.get(s.value, 0) for c in by_type.values()) for s in JobStatus}
+        return Stats(
+            counts=counts,
+            counts_by_type=by_type,
+            durations={t: _summary(v) for t, v in samples.items()},
+            throughput=_per_minute(minutes, since, window_s),
+            workers=int(workers[0][0]),
+        )
+
+
+_COPY_PARAMS = (
+    "ids", "types", "queues", "statuses", "priorities", "args", "max_retries", "timeouts", "run_ats", "tags",
+    "metadata",
+)
+
+
+def _connection_lost(exc: psycopg.OperationalError) -> bool:
+    """Whether the error means the server went away (restart, network), not a failed statement."""
+    return exc.sqlstate is None or exc.sqlstate.startswith(("08", "57P"))
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True
+
+
+def _new_job(j: NewJob, now: Any) -> Job:
+    return Job(
+        id=j.id,
+        type=j.type,
+        queue=j.queue,
+        status=JobStatus.SCHEDULED if j.scheduled else JobStatus.PENDING,
+        priority=j.priority,
+        args=j.args,
+        result=None,
+        error=None,
+        error_detail=None,
+        progress=0,
+        progress_info=None,
+        attempts=0,
+        max_retries=j.max_retries,
+        timeout=j.timeout,
+        run_at=to_datetime(j.run_at) if j.scheduled else now,  # type: ignore[arg-type]
+        tags=j.tags,
+        metadata=j.metadata,
+        unique_key=j.unique_key,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        completed_at=None,
+        worker_id=None,
+    )
+
+
+def _progress_params(updates: Sequence[ProgressUpdate], now: float) -> dict[str, Any]:
+    return {
+        "ids": [u.job_id for u in updates],
+        "workers": [u.lease.worker_id for u in updates],
+        "attempts": [u.lease.attempt for u in updates],
+        "progress": [u.progress for u in updates],
+        "infos": [_dumps(u.info) if u.info is not None else None for u in updates],
+        "now": now,
+    }
+
+
+def _outcome_batches(outcomes: Sequence[Outcome], now: float) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Outcomes grouped by kind, each kind one array-parameter statement."""
+    completed = [o for o in outcomes if isinstance(o, Completed)]
+    failed = [o for o in outcomes if isinstance(o, Failed)]
+    cancelled = [o for o in outcomes if isinstance(o, Cancelled)]
+    released = [o for o in outcomes if isinstance(o, Released)]
+
+    def lease(batch: Sequence[Outcome]) -> dict[str, Any]:
+        return {
+            "ids": [o.job_id for o in batch],
+            "workers": [o.lease.worker_id for o in batch],
+            "attempts": [o.lease.attempt for o in batch],
+            "now": now,
+        }
+
+    if completed:
+        yield "complete_jobs", {**lease(completed), "results": [_dumps(o.result) for o in completed]}
+    if failed:
+        yield "fail_jobs", {
+            **lease(failed),
+            "errors": [o.error for o in failed],
+            "details": [o.detail for o in failed],
+            "retry_ats": [o.retry_at for o in failed],
+        }
+    if cancelled:
+        yield "cancel_running_jobs", {**lease(cancelled), "reasons": [o.reason for o in cancelled]}
+    if released:
+        yield "release_jobs", {**lease(released), "reasons": [o.reason for o in released]}
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    values = sorted(values)
+    if len(values) == 1:
+        return {"count": 1, "avg": values[0], "p50": values[0], "p95": values[0]}
+    q = statistics.quantiles(values, n=100, method="inclusive")
+    return {"count": len(values), "avg": statistics.fmean(values), "p50": q[49], "p95": q[94]}
+
+
+def _per_minute(rows: list[tuple[int, str, int]], since: float, window_s: float) -> list[dict[str, Any]]:
+    buckets = [{"minute": to_datetime(since + 60 * i), "completed": 0, "failed": 0} for i in range(int(window_s // 60))]
+    for minute, status, n in rows:
+        if 0 <= minute < len(buckets):
+            buckets[minute][status] = n
+    return [{**b, "minute": b["minute"].isoformat()} for b in buckets]  # type: ignore[union-attr]
