@@ -13,11 +13,11 @@ from schemathesis.generation import GenerationMode
 
 from tests.api.conftest import RunningServer
 
-MAX_EXAMPLES = 25  # per operation and mode: bounded so the whole test takes a minute or two on a loaded machine
+MAX_EXAMPLES = 15  # per operation and mode: bounded so the whole test takes a minute or two on a loaded machine
 SKIPPED = {("GET", "/api/v1/events")}  # an endless stream; its errors are tested in test_events
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)  # every operation of the API, the ingestion routes included
 def test_no_server_errors_on_generated_requests(server: RunningServer) -> None:
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     failures: list[str] = []
