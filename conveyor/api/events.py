@@ -245,7 +245,14 @@ class EventHub:
             if not changes:
                 return
             if self.subscribers:
-                jobs = await self._db(self._load, [c.job_id for c in changes])
+                # Streams that follow single jobs (clients waiting for a result) need only those jobs loaded.
+                wanted: set[str] | None = set()
+                for sub in self.subscribers:
+                    if sub.filter.job_id is None:
+                        wanted = None
+                        break
+                    wanted.add(sub.filter.job_id)  # type: ignore[union-attr]
+                jobs = await self._db(self._load, [c.job_id for c in changes if wanted is None or c.job_id in wanted])
                 for change in changes:
                     job = jobs.get(change.job_id)
                     encoded: bytes | None = None
