@@ -131,8 +131,12 @@ class EventHub:
             try:
                 self.position = await self._db(self.conveyor.backend.last_change_id)
             except BaseException as exc:
-                self._started.set_exception(exc)
-                self._started = None
+                started, self._started = self._started, None
+                if isinstance(exc, Exception):
+                    started.set_exception(exc)
+                    started.exception()  # concurrent subscribers get it too; none must be there to retrieve it
+                else:
+                    started.cancel()
                 raise
             self._task = asyncio.create_task(self._poll(), name="conveyor event hub")
             self._started.set_result(None)
@@ -235,6 +239,9 @@ class EventHub:
                     await self._read_new()
             except ConveyorError as exc:
                 log.warning("event hub: reading changes failed: %s", exc)
+                await asyncio.sleep(ERROR_PAUSE_S)
+            except Exception:  # the poller must outlive any one bad read, or every stream goes quiet
+                log.exception("event hub: unexpected error while reading changes")
                 await asyncio.sleep(ERROR_PAUSE_S)
             await asyncio.sleep(self.poll_interval_s)
 
