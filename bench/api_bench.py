@@ -4,7 +4,9 @@
     python bench/api_bench.py --requests 2000 --clients 100 --jobs 50     # a quicker run
 
 1. `POST /api/v1/jobs` throughput: `conveyor serve --no-worker` on a fresh SQLite file, an async httpx client on
-   loopback keeping `--concurrency` requests in flight (default 32) for `--requests` requests (after 200 warm-up).
+   loopback keeping `--concurrency` requests in flight (default 32) for `--requests` requests (after 200 warm-up);
+   then the same load from a minimal keep-alive HTTP/1.1 client on asyncio streams (`post_jobs_raw_*`), since httpx
+   itself tops out near the server's rate on a 2-core machine.
 2. Fan-out: a fresh server, `--clients` SSE clients (default 500) connected to `GET /api/v1/events`, then `--jobs`
    jobs (default 200, `demo.sleep` with 2 progress steps) enqueued in one batch and run by a separate
    `conveyor worker` process. Each client must receive every event of those jobs: the set of ids it got is compared
@@ -102,6 +104,47 @@ async def post_jobs(base: str, total: int, concurrency: int) -> dict[str, Any]:
     }
 
 
+async def post_jobs_raw(base: str, total: int, concurrency: int) -> dict[str, Any]:
+    """The same load from a minimal HTTP/1.1 keep-alive client on asyncio streams: httpx itself tops out near the
+    server's rate on a small machine, so this measures the server rather than the load generator."""
+    url = httpx.URL(base)
+    body = json.dumps({"type": "demo.echo", "args": {"hello": "world"}, "tags": ["bench"]}).encode()
+    request = (
+        f"POST /api/v1/jobs HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def run(n: int, latencies: list[float]) -> None:
+        reader, writer = await asyncio.open_connection(url.host, url.port)
+        try:
+            for _ in range(n):
+                start = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - start)
+                if status != 201:
+                    raise RuntimeError(f"POST /jobs answered {status}")
+        finally:
+            writer.close()
+
+    warm: list[float] = []
+    await asyncio.gather(*(run(200 // concurrency + 1, warm) for _ in range(concurrency)))
+    latencies: list[float] = []
+    start = time.perf_counter()
+    await asyncio.gather(*(run(total // concurrency, latencies) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
+    q = statistics.quantiles(latencies, n=100)
+    return {
+        "post_jobs_raw_per_s": round(len(latencies) / elapsed, 1),
+        "post_jobs_raw_p50_ms": round(q[49] * 1000, 2),
+        "post_jobs_raw_p99_ms": round(q[98] * 1000, 2),
+    }
+
+
 # ------------------------------------------------------------------------------------------ SSE fan-out
 class Listener:
     def __init__(self) -> None:
@@ -177,6 +220,7 @@ def main() -> None:
         proc, base = start_server(url)
         try:
             figures.update(asyncio.run(post_jobs(base, args.requests, args.concurrency)))
+            figures.update(asyncio.run(post_jobs_raw(base, args.requests, args.concurrency)))
         finally:
             stop(proc)
         url = f"sqlite:///{tmp}/sse.db"

@@ -501,8 +501,9 @@ class Conveyor:
         _check_name("queue", name)
         if concurrency is not _UNSET and concurrency is not None and concurrency < 1:
             raise InvalidArgumentsError(f"concurrency must be at least 1, got {concurrency}")
-        if rate_limit is not _UNSET and rate_limit is not None and rate_limit <= 0:
-            raise InvalidArgumentsError(f"rate_limit must be positive, got {rate_limit}")
+        if rate_limit is not _UNSET and rate_limit is not None and not 0.001 <= rate_limit <= 1e6:
+            # A vanishing rate would make the claim's rate window infinite.
+            raise InvalidArgumentsError(f"rate_limit must be between 0.001 and 1e6 jobs per second, got {rate_limit}")
         change = QueueChange(
             name=name,
             paused=paused,

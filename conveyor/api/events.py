@@ -117,6 +117,7 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
         self._db_thread: ThreadPoolExecutor | None = None
+        self._listener: Any = None  # the backend's LISTEN connection, when it has one
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         if self._db_thread is None:
@@ -130,8 +131,12 @@ class EventHub:
             try:
                 self.position = await self._db(self.conveyor.backend.last_change_id)
             except BaseException as exc:
-                self._started.set_exception(exc)
-                self._started = None
+                started, self._started = self._started, None
+                if isinstance(exc, Exception):
+                    started.set_exception(exc)
+                    started.exception()  # concurrent subscribers get it too; none must be there to retrieve it
+                else:
+                    started.cancel()
                 raise
             self._task = asyncio.create_task(self._poll(), name="conveyor event hub")
             self._started.set_result(None)
@@ -148,6 +153,9 @@ class EventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            await asyncio.get_running_loop().run_in_executor(None, listener.close)
         if self._db_thread is not None:
             self._db_thread.shutdown(wait=False)
             self._db_thread = None
@@ -199,20 +207,41 @@ class EventHub:
                 jobs[job_id] = job
         return jobs
 
+    def _change_counter(self) -> Callable[[], int]:
+        """What tells the poller that the outbox may have grown: a LISTEN on the backend's change channel where
+        it has one (PostgreSQL NOTIFY), else its change token (SQLite: the file's data version, any process)."""
+        backend = self.conveyor.backend
+        listen = getattr(backend, "listen", None)
+        if callable(listen):
+            listener = listen()
+            self._listener = listener
+            return lambda: int(listener.count)
+        return backend.change_token
+
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
-        backend = self.conveyor.backend
+        try:
+            counter = await self._db(self._change_counter)
+        except Exception as exc:  # noqa: BLE001 - no LISTEN connection: poll the change token instead
+            log.warning("event hub: cannot listen for changes (%s); polling", exc)
+            counter = self.conveyor.backend.change_token
+        # A notification may come before its rows are readable (PostgreSQL reads only behind the oldest running
+        # transaction), so without an exact token look again more often.
+        resync_s = RESYNC_S if self._listener is None else min(RESYNC_S, 0.25)
         token: int | None = None
         last_read = 0.0
         while True:
             try:
                 now = loop.time()
-                current = await self._db(backend.change_token)
-                if current != token or now - last_read >= RESYNC_S:
+                current = await self._db(counter)
+                if current != token or now - last_read >= resync_s:
                     token, last_read = current, now
                     await self._read_new()
             except ConveyorError as exc:
                 log.warning("event hub: reading changes failed: %s", exc)
+                await asyncio.sleep(ERROR_PAUSE_S)
+            except Exception:  # the poller must outlive any one bad read, or every stream goes quiet
+                log.exception("event hub: unexpected error while reading changes")
                 await asyncio.sleep(ERROR_PAUSE_S)
             await asyncio.sleep(self.poll_interval_s)
 
@@ -223,7 +252,14 @@ class EventHub:
             if not changes:
                 return
             if self.subscribers:
-                jobs = await self._db(self._load, [c.job_id for c in changes])
+                # Streams that follow single jobs (clients waiting for a result) need only those jobs loaded.
+                wanted: set[str] | None = set()
+                for sub in self.subscribers:
+                    if sub.filter.job_id is None:
+                        wanted = None
+                        break
+                    wanted.add(sub.filter.job_id)  # type: ignore[union-attr]
+                jobs = await self._db(self._load, [c.job_id for c in changes if wanted is None or c.job_id in wanted])
                 for change in changes:
                     job = jobs.get(change.job_id)
                     encoded: bytes | None = None

@@ -66,7 +66,7 @@ class QueuePatch(_Strict):
 
     paused: bool | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
-    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+    rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000, description="jobs started per second")
 
 
 class ClaimRequest(_Strict):

@@ -83,6 +83,17 @@ def server(make_server: Callable[..., RunningServer]) -> RunningServer:
 
 
 @pytest.fixture
+def backend_server(db_url: str, api_settings: Settings) -> Iterator[RunningServer]:
+    """A server on each backend (SQLite, PostgreSQL): for the tests that depend on the backend's change outbox
+    and lease guards."""
+    conveyor = Conveyor(db_url, settings=api_settings)
+    running = start_server(conveyor)
+    yield running
+    running.stop()
+    conveyor.close()
+
+
+@pytest.fixture
 def client(server: RunningServer) -> Iterator[httpx.Client]:
     with server.client() as c:
         yield c

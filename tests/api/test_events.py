@@ -256,3 +256,25 @@ def test_slow_subscriber_is_dropped_without_slowing_others(sqlite_app: Conveyor)
         await hub.close()
 
     asyncio.run(scenario())
+
+
+def test_delivery_and_resume_on_each_backend(backend_server: RunningServer) -> None:
+    app = backend_server.conveyor
+    url = f"{backend_server.url}/api/v1/events"
+    live = SSEReader(url)
+    try:
+        first = app.enqueue("demo.echo", {"n": 1})
+        wait_for(lambda: live.statuses(first.id), timeout=30, what="the first event")
+        seen = live.events[-1][0]
+    finally:
+        live.close()
+    second = app.enqueue("demo.echo", {"n": 2})
+    app.run_worker(concurrency=2, burst=True)
+    resumed = SSEReader(url, headers={"Last-Event-ID": str(seen)})
+    try:
+        wait_for(lambda: "completed" in resumed.statuses(second.id) and "completed" in resumed.statuses(first.id),
+                 timeout=30, what="the missed events")
+        ids = [i for i, _, _ in resumed.events]
+        assert ids == sorted(set(ids)) and ids[0] > seen
+    finally:
+        resumed.close()

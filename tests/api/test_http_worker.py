@@ -107,3 +107,21 @@ def test_protocol_validation_errors(client: httpx.Client) -> None:
     assert_error(client.post("/api/v1/jobs/missing/complete", json={"worker_id": "w", "attempt": 1}), 404)
     assert_error(client.post("/api/v1/jobs/missing/complete", json={"worker_id": "w"}), 422)
     assert_error(client.post("/api/v1/jobs/missing/fail", json={"worker_id": "w", "attempt": 1}), 422)
+
+
+def test_lease_guard_on_each_backend(backend_server: RunningServer) -> None:
+    app = backend_server.conveyor
+    with backend_server.client() as client:
+        job = client.post("/api/v1/jobs", json={"type": "demo.echo", "max_retries": 3}).json()
+        first = client.post("/api/v1/workers/claim", json={"lease_s": 1, "types": ["demo.echo"]}).json()
+        assert [j["id"] for j in first["jobs"]] == [job["id"]]
+        time.sleep(1.2)
+        app.backend.rescue_expired(app.clock())
+        second = client.post("/api/v1/workers/claim", json={"lease_s": 30}).json()
+        assert [j["attempt"] for j in second["jobs"]] == [2]
+        late = client.post(f"/api/v1/jobs/{job['id']}/complete",
+                           json={"worker_id": first["worker_id"], "attempt": 1, "result": "late"})
+        assert_error(late, 409, "lease_lost")
+        ok = client.post(f"/api/v1/jobs/{job['id']}/complete",
+                         json={"worker_id": second["worker_id"], "attempt": 2, "result": "ok"})
+        assert ok.json()["status"] == "completed" and ok.json()["result"] == "ok"

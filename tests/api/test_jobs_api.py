@@ -225,6 +225,9 @@ def test_queues(client: httpx.Client, server: RunningServer) -> None:
     assert r.json()["concurrency"] is None and r.json()["rate_limit"] == 5.5 and r.json()["paused"] is True
     assert_error(client.patch("/api/v1/queues/mail", json={"concurrency": 0}), 422)
     assert_error(client.patch("/api/v1/queues/mail", json={"rate_limit": -1}), 422)
+    # Found by Schemathesis: a vanishing rate made the claim's window infinite (a 500 on every claim).
+    assert_error(client.patch("/api/v1/queues/mail", json={"rate_limit": 5e-324}), 422)
+    assert client.post("/api/v1/workers/claim", json={"queues": ["mail"]}).status_code == 200
     assert_error(client.patch("/api/v1/queues/mail", json={"paused": None}), 422)
     assert_error(client.patch("/api/v1/queues/mail", json={"color": "red"}), 422)
     assert_error(client.patch("/api/v1/queues/mail", content=b"[]", headers={"content-type": "application/json"}), 400)
