@@ -438,3 +438,22 @@ def test_worker_survives_its_connections_being_killed(pg_app: Conveyor, pg_url: 
             wait_for(lambda: pg_app.require_job(second.id).status is JobStatus.COMPLETED, 10, what="woken again")
     finally:
         app.close()
+
+
+def test_bursts_of_notifications_are_debounced(pg_url: str) -> None:
+    backend = PostgresBackend(pg_url)
+    try:
+        before = backend.change_token()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            for _ in range(300):
+                conn.execute("NOTIFY conveyor_ready")
+        wait_for(lambda: backend.change_token() > before, 10, what="a wake-up")
+        time.sleep(0.3)  # the trailing wake of the last burst
+        woken = backend.change_token() - before
+        assert 1 <= woken < 150, woken  # far fewer wake-ups than notifications, and never none
+        last = backend.change_token()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("NOTIFY conveyor_ready")  # a lone notification after a pause wakes at once
+        wait_for(lambda: backend.change_token() > last, 5, what="a lone wake-up")
+    finally:
+        backend.close()
