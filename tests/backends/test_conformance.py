@@ -376,3 +376,32 @@ def test_stats_workers_and_queues(app: Conveyor) -> None:
         [info] = [w for w in app.list_workers() if w.id == worker.id]
         assert info.slots == 3 and info.queues == ["default"] and info.running == []
     assert all(w.id != worker.id for w in app.list_workers())
+
+
+def test_prune_deletes_old_finished_jobs_only(timed_app: Conveyor, clock: Clock) -> None:
+    app = timed_app
+    old = app.enqueue("demo.echo", {"n": "old"})
+    drain(app)
+    clock.advance(3600)
+    recent = app.enqueue("demo.echo", {"n": "recent"})
+    drain(app)
+    waiting = app.enqueue("demo.echo", {"n": "waiting"}, delay=10)
+    assert app.backend.prune(clock.now - 1800, clock.now) == 1
+    assert app.get_job(old.id) is None and app.job_events(recent.id)
+    assert {app.require_job(recent.id).status, app.require_job(waiting.id).status} == {
+        JobStatus.COMPLETED, JobStatus.SCHEDULED,
+    }
+
+
+def test_queue_concurrency_holds_across_workers(app: Conveyor) -> None:
+    app.set_queue("narrow", concurrency=2)
+    jobs = app.enqueue_many("demo.sleep", [{"seconds": 0.3, "steps": 1}] * 8, queue="narrow")
+    peak = 0
+    with running_worker(app, concurrency=4), running_worker(app, concurrency=4):
+        deadline = time.monotonic() + 60
+        while not all(app.require_job(j.id).status is JobStatus.COMPLETED for j in jobs):
+            assert time.monotonic() < deadline, "jobs did not finish"
+            running = len(app.list_jobs(status="processing", queue="narrow").jobs)
+            peak = max(peak, running)
+            time.sleep(0.02)
+    assert 1 <= peak <= 2
