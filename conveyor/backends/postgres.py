@@ -381,10 +381,8 @@ class PostgresBackend(Backend):
         def go(conn: psycopg.Connection[Any]) -> tuple[set[str], dict[str, Job]]:
             if not keyed and len(jobs) >= COPY_MIN_JOBS:
                 # COPY: the fastest way in; with no unique key nothing can conflict, so every row goes in.
-                columns = list(zip(*(params[k] for k in _COPY_PARAMS), strict=True))
                 with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
-                    for row in columns:
-                        copy.write_row((*row, now, now))
+                    copy.write(_copy_text(params, now))
                 return {j.id for j in jobs}, {}
             with conn.cursor(row_factory=tuple_row) as cur:
                 inserted = {str(r[0]) for r in cur.execute(Q["insert_jobs"], params).fetchall()}
@@ -786,6 +784,24 @@ _COPY_PARAMS = (
     "ids", "types", "queues", "statuses", "priorities", "args", "max_retries", "timeouts", "run_ats", "tags",
     "metadata",
 )
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _copy_text(params: dict[str, Any], now: float) -> str:
+    """Rows in COPY's text format, built in one go (much cheaper than a call per row)."""
+    tail = f"\t{now!r}\t{now!r}\n"
+    columns = [params[k] for k in _COPY_PARAMS]
+    return "".join("\t".join(map(_copy_field, row)) + tail for row in zip(*columns, strict=True))
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:
