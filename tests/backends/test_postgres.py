@@ -242,6 +242,9 @@ def test_sql_api_enqueue_and_read(pg_app: Conveyor, pg_url: str) -> None:
                                (job_id,)).fetchall()
         assert [h[0] for h in history] == ["pending", "processing", "completed"]
         assert conn.execute("SELECT conveyor.cancel(%s)", (later,)).fetchone()[0] == "cancelled"
+        assert conn.execute("SELECT conveyor.retry(%s)", (later,)).fetchone()[0] == "pending"
+        assert conn.execute("SELECT conveyor.retry(%s)", (later,)).fetchone()[0] == "pending"  # not retryable now
+        assert conn.execute("SELECT conveyor.cancel(%s)", (later,)).fetchone()[0] == "cancelled"
         queues = conn.execute("SELECT name, pending, scheduled FROM conveyor.queues").fetchall()
         assert queues == [("default", 0, 0)]
 
