@@ -251,14 +251,21 @@ class PostgresBackend(Backend):
             self.migrate()
 
     # ------------------------------------------------------------------------------------------ plumbing
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = True) -> T:
+    def _run(
+        self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = True, pipeline: bool = False
+    ) -> T:
         """Run `fn` on a pooled connection, in a transaction. A connection found dead (the database restarted) is
-        replaced and the call tried once more, but only when nothing can have been committed."""
+        replaced and the call tried once more, but only when nothing can have been committed. With `pipeline`, BEGIN,
+        the statements and COMMIT travel together (`fn` fetching a result is what sends the batch so far)."""
         for attempt in (1, 2):
             body_done = False
             try:
                 with self._pool.connection() as conn:
-                    if transaction:
+                    if pipeline:
+                        with conn.pipeline(), conn.transaction():
+                            result = fn(conn)
+                            body_done = True
+                    elif transaction:
                         with conn.transaction():
                             result = fn(conn)
                             body_done = True
@@ -394,7 +401,7 @@ class PostgresBackend(Backend):
             return inserted, existing
 
         if connection is None:
-            inserted, existing = self._run(go)
+            inserted, existing = self._run(go, transaction=bool(keyed))  # one statement is a transaction of its own
         else:
             conn = connection_of(connection)
             try:
@@ -477,14 +484,13 @@ class PostgresBackend(Backend):
         limited = self._limited_queues(now) if claim is not None else []
 
         def go(conn: psycopg.Connection[Any]) -> tuple[list[str], ClaimResult]:
-            with conn.pipeline():
-                if not outcomes:
-                    conn.execute(Q["relaxed_commit"])
-                if progress:
-                    conn.execute(Q["write_progress"], _progress_params(progress, now))
-                written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
-                claimed = self._claim(conn, claim, limited) if claim is not None else ([], None)
-                done = {r[0] for cur in written for r in cur.fetchall()}
+            if not outcomes:
+                conn.execute(Q["relaxed_commit"])
+            if progress:
+                conn.execute(Q["write_progress"], _progress_params(progress, now))
+            written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
+            claimed = self._claim(conn, claim, limited) if claim is not None else ([], None)
+            done = {r[0] for cur in written for r in cur.fetchall()}
             lost = [o.job_id for o in outcomes if o.job_id not in done]
             rows, next_cur = claimed
             if claim is None:
@@ -496,7 +502,7 @@ class PostgresBackend(Backend):
             jobs = sorted(rows, key=lambda r: (-r[3], r[4], r[0]))
             return lost, ClaimResult([_claimed(r, claim.worker_id) for r in jobs], next_run_at)
 
-        return self._run(go)
+        return self._run(go, pipeline=True)
 
     def _limited_queues(self, now: float) -> list[str]:
         """Names of queues with a concurrency or rate limit, cached for a second: the claim statement itself skips
@@ -561,26 +567,25 @@ class PostgresBackend(Backend):
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         def go(conn: psycopg.Connection[Any]) -> list[str]:
-            with conn.pipeline():
-                conn.execute(Q["relaxed_commit"])
-                conn.execute(
-                    Q["upsert_worker"],
-                    {
-                        "id": beat.id,
-                        "host": beat.host,
-                        "pid": beat.pid,
-                        "queues": _dumps(list(beat.queues)) if beat.queues else None,
-                        "slots": beat.slots,
-                        "started_at": beat.started_at,
-                        "now": beat.now,
-                        "lease_until": beat.lease_until,
-                    },
-                )
-                conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until})
-                cur = conn.execute(Q["cancel_requests"], {"worker_id": beat.id})
-                return [r[0] for r in cur.fetchall()]
+            conn.execute(Q["relaxed_commit"])
+            conn.execute(
+                Q["upsert_worker"],
+                {
+                    "id": beat.id,
+                    "host": beat.host,
+                    "pid": beat.pid,
+                    "queues": _dumps(list(beat.queues)) if beat.queues else None,
+                    "slots": beat.slots,
+                    "started_at": beat.started_at,
+                    "now": beat.now,
+                    "lease_until": beat.lease_until,
+                },
+            )
+            conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until})
+            cur = conn.execute(Q["cancel_requests"], {"worker_id": beat.id})
+            return [r[0] for r in cur.fetchall()]
 
-        return self._run(go)
+        return self._run(go, pipeline=True)
 
     def cancel_requests(self, worker_id: str) -> list[str]:
         return [r[0] for r in self._query("cancel_requests", {"worker_id": worker_id})]
