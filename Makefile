@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 run: $(BIN)/.installed
 	$(BIN)/conveyor enqueue demo.sleep --args '{"seconds": 3, "steps": 6}'
 	$(BIN)/conveyor enqueue demo.echo --args '{"hello": "world"}' --priority 5
-	$(BIN)/conveyor worker
+	$(BIN)/conveyor serve
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check conveyor tests bench

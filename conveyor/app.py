@@ -14,6 +14,7 @@ from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats
 from conveyor.errors import (
     ConfigError,
     InvalidArgumentsError,
+    InvalidStateError,
     JobFailed,
     JobNotFoundError,
     UnknownTaskError,
@@ -27,6 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
 _UNSET: Any = object()
 _MAX_NAME = 200
+_MAX_INT = 2**31 - 1  # priority and max_retries fit a 32-bit column on every backend
 
 
 def _check_name(kind: str, value: Any) -> str:
@@ -39,6 +41,17 @@ def _epoch(moment: datetime) -> float:
     if moment.tzinfo is None:
         raise InvalidArgumentsError("run_at must be timezone-aware (for example datetime.now(UTC))")
     return moment.timestamp()
+
+
+def _register_ingest_tasks(app: Conveyor) -> None:
+    """The built-in ingestion tasks (SPEC section 5), when the `ingest` extra is installed; imports nothing heavy."""
+    import importlib.util
+
+    if importlib.util.find_spec("numpy") is None:
+        return
+    from conveyor.ingest.tasks import register_ingest_tasks
+
+    register_ingest_tasks(app)
 
 
 class Conveyor:
@@ -55,6 +68,7 @@ class Conveyor:
         settings: Settings | None = None,
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
+        ingest_tasks: bool | None = None,
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -66,6 +80,8 @@ class Conveyor:
             from conveyor.demo import register_demo_tasks
 
             register_demo_tasks(self)
+        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
+            _register_ingest_tasks(self)
 
     # ------------------------------------------------------------------------------------------ set-up
     @property
@@ -192,6 +208,8 @@ class Conveyor:
             retries = self.settings.max_retries
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
             raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
+        if retries > _MAX_INT or (priority is not None and abs(priority) > _MAX_INT):
+            raise InvalidArgumentsError(f"priority and max_retries must lie within ±{_MAX_INT}")
         if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
             raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if delay is not None and run_at is not None:
@@ -398,6 +416,68 @@ class Conveyor:
         if not set(chosen) <= TERMINAL_STATUSES:
             raise InvalidArgumentsError("purge deletes finished jobs only: completed, failed or cancelled")
         return self.backend.purge_jobs(chosen, self.clock() - older_than_s)
+
+    def enqueue_batch(self, specs: Sequence[dict[str, Any]]) -> list[Job]:
+        """Enqueue jobs of any types, each with its own options (the keyword arguments of `enqueue`), in one
+        transaction. One bad job stores nothing; the error names its index (`jobs[3]: ...`)."""
+        new_jobs: list[NewJob] = []
+        now = self.clock()
+        for i, spec in enumerate(specs):
+            options = dict(spec)
+            try:
+                task = self.get_task(options.pop("type", None))
+                payload = task.validate(options.pop("args", None) or {})
+                new_jobs += self._new_jobs(
+                    task,
+                    [payload],
+                    queue=options.pop("queue", None),
+                    priority=options.pop("priority", None),
+                    max_retries=options.pop("max_retries", None),
+                    timeout=options.pop("timeout", None),
+                    delay=options.pop("delay", None),
+                    run_at=options.pop("run_at", None),
+                    unique_key=options.pop("unique_key", None),
+                    tags=options.pop("tags", None),
+                    metadata=options.pop("metadata", None),
+                    now=now,
+                )
+                if options:
+                    raise InvalidArgumentsError(f"unknown enqueue options: {', '.join(sorted(options))}")
+            except (UnknownTaskError, InvalidArgumentsError) as exc:
+                raise InvalidArgumentsError(f"jobs[{i}]: {exc.message}") from None
+        return self.backend.insert_jobs(new_jobs, now) if new_jobs else []
+
+    def bulk(
+        self,
+        action: str,
+        ids: Sequence[str] | None = None,
+        *,
+        status: JobStatus | str | Sequence[JobStatus | str] | None = None,
+        type: str | None = None,  # noqa: A002 - the SPEC's filter name
+        queue: str | None = None,
+        tag: str | None = None,
+        older_than_s: float | None = None,
+    ) -> int:
+        """Cancel, retry or delete the given jobs, or every job matching the filter; returns how many changed.
+        Jobs whose state does not allow the action are skipped."""
+        actions: dict[str, Callable[[str], object]] = {
+            "cancel": self.cancel,
+            "retry": self.retry,
+            "delete": self.delete,
+        }
+        if action not in actions:
+            raise InvalidArgumentsError(f"unknown bulk action {action!r}; known: cancel, retry, delete")
+        if ids is None:
+            older = None if older_than_s is None else self.clock() - older_than_s
+            ids = self.backend.select_ids(self.job_filter(status, type, queue, tag, older_than=older))
+        affected = 0
+        for job_id in ids:
+            try:
+                actions[action](job_id)
+            except (JobNotFoundError, InvalidStateError):
+                continue
+            affected += 1
+        return affected
 
     # ------------------------------------------------------------------------------------------ queues
     def list_queues(self) -> list[QueueInfo]:

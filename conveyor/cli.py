@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,6 +26,7 @@ from conveyor.job import TERMINAL_STATUSES, Job, JobStatus
 from conveyor.settings import parse_duration, parse_queues
 
 F = TypeVar("F", bound=Callable[..., Any])
+PIPED_WIDTH = 10_000
 
 cli = typer.Typer(
     name="conveyor",
@@ -38,8 +40,11 @@ queues_cli = typer.Typer(help="Queue settings: pause, resume, concurrency, rate 
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(queues_cli, name="queues")
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Job data (args, errors, names) is printed as it is: no Rich emoji codes; markup in it is escaped with `escape`.
+out = Console(highlight=False, emoji=False)
+if not out.is_terminal:  # piped or captured: Rich would assume 80 columns and cut ids and names with "…"
+    out = Console(highlight=False, emoji=False, width=PIPED_WIDTH)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 DbOption = Annotated[
     str | None,
@@ -150,8 +155,14 @@ def worker(
     if processes < 0:
         raise ConfigError("--processes must be 0 or more")
     conveyor = load_app(db, app)
+    # Bad options or an unusable database are one clear error here, not worker processes that crash and are
+    # restarted forever by the supervisor.
+    conveyor.settings.with_changes(concurrency=concurrency, lease_s=lease, shutdown_grace_s=grace)
+    conveyor.backend.migrate()
     if processes >= 1:
         from conveyor.worker.supervisor import Supervisor, child_argv
+
+        conveyor.close()
 
         argv = ["worker", "--db", conveyor.database_url, "--processes", "0", "--log-level", log_level]
         for flag, value in (("--app", app), ("--concurrency", concurrency), ("--queues", queues),
@@ -278,11 +289,12 @@ def jobs_list(
         print_json({"jobs": [j.to_dict() for j in page.jobs], "next_cursor": page.next_cursor})
         return
     table = Table(box=None, header_style="bold")
-    for column in ("id", "type", "queue", "status", "prio", "progress", "attempts", "created"):
+    table.add_column("id", no_wrap=True, min_width=len(page.jobs[0].id) if page.jobs else 0)
+    for column in ("type", "queue", "status", "prio", "progress", "attempts", "created"):
         table.add_column(column)
     for job in page.jobs:
         table.add_row(
-            job.id, job.type, job.queue, styled(job.status), str(job.priority), f"{job.progress}%",
+            job.id, escape(job.type), escape(job.queue), styled(job.status), str(job.priority), f"{job.progress}%",
             f"{job.attempts}/{job.max_retries + 1}", ago(job.created_at),
         )
     out.print(table if page.jobs else "no jobs")
@@ -308,7 +320,7 @@ def jobs_show(
     for key, value in job.to_dict().items():
         if key in {"args", "result", "metadata", "progress_info", "tags"}:
             value = json.dumps(value, indent=2, default=str)
-        table.add_row(key, styled(str(value)) if key == "status" else str(value))
+        table.add_row(key, styled(str(value)) if key == "status" else escape(str(value)))
     out.print(table)
     events = Table(title="history", header_style="bold", box=None)
     for column in ("at", "from", "to", "worker", "message"):
@@ -316,7 +328,7 @@ def jobs_show(
     for event in conveyor.job_events(job.id):
         events.add_row(
             event.at.isoformat(timespec="milliseconds"), event.from_status or "-", styled(event.to_status),
-            event.worker_id or "-", event.message or "",
+            escape(event.worker_id or "-"), escape(event.message or ""),
         )
     out.print(events)
 
@@ -352,7 +364,7 @@ def jobs_wait(
     if job.status is not JobStatus.COMPLETED:
         raise JobFailed(job)
     if not as_json:
-        out.print(f"{job.id} {styled(job.status)} result={json.dumps(job.result, default=str)}")
+        out.print(f"{job.id} {styled(job.status)} result={escape(json.dumps(job.result, default=str))}")
 
 
 def _job_action(action: Callable[[Conveyor, str], Job | None], verb: str) -> Callable[..., None]:
@@ -366,7 +378,7 @@ def _job_action(action: Callable[[Conveyor, str], Job | None], verb: str) -> Cal
         if as_json:
             print_json(job.to_dict() if job else {"id": job_id, "deleted": True})
         elif job is None:
-            out.print(f"{job_id} {verb}")
+            out.print(f"{escape(job_id)} {verb}")
         else:
             extra = " (cancellation requested; the worker stops it)" if job.status is JobStatus.PROCESSING else ""
             out.print(f"{job.id} {styled(job.status)}{extra}")
@@ -418,7 +430,7 @@ def queues_list(db: DbOption = None, app: AppOption = None, as_json: JsonOption 
         table.add_column(column)
     for q in queues:
         table.add_row(
-            q.name, "yes" if q.paused else "no", str(q.concurrency or "-"), str(q.rate_limit or "-"),
+            escape(q.name), "yes" if q.paused else "no", str(q.concurrency or "-"), str(q.rate_limit or "-"),
             *(str(q.counts.get(s, 0)) for s in STATUS_STYLE),
         )
     out.print(table)
@@ -429,7 +441,7 @@ def _print_queue(info: Any, as_json: bool) -> None:
         print_json(info.to_dict())
     else:
         state = "paused" if info.paused else "running"
-        out.print(f"{info.name}: {state}, concurrency {info.concurrency or 'unlimited'}, "
+        out.print(f"{escape(info.name)}: {state}, concurrency {info.concurrency or 'unlimited'}, "
                   f"rate limit {info.rate_limit or 'none'}")
 
 
@@ -501,7 +513,7 @@ def stats(db: DbOption = None, app: AppOption = None, as_json: JsonOption = Fals
     for task_type, by_status in sorted(summary.counts_by_type.items()):
         durations = summary.durations.get(task_type, {})
         counts.add_row(
-            task_type, *(str(by_status.get(s, 0)) for s in STATUS_STYLE),
+            escape(task_type), *(str(by_status.get(s, 0)) for s in STATUS_STYLE),
             f"{durations['p50']:.3f}" if durations else "-", f"{durations['p95']:.3f}" if durations else "-",
         )
     counts.add_row("[bold]all[/]", *(f"[bold]{summary.counts.get(s, 0)}[/]" for s in STATUS_STYLE), "", "")
@@ -519,11 +531,13 @@ def check(db: DbOption = None, app: AppOption = None, timeout: float = 30.0) -> 
     conveyor = load_app(db, app)
     started = time.monotonic()
     backend = conveyor.backend
-    out.print(f"[green]ok[/] database reachable ({backend.dialect}: {_redact(conveyor.database_url)})")
+    out.print(f"[green]ok[/] database reachable ({backend.dialect}: {escape(_redact(conveyor.database_url))})")
     backend.migrate()
     out.print("[green]ok[/] schema up to date")
     queue = f"conveyor-check-{uuid.uuid4().hex[:12]}"
     token = uuid.uuid4().hex
+    if "demo.echo" not in conveyor.tasks:  # an --app made with demo_tasks=False: the round trip brings its own
+        conveyor = Conveyor(conveyor.database_url, settings=conveyor.settings)
     job = conveyor.enqueue("demo.echo", {"token": token}, queue=queue, max_retries=0)
     conveyor.run_worker(concurrency=1, queues=[queue], burst=True, handle_signals=False)
     done = conveyor.wait(job.id, poll_interval=0.05, timeout=timeout)

@@ -6,6 +6,7 @@ import inspect
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pydantic
@@ -30,13 +31,27 @@ def _takes_context(fn: Callable[..., Any], params: list[inspect.Parameter], hint
     return first.name == "ctx" or hints.get(first.name) is JobContext
 
 
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """The function's resolved annotations. One that cannot be resolved (a name imported only under TYPE_CHECKING,
+    often the context's) counts as Any; the others still validate, instead of all being dropped together."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001, S110 - resolve them one by one below
+        pass
+    namespace = getattr(fn, "__globals__", {})
+    hints: dict[str, Any] = {}
+    for name, annotation in getattr(fn, "__annotations__", {}).items():
+        try:
+            hints[name] = typing.get_type_hints(SimpleNamespace(__annotations__={name: annotation}), namespace)[name]
+        except Exception:  # noqa: BLE001, S112 - unresolvable: Any
+            continue
+    return hints
+
+
 def build_args_model(name: str, fn: Callable[..., Any]) -> tuple[type[pydantic.BaseModel], bool]:
     """A Pydantic model of the function's parameters (the context excluded), and whether it takes the context."""
     signature = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable hints: validate what we can
-        hints = {}
+    hints = _type_hints(fn)
     params = list(signature.parameters.values())
     takes_ctx = _takes_context(fn, params, hints)
     if takes_ctx:

@@ -68,6 +68,7 @@ class ClaimParams:
     now: float
     lease_until: float
     queues: tuple[str, ...] | None = None
+    types: tuple[str, ...] | None = None  # only jobs of these types (HTTP workers in other languages); None: any
 
 
 @dataclass(frozen=True, slots=True)

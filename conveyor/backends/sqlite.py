@@ -8,6 +8,7 @@ import math
 import sqlite3
 import statistics
 import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from conveyor.job import (
     JobStatus,
     QueueInfo,
     WorkerInfo,
+    iso,
     to_datetime,
 )
 
@@ -359,16 +361,42 @@ class SQLiteBackend(Backend):
 
     def _claim(self, conn: sqlite3.Connection, params: ClaimParams) -> ClaimResult:
         queues = _dumps(params.queues) if params.queues else None
-        base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
-        rows: list[tuple[Any, ...]] = []
+        base = {
+            "worker_id": params.worker_id,
+            "now": params.now,
+            "lease_until": params.lease_until,
+            "types": _dumps(params.types) if params.types else None,
+        }
         conn.execute(Q["promote_due"], {"now": params.now})
-        remaining = params.limit
-        for name, paused, concurrency, rate, window_start, window_count in conn.execute(
-            Q["limited_queues"]
-        ).fetchall():
-            if paused or remaining <= 0 or (params.queues and name not in params.queues):
+        limited = conn.execute(Q["limited_queues"]).fetchall()
+        rows: list[tuple[Any, ...]]
+        if not limited:  # the common case: one statement
+            rows = conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": params.limit}).fetchall()
+        else:
+            rows = self._claim_with_limits(conn, params, limited, queues, base)
+        next_run_at = None
+        if len(rows) < params.limit:
+            next_run_at = conn.execute(Q["next_run_at"], {"queues": queues}).fetchone()[0]
+        rows.sort(key=lambda r: (-r[3], r[4], r[5]))
+        return ClaimResult([_claimed(r, params.worker_id) for r in rows], next_run_at)
+
+    @staticmethod
+    def _claim_with_limits(
+        conn: sqlite3.Connection,
+        params: ClaimParams,
+        limited: list[tuple[Any, ...]],
+        queues: str | None,
+        base: dict[str, Any],
+    ) -> list[tuple[Any, ...]]:
+        """Candidates from the unlimited queues and from each limited queue up to what it allows now, then the best
+        of all of them by priority: a limited queue's jobs must not jump ahead of better jobs elsewhere."""
+        ready = {"queues": queues, "types": base["types"], "limit": params.limit}
+        candidates = conn.execute(Q["ready_jobs"], ready).fetchall()
+        windows: dict[str, tuple[float, int]] = {}
+        for name, paused, concurrency, rate, window_start, window_count in limited:
+            if paused or (params.queues and name not in params.queues):
                 continue
-            allowed = remaining
+            allowed = params.limit
             if concurrency is not None:
                 running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()[0]
                 allowed = min(allowed, concurrency - running)
@@ -380,21 +408,23 @@ class SQLiteBackend(Backend):
                 allowed = min(allowed, per_window - window_count)
             if allowed <= 0:
                 continue
-            got = conn.execute(Q["claim_jobs_in_queue"], {**base, "queue": name, "limit": allowed}).fetchall()
             if rate is not None:
-                conn.execute(
-                    Q["record_queue_starts"],
-                    {"queue": name, "window_start": window_start, "window_count": window_count + len(got)},
-                )
-            rows.extend(got)
-            remaining -= len(got)
-        if remaining > 0:
-            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
-        next_run_at = None
-        if len(rows) < params.limit:
-            next_run_at = conn.execute(Q["next_run_at"], {"queues": queues}).fetchone()[0]
-        rows.sort(key=lambda r: (-r[3], r[4], r[5]))
-        return ClaimResult([_claimed(r, params.worker_id) for r in rows], next_run_at)
+                windows[name] = (window_start, window_count)
+            candidates.extend(conn.execute(
+                    Q["ready_jobs_in_queue"], {"queue": name, "types": base["types"], "limit": allowed}
+                ).fetchall())
+        candidates.sort(key=lambda c: (-c[2], c[3], c[0]))
+        chosen = [c[0] for c in candidates[: params.limit]]
+        if not chosen:
+            return []
+        rows = conn.execute(Q["claim_chosen"], {**base, "seqs": _dumps(chosen)}).fetchall()
+        started = Counter(r[2] for r in rows)
+        for name, (window_start, window_count) in windows.items():
+            conn.execute(
+                Q["record_queue_starts"],
+                {"queue": name, "window_start": window_start, "window_count": window_count + started[name]},
+            )
+        return rows
 
     def finish_jobs(self, outcomes: Sequence[Outcome], now: float) -> list[str]:
         with self._write() as conn:
@@ -593,8 +623,10 @@ class SQLiteBackend(Backend):
             for type_, status, n in conn.execute(Q["counts_by_type"]).fetchall():
                 by_type.setdefault(type_, {})[status] = n
             samples: dict[str, list[float]] = {}
-            for type_, duration in conn.execute(Q["recent_durations"], {"since": since}).fetchall():
+            by_minute: dict[int, list[float]] = {}
+            for type_, duration, minute in conn.execute(Q["recent_durations"], {"since": since}).fetchall():
                 samples.setdefault(type_, []).append(duration)
+                by_minute.setdefault(minute, []).append(duration)
             minutes = conn.execute(Q["throughput"], {"since": since}).fetchall()
             workers = conn.execute(Q["count_live_workers"], {"now": now}).fetchone()[0]
         counts = {s.value: sum(c.get(s.value, 0) for c in by_type.values()) for s in JobStatus}
@@ -604,7 +636,18 @@ class SQLiteBackend(Backend):
             durations={t: _summary(v) for t, v in samples.items()},
             throughput=_per_minute(minutes, since, window_s),
             workers=workers,
+            extra={"duration_series": _duration_series(by_minute, since, window_s)},
         )
+
+
+def _duration_series(by_minute: dict[int, list[float]], since: float, window_s: float) -> list[dict[str, Any]]:
+    """Per minute of the window: how many jobs completed and their duration summary (seconds; null if none)."""
+    series: list[dict[str, Any]] = []
+    for i in range(int(window_s // 60)):
+        values = by_minute.get(i)
+        summary = _summary(values) if values else {"count": 0, "avg": None, "p50": None, "p95": None}
+        series.append({"minute": iso(to_datetime(since + 60 * i)), **summary})
+    return series
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import random
 import traceback
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,10 @@ class Executor:
         self.clock = clock
         self.processes: ProcessPoolExecutor | None = None
         self.process_count = process_count
+        # Sync attempts that ended (time-out, cancel) while their thread or process still runs the function: each
+        # still holds a thread (or process) of the pool, so the worker keeps its slot until it really ends.
+        self.abandoned: set[Future[Any]] = set()
+        self.on_abandoned_done: Callable[[], None] | None = None
 
     def _process_pool(self) -> ProcessPoolExecutor:
         if self.processes is None:
@@ -111,18 +116,33 @@ class Executor:
             async with asyncio.timeout(limit):
                 return await task.fn(*args, **kwargs)
         loop = asyncio.get_running_loop()
+        work: Future[Any]
         if task.process:
             identity = (job.id, job.type, job.attempt)
             call = functools.partial(
                 run_in_child, task.fn.__module__, task.fn.__qualname__, identity, task.takes_context, kwargs
             )
-            future = loop.run_in_executor(self._process_pool(), call)
+            work = self._process_pool().submit(call)
         else:
-            call = functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs)
-            future = loop.run_in_executor(self.threads, call)
+            work = self.threads.submit(functools.partial(contextvars.copy_context().run, task.fn, *args, **kwargs))
         # A thread cannot be interrupted: on time-out or cancel the attempt ends now and `ctx.cancelled` tells the
         # function to stop; its thread finishes in the background and its result is discarded.
-        return await asyncio.wait_for(asyncio.shield(future), limit)
+        try:
+            return await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(work)), limit)
+        finally:
+            if not work.done():
+                self._abandon(work, loop)
+
+    def _abandon(self, work: Future[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self.abandoned.add(work)
+
+        def done(finished: Future[Any]) -> None:  # in the thread that ran the function
+            self.abandoned.discard(finished)
+            if self.on_abandoned_done is not None:
+                with contextlib.suppress(RuntimeError):  # that loop may be closed by now (run_once in asyncio.run)
+                    loop.call_soon_threadsafe(self.on_abandoned_done)
+
+        work.add_done_callback(done)
 
     def _failure(self, task: Task, job: ClaimedJob, error: str, detail: str | None) -> Failed:
         delay = backoff_s(job.retries_used + 1, task.retry_backoff, task.retry_backoff_max)

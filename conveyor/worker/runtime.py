@@ -52,15 +52,18 @@ class Worker:
         worker_id: str | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        settings = app.settings
+        # validated like the settings: 0 slots or a negative lease is a ConfigError, not silently the default
+        settings = app.settings.with_changes(
+            concurrency=concurrency, lease_s=lease_s, shutdown_grace_s=shutdown_grace_s, poll_interval_s=poll_interval_s
+        )
         self.app = app
         self.backend = app.backend
-        self.concurrency = concurrency or settings.concurrency
+        self.concurrency = settings.concurrency
         self.queues = queues if queues is not None else settings.queues
         self.burst = burst
-        self.lease_s = lease_s or settings.lease_s
-        self.grace_s = settings.shutdown_grace_s if shutdown_grace_s is None else shutdown_grace_s
-        self.poll_interval_s = poll_interval_s or settings.poll_interval_s
+        self.lease_s = settings.lease_s
+        self.grace_s = settings.shutdown_grace_s
+        self.poll_interval_s = settings.poll_interval_s
         self.clock = clock or app.clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
@@ -74,6 +77,7 @@ class Worker:
         self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-db")
         self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
         self._executor = Executor(app, self._task_threads, self.clock, min(self.concurrency, os.cpu_count() or 1))
+        self._executor.on_abandoned_done = self._slot_freed
         self._stopping = False
         self._failure: BaseException | None = None
         self._wake: asyncio.Event | None = None
@@ -93,6 +97,14 @@ class Worker:
     @property
     def running_count(self) -> int:
         return len(self._running)
+
+    def _free_slots(self) -> int:
+        """Slots neither running a job nor held by a thread still busy with an abandoned (timed-out) attempt."""
+        return self.concurrency - len(self._running) - len(self._executor.abandoned)
+
+    def _slot_freed(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     async def _db(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -164,7 +176,10 @@ class Worker:
         """Claim what fits in the free slots, run those jobs to their end, write the outcomes; returns how many."""
         if self._wake is None:
             self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
-        result = await self._claim(self.concurrency - len(self._running))
+        while self._free_slots() <= 0 and self._executor.abandoned:  # threads still busy with abandoned attempts
+            busy = {asyncio.wrap_future(f) for f in list(self._executor.abandoned)}
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+        result = await self._claim(self._free_slots())
         tasks = [self._start(job) for job in result.jobs]
         if tasks:
             await asyncio.wait(tasks)
@@ -183,7 +198,7 @@ class Worker:
         due_at: float | None = None
         token = self.backend.change_token()
         while not self._stopping:
-            free = self.concurrency - len(self._running)
+            free = self._free_slots()
             claim = free > 0 and may_have_more
             if claim or self._outcomes:
                 token = self.backend.change_token()
@@ -220,7 +235,7 @@ class Worker:
         while not self._stopping:
             if self._outcomes:
                 return False
-            if len(self._running) < self.concurrency:
+            if self._free_slots() > 0:
                 if self.backend.change_token() != token or time.monotonic() >= deadline:
                     return True
             self._wake.clear()
@@ -295,6 +310,9 @@ class Worker:
                     {*pending, hard}, timeout=deadline - time.monotonic(), return_when=asyncio.FIRST_COMPLETED
                 )
                 pending = {t for t in pending if not t.done()}
+                if self._outcomes:  # written now: were the worker killed later in its drain, they would not rerun
+                    with contextlib.suppress(BackendError):
+                        await self._flush()
             hard.cancel()
         left_running = [r for r in self._running.values() if r.task is not None and not r.task.done()]
         for running in left_running:

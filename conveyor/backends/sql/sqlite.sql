@@ -65,21 +65,37 @@ WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status = 'pending'
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
       AND queue NOT IN (SELECT name FROM conveyor_queues
                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
     ORDER BY priority DESC, run_at, seq
     LIMIT :limit)
 RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
 
--- name: claim_jobs_in_queue
+-- name: ready_jobs
+-- With limited queues about, the claim first reads candidates (these, plus ready_jobs_in_queue of each limited queue
+-- up to its allowance), picks the best across all of them in Python, then claims those with claim_chosen.
+SELECT seq, queue, priority, run_at FROM conveyor_jobs
+WHERE status = 'pending'
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+  AND queue NOT IN (SELECT name FROM conveyor_queues
+                    WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY priority DESC, run_at, seq
+LIMIT :limit;
+
+-- name: ready_jobs_in_queue
+SELECT seq, queue, priority, run_at FROM conveyor_jobs
+WHERE status = 'pending' AND queue = :queue
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+ORDER BY priority DESC, run_at, seq
+LIMIT :limit;
+
+-- name: claim_chosen
 UPDATE conveyor_jobs
 SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
-WHERE seq IN (
-    SELECT seq FROM conveyor_jobs
-    WHERE status = 'pending' AND queue = :queue
-    ORDER BY priority DESC, run_at, seq
-    LIMIT :limit)
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'pending'
 RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
 
 -- name: count_processing_in_queue
@@ -230,7 +246,8 @@ SELECT count(*) FROM conveyor_workers WHERE expires_at >= :now;
 SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;
 
 -- name: recent_durations
-SELECT type, completed_at - started_at AS duration FROM conveyor_jobs
+SELECT type, completed_at - started_at AS duration, CAST((completed_at - :since) / 60 AS INTEGER) AS minute
+FROM conveyor_jobs
 WHERE status = 'completed' AND completed_at >= :since AND started_at IS NOT NULL;
 
 -- name: throughput

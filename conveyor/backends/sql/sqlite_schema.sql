@@ -79,11 +79,13 @@ BEGIN
             CASE WHEN old.cancel_requested IS NOT new.cancel_requested THEN 'cancel requested' ELSE 'progress' END);
 END;
 
+-- The 'deleted' change goes in first, so the history it replaces never held the newest id (ids are max + 1).
 CREATE TRIGGER IF NOT EXISTS conveyor_jobs_deleted AFTER DELETE ON conveyor_jobs
 BEGIN
-    DELETE FROM conveyor_job_events WHERE job_id = old.id;
     INSERT INTO conveyor_job_events (job_id, at, message)
     VALUES (old.id, (julianday('now') - 2440587.5) * 86400.0, 'deleted');
+    DELETE FROM conveyor_job_events
+    WHERE job_id = old.id AND id < (SELECT max(id) FROM conveyor_job_events);
 END;
 
 CREATE TABLE IF NOT EXISTS conveyor_queues (

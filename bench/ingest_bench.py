@@ -1,0 +1,226 @@
+"""Ingestion benchmark: prints one JSON object of figures.
+
+    python bench/ingest_bench.py                        # SQLite file in a temp dir
+    python bench/ingest_bench.py --backend postgres     # a fresh database `conveyor_ingest_bench` on 127.0.0.1
+    python bench/ingest_bench.py --quick                # small sizes, to check that it runs
+
+Measures: pages crawled per second from a local site on loopback (the crawler alone, and the whole `crawl_website`
+job: fetch, extract, chunk, embed and store); chunks embedded per second by the default hashing embedder and, when it
+is installed, the MiniLM one; search latency (top 5) over N stored chunks, first search (loads the namespace's
+matrix) and warm searches (p50, p95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from conveyor import Conveyor  # noqa: E402
+from conveyor.ingest import Ingestion  # noqa: E402
+from conveyor.ingest.chunk import Chunk  # noqa: E402
+from conveyor.ingest.crawl import CrawlPolicy, crawl  # noqa: E402
+from conveyor.ingest.embed import HashingEmbedder  # noqa: E402
+from conveyor.ingest.store import NewChunks, close_stores, open_store  # noqa: E402
+from conveyor.settings import Settings  # noqa: E402
+from conveyor.testing import drain  # noqa: E402
+
+PG_ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
+PG_DB = "conveyor_ingest_bench"
+WORDS = (
+    "the queue worker retries jobs with backoff while the lease is renewed by a heartbeat and progress is written "
+    "in batches so that a dashboard can show every stage of extraction chunking embedding and storing"
+).split()
+
+
+def text_of(i: int, words: int) -> str:
+    rng = np.random.default_rng(i)
+    picked = rng.choice(len(WORDS), size=words)
+    sentences = [" ".join(WORDS[j] for j in picked[k : k + 12]).capitalize() + "." for k in range(0, words, 12)]
+    return f"Page {i}. " + " ".join(sentences)
+
+
+class SiteHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    wbufsize = 64 * 1024  # headers and body in one write: no Nagle/delayed-ACK stall on keep-alive connections
+    pages = 200
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/robots.txt":
+            body, kind = b"User-agent: *\nAllow: /\n", "text/plain"
+        else:
+            try:
+                i = int(self.path.strip("/").removesuffix(".html") or 0)
+            except ValueError:
+                i = -1
+            if not 0 <= i < self.pages:
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            links = "".join(f'<a href="/{(i * 3 + k) % self.pages}.html">next {k}</a>' for k in range(1, 4))
+            body = (f"<html><head><title>Page {i}</title></head><body><p>{text_of(i, 600)}</p>{links}"
+                    "</body></html>").encode()
+            kind = "text/html; charset=utf-8"
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def serve_site(pages: int) -> tuple[http.server.ThreadingHTTPServer, str]:
+    SiteHandler.pages = pages
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SiteHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def fresh_url(backend: str, workdir: Path, phase: str) -> str:
+    if backend == "sqlite":
+        return f"sqlite:///{workdir}/{phase}.db"
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{PG_DB}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
+
+
+def bench_crawl(base: str, pages: int) -> float:
+    fetched = 0
+
+    def on_page(page: Any, state: Any) -> None:
+        nonlocal fetched
+        fetched += page is not None
+
+    started = time.perf_counter()
+    crawl(base, max_pages=pages, include_subpages=True, policy=CrawlPolicy(allow_private=True), on_page=on_page)
+    elapsed = time.perf_counter() - started
+    assert fetched == pages, fetched
+    return pages / elapsed
+
+
+def bench_crawl_job(base: str, pages: int, url: str, workdir: Path) -> tuple[float, int]:
+    settings = Settings(data_dir=str(workdir / "data"), crawl_allow_private=True, poll_interval_s=0.05)
+    app = Conveyor(url, settings=settings)
+    ingestion = Ingestion(app)
+    source, _job = ingestion.add_website("bench-web", base, max_pages=pages)
+    started = time.perf_counter()
+    drain(app)
+    elapsed = time.perf_counter() - started
+    done = ingestion.get_source(source.id)
+    assert done.status == "ready", done.error
+    app.close()
+    close_stores()
+    return pages / elapsed, done.chunk_count
+
+
+def bench_embed(embedder: Any, n: int) -> float:
+    texts = [text_of(i, 160) for i in range(n)]  # about 1,000 characters each, the default chunk size
+    embedder.embed(texts[:8])  # warm-up (caches, BLAS threads)
+    started = time.perf_counter()
+    for i in range(0, n, 64):
+        embedder.embed(texts[i : i + 64])
+    return n / (time.perf_counter() - started)
+
+
+def bench_search(url: str, n: int, searches: int) -> dict[str, float]:
+    """N chunks stored for one namespace (random unit vectors: ranking cost does not depend on the content)."""
+    embedder = HashingEmbedder()
+    store = open_store(url)
+    per_source = 5000
+    rng = np.random.default_rng(7)
+    started = time.perf_counter()
+    for s in range(0, n, per_source):
+        count = min(per_source, n - s)
+        source = store.insert_source(f"bench-{s}", "bench", f"source {s}", "text")
+        chunks = [Chunk(i, f"chunk {s + i} of the benchmark corpus", 40, 7) for i in range(count)]
+        vectors = rng.standard_normal((count, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        store.replace_chunks(source.id, NewChunks(chunks, vectors, embedder.name))
+    store_s = time.perf_counter() - started
+    queries = [embedder.embed([f"benchmark query number {i} about workers"])[0] for i in range(searches + 1)]
+    started = time.perf_counter()
+    store.search("bench", queries[0], 5, embedder.name)
+    first_ms = (time.perf_counter() - started) * 1000
+    latencies = []
+    for q in queries[1:]:
+        started = time.perf_counter()
+        results = store.search("bench", q, 5, embedder.name)
+        latencies.append((time.perf_counter() - started) * 1000)
+        assert len(results) == 5
+    latencies.sort()
+    close_stores()
+    return {
+        "search_chunks": n,
+        "store_chunks_per_s": round(n / store_s, 1),
+        "search_first_ms": round(first_ms, 2),
+        "search_p50_ms": round(statistics.median(latencies), 3),
+        "search_p95_ms": round(latencies[int(len(latencies) * 0.95) - 1], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pages", type=int, default=200, help="pages of the local site to crawl")
+    parser.add_argument("--embed-n", type=int, default=5000, help="chunks for the default embedder")
+    parser.add_argument("--minilm-n", type=int, default=256, help="chunks for the MiniLM embedder (if installed)")
+    parser.add_argument("--search-n", type=int, default=100_000, help="stored chunks searched over")
+    parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="small sizes: check that it runs")
+    args = parser.parse_args()
+    if args.quick:
+        args.pages, args.embed_n, args.minilm_n, args.search_n, args.searches = 20, 300, 16, 5000, 20
+    figures: dict[str, Any] = {
+        "backend": args.backend,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    with tempfile.TemporaryDirectory(prefix="conveyor-ingest-bench-") as tmp:
+        workdir = Path(tmp)
+        server, base = serve_site(args.pages)
+        try:
+            figures["crawl_pages"] = args.pages
+            figures["crawl_pages_per_s"] = round(bench_crawl(base, args.pages), 1)
+            rate, chunks = bench_crawl_job(base, args.pages, fresh_url(args.backend, workdir, "crawl"), workdir)
+            figures["crawl_job_pages_per_s"] = round(rate, 1)
+            figures["crawl_job_chunks"] = chunks
+        finally:
+            server.shutdown()
+            server.server_close()
+        figures["embed_hash_chunks_per_s"] = round(bench_embed(HashingEmbedder(), args.embed_n), 1)
+        try:
+            from conveyor.ingest.minilm import MiniLMEmbedder
+
+            minilm = MiniLMEmbedder.shared()
+        except Exception as exc:  # optional: report why it was skipped
+            figures["embed_minilm_chunks_per_s"] = None
+            figures["embed_minilm_skipped"] = str(exc)
+        else:
+            figures["embed_minilm_chunks_per_s"] = round(bench_embed(minilm, args.minilm_n), 2)
+        figures.update(bench_search(fresh_url(args.backend, workdir, "search"), args.search_n, args.searches))
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

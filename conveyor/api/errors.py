@@ -1,0 +1,139 @@
+"""One place that turns every failure into the SPEC's error body: `{"error": {"code": ..., "message": ...}}`.
+
+No stack trace ever reaches a client: unexpected exceptions are logged here and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from conveyor.errors import (
+    BackendError,
+    ConfigError,
+    ConveyorError,
+    InvalidArgumentsError,
+    InvalidStateError,
+    JobFailed,
+    JobNotFoundError,
+    UnknownTaskError,
+)
+
+log = logging.getLogger("conveyor.api")
+
+_STATUS_OF: list[tuple[type[ConveyorError], int]] = [
+    (JobNotFoundError, 404),
+    (InvalidStateError, 409),
+    (JobFailed, 409),
+    (UnknownTaskError, 422),
+    (InvalidArgumentsError, 422),
+    (ConfigError, 422),
+    (BackendError, 503),
+]
+
+_CODE_OF_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+# Validation errors that mean "the body is not a JSON object" (400) rather than "a field is wrong" (422).
+_NOT_AN_OBJECT = {"json_invalid", "model_attributes_type", "dict_type", "model_type", "missing", "json_type"}
+
+
+class ApiError(Exception):
+    """An HTTP error raised by the API layer itself, answered as the SPEC's error body."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or _CODE_OF_STATUS.get(status, "error")
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def status_of(exc: ConveyorError) -> int:
+    for kind, status in _STATUS_OF:
+        if isinstance(exc, kind):
+            return status
+    return 500
+
+
+def _validation_message(errors: list[Any]) -> str:
+    parts = []
+    for err in errors[:10]:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def to_response(exc: BaseException) -> JSONResponse:
+    """The error body for any exception."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, RequestValidationError):
+        errors = list(exc.errors())
+        for err in errors:
+            loc = tuple(err.get("loc", ()))
+            if err.get("type") == "json_invalid" or (loc == ("body",) and err.get("type") in _NOT_AN_OBJECT):
+                return error_response(400, "bad_request", "the request body must be a JSON object")
+        return error_response(422, "invalid_request", _validation_message(errors))
+    if isinstance(exc, ConveyorError):
+        status = status_of(exc)
+        if status >= 500:
+            log.error("API request failed: %s", exc, exc_info=exc)
+            return error_response(status, exc.code, "the database is unavailable; try again")
+        return error_response(status, exc.code, exc.message)
+    if isinstance(exc, StarletteHTTPException):
+        code = _CODE_OF_STATUS.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = "no such route"
+        return error_response(exc.status_code, code, detail, dict(exc.headers or {}))
+    log.error("API request failed", exc_info=exc)
+    return error_response(500, "internal_error", "internal error")
+
+
+class ErrorRoute(APIRoute):
+    """A route whose errors (validation included) come out in the SPEC's shape, wherever its router is mounted."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except (ApiError, ConveyorError, RequestValidationError, StarletteHTTPException) as exc:
+                return to_response(exc)
+
+        return guarded
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Errors outside the routes (unknown route, wrong method, crashes) in the SPEC's shape too."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return to_response(exc)
+
+    for kind in (ApiError, ConveyorError, RequestValidationError, StarletteHTTPException, Exception):
+        app.add_exception_handler(kind, handle)

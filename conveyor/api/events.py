@@ -1,0 +1,319 @@
+"""Live events: one poller per server reads the change outbox and fans each change out to every subscriber.
+
+The outbox (`Backend.changes_since`) records every state change and progress write, from any process, under an id
+that increases across the whole system. The hub polls `change_token()` every few tens of milliseconds, reads the new
+changes once, loads each changed job once, encodes the SSE frame once, and hands it to each matching subscriber's
+bounded queue. A subscriber whose queue is full is dropped (its stream ends); the client reconnects with
+`Last-Event-ID` and resumes from the outbox, so a slow client loses nothing and never slows the others.
+
+Each change is one `event: job` whose data is the job as the hub reads it: several changes read in one pass (a job
+created, claimed and completed within a few milliseconds) each keep their own id but carry the newest state. A
+deleted job's change is an `event: deleted` with `{"id": ...}` (for subscribers not filtering by type, queue, tag).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from conveyor.errors import ConveyorError
+from conveyor.job import Job
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+log = logging.getLogger("conveyor.api.events")
+T = TypeVar("T")
+
+POLL_INTERVAL_S = 0.05  # how often the hub asks the database whether anything changed (a cheap read)
+RESYNC_S = 1.0  # read the outbox at least this often, even if the change token did not move
+HEARTBEAT_S = 15.0
+BUFFER_EVENTS = 4096  # per subscriber; a client further behind than this is dropped and resumes by Last-Event-ID
+READ_BATCH = 1000
+ERROR_PAUSE_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which jobs a subscriber wants; every given field must match."""
+
+    job_id: str | None = None
+    type: str | None = None
+    queue: str | None = None
+    tag: str | None = None
+
+    def matches_deleted(self, job_id: str) -> bool:
+        """A deleted job's type, queue and tags are gone: only unfiltered and job_id subscribers hear of it."""
+        return self.type is None and self.queue is None and self.tag is None and self.job_id in (None, job_id)
+
+    def matches(self, job: Job) -> bool:
+        return (
+            (self.job_id is None or job.id == self.job_id)
+            and (self.type is None or job.type == self.type)
+            and (self.queue is None or job.queue == self.queue)
+            and (self.tag is None or self.tag in job.tags)
+        )
+
+
+@dataclass(eq=False)
+class Subscriber:
+    filter: EventFilter
+    buffer: int = BUFFER_EVENTS
+    queue: asyncio.Queue[bytes | None] = field(init=False)
+    dropped: bool = False
+
+    def __post_init__(self) -> None:
+        self.queue = asyncio.Queue(self.buffer)
+
+    def offer(self, frame: bytes | None) -> None:
+        if self.dropped:
+            return
+        try:
+            self.queue.put_nowait(frame)
+        except asyncio.QueueFull:
+            self.dropped = True
+            # Make room for the end-of-stream marker, so the writer ends at once.
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+
+
+def deleted_frame(event_id: int, job_id: str) -> bytes:
+    return f'id: {event_id}\nevent: deleted\ndata: {{"id":{json.dumps(job_id)}}}\n\n'.encode()
+
+
+def frame(event_id: int, job: Job) -> bytes:
+    data = json.dumps(job.to_dict(), separators=(",", ":"), default=str)
+    return f"id: {event_id}\nevent: job\ndata: {data}\n\n".encode()
+
+
+class EventHub:
+    """The server's single outbox poller and its subscribers."""
+
+    def __init__(
+        self,
+        conveyor: Conveyor,
+        *,
+        poll_interval_s: float = POLL_INTERVAL_S,
+        heartbeat_s: float = HEARTBEAT_S,
+        buffer_events: int = BUFFER_EVENTS,
+    ) -> None:
+        self.conveyor = conveyor
+        self.poll_interval_s = poll_interval_s
+        self.heartbeat_s = heartbeat_s
+        self.buffer_events = buffer_events
+        self.position = 0  # the id of the newest change handed to subscribers
+        self.subscribers: set[Subscriber] = set()
+        self.closed = False
+        self._task: asyncio.Task[None] | None = None
+        self._started: asyncio.Future[None] | None = None
+        self._db_thread: ThreadPoolExecutor | None = None
+
+    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._db_thread is None:
+            self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-events")
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
+
+    async def start(self) -> None:
+        """Start polling (once); the first subscriber does it, so a mounted router needs no lifespan hook."""
+        if self._started is None:
+            self._started = asyncio.get_running_loop().create_future()
+            try:
+                self.position = await self._db(self.conveyor.backend.last_change_id)
+            except BaseException as exc:
+                self._started.set_exception(exc)
+                self._started = None
+                raise
+            self._task = asyncio.create_task(self._poll(), name="conveyor event hub")
+            self._started.set_result(None)
+        await self._started
+
+    async def close(self) -> None:
+        """End every stream and stop polling (server shutdown)."""
+        self.closed = True
+        for sub in list(self.subscribers):
+            sub.offer(None)
+        self.subscribers.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._db_thread is not None:
+            self._db_thread.shutdown(wait=False)
+            self._db_thread = None
+
+    def close_soon(self) -> None:
+        """`close` from a signal handler or another thread of the server's loop."""
+        self.closed = True
+        for sub in list(self.subscribers):
+            sub.offer(None)
+
+    # ------------------------------------------------------------------------------------------ subscribing
+    async def subscribe(self, flt: EventFilter) -> tuple[Subscriber, int]:
+        """Register a subscriber; it gets every change after the returned position."""
+        await self.start()
+        sub = Subscriber(flt, self.buffer_events)
+        if self.closed:
+            sub.offer(None)
+        else:
+            self.subscribers.add(sub)
+        return sub, self.position
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        self.subscribers.discard(sub)
+
+    async def replay(self, after_id: int, until_id: int, flt: EventFilter) -> list[bytes]:
+        """The frames of changes in (after_id, until_id] matching the filter: what a resuming client missed."""
+        frames: list[bytes] = []
+        while after_id < until_id:
+            changes = await self._db(self.conveyor.backend.changes_since, after_id, READ_BATCH)
+            changes = [c for c in changes if c.id <= until_id]
+            if not changes:
+                break
+            jobs = await self._db(self._load, [c.job_id for c in changes if flt.job_id in (None, c.job_id)])
+            for change in changes:
+                job = jobs.get(change.job_id)
+                if job is not None and flt.matches(job):
+                    frames.append(frame(change.id, job))
+                elif job is None and flt.matches_deleted(change.job_id):
+                    frames.append(deleted_frame(change.id, change.job_id))
+            after_id = changes[-1].id
+        return frames
+
+    # ------------------------------------------------------------------------------------------ polling
+    def _load(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        jobs: dict[str, Job] = {}
+        for job_id in dict.fromkeys(job_ids):
+            job = self.conveyor.backend.get_job(job_id)
+            if job is not None:
+                jobs[job_id] = job
+        return jobs
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        backend = self.conveyor.backend
+        token: int | None = None
+        last_read = 0.0
+        while True:
+            try:
+                now = loop.time()
+                current = await self._db(backend.change_token)
+                if current != token or now - last_read >= RESYNC_S:
+                    token, last_read = current, now
+                    await self._read_new()
+            except ConveyorError as exc:
+                log.warning("event hub: reading changes failed: %s", exc)
+                await asyncio.sleep(ERROR_PAUSE_S)
+            await asyncio.sleep(self.poll_interval_s)
+
+    async def _read_new(self) -> None:
+        backend = self.conveyor.backend
+        while True:
+            changes = await self._db(backend.changes_since, self.position, READ_BATCH)
+            if not changes:
+                return
+            if self.subscribers:
+                jobs = await self._db(self._load, [c.job_id for c in changes])
+                for change in changes:
+                    job = jobs.get(change.job_id)
+                    encoded: bytes | None = None
+                    for sub in list(self.subscribers):
+                        if job is not None and sub.filter.matches(job):
+                            encoded = encoded or frame(change.id, job)
+                        elif job is None and sub.filter.matches_deleted(change.job_id):
+                            encoded = encoded or deleted_frame(change.id, change.job_id)
+                        else:
+                            continue
+                        sub.offer(encoded)
+                        if sub.dropped:
+                            self.subscribers.discard(sub)
+            self.position = changes[-1].id
+            if len(changes) < READ_BATCH:
+                return
+
+
+class EventStreamResponse(Response):
+    """A `text/event-stream` of the subscriber's frames, with a heartbeat comment; ends when the client leaves,
+    when the subscriber is dropped for being too slow, or when the server shuts down."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, hub: EventHub, sub: Subscriber, backlog: list[bytes]) -> None:
+        self.status_code = 200
+        self.background = None
+        self.raw_headers = [
+            (b"content-type", b"text/event-stream; charset=utf-8"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+        ]
+        self.hub = hub
+        self.sub = sub
+        self.backlog = backlog
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gone = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        watcher = asyncio.create_task(watch_disconnect())
+        try:
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+            if self.backlog:
+                await send({"type": "http.response.body", "body": b"".join(self.backlog), "more_body": True})
+                self.backlog = []
+            await self._pump(send, gone)
+            if not gone.is_set():
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away mid-write
+        finally:
+            watcher.cancel()
+            self.hub.unsubscribe(self.sub)
+
+    async def _pump(self, send: Send, gone: asyncio.Event) -> None:
+        queue = self.sub.queue
+        gone_wait = asyncio.ensure_future(gone.wait())
+        try:
+            while not gone.is_set():
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait(
+                    {getter, gone_wait}, timeout=self.hub.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
+                )
+                if getter not in done:
+                    getter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await getter
+                    if gone.is_set():
+                        return
+                    if getter.cancelled():
+                        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                        continue
+                item = getter.result()
+                chunks: list[bytes] = []
+                while item is not None:
+                    chunks.append(item)
+                    if queue.empty() or len(chunks) >= 256:
+                        break
+                    item = queue.get_nowait()
+                if chunks:
+                    await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+                if item is None:
+                    return
+        finally:
+            gone_wait.cancel()

@@ -1,0 +1,233 @@
+"""Pydantic models of the HTTP edge: request bodies (validated) and response shapes (documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from conveyor.job import JobStatus
+
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Tag = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_BATCH = 10_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ----------------------------------------------------------------------------------------------------- requests
+class EnqueueRequest(_Strict):
+    """One job to enqueue. `args` is validated against the task's argument schema (see `<task>_args`)."""
+
+    type: Name
+    args: dict[str, Any] = Field(default_factory=dict)
+    queue: Name | None = None
+    priority: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    max_retries: int | None = Field(default=None, ge=0, le=1000)
+    timeout: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
+    delay: float | None = Field(default=None, ge=0, le=10 * 365 * 86400, description="seconds from now")
+    run_at: AwareDatetime | None = None
+    tags: list[Tag] | None = Field(default=None, max_length=100)
+    metadata: dict[str, Any] | None = None
+    unique_key: Name | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The enqueue options given (everything but type and args)."""
+        return self.model_dump(exclude={"type", "args"}, exclude_none=True)
+
+
+class BatchRequest(_Strict):
+    jobs: list[EnqueueRequest] = Field(max_length=MAX_BATCH)
+
+
+class BulkFilter(_Strict):
+    status: list[JobStatus] | None = None
+    type: Name | None = None
+    queue: Name | None = None
+    tag: Tag | None = None
+    older_than: float | Annotated[str, Field(pattern=r"^\s*\d+(\.\d+)?\s*[smhd]?\s*$")] | None = Field(
+        default=None, description="seconds, or a duration such as 30s, 15m, 2h, 7d"
+    )
+
+
+class BulkRequest(_Strict):
+    """Act on the listed `ids`, or on every job matching `filter` (exactly one of the two)."""
+
+    action: Literal["cancel", "retry", "delete"]
+    ids: list[Annotated[str, Field(min_length=1, max_length=200)]] | None = Field(default=None, max_length=MAX_BATCH)
+    filter: BulkFilter | None = None
+
+
+class QueuePatch(_Strict):
+    """Fields left out are unchanged; `null` lifts a limit."""
+
+    paused: bool | None = None
+    concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate_limit: float | None = Field(default=None, gt=0, le=1_000_000)
+
+
+class ClaimRequest(_Strict):
+    worker_id: Name | None = Field(default=None, description="omit on the first claim: the server assigns one")
+    types: list[Name] | None = Field(default=None, max_length=1000, description="task types this worker runs")
+    queues: list[Name] | None = Field(default=None, max_length=1000)
+    limit: int = Field(default=1, ge=1, le=100)
+    lease_s: float | None = Field(default=None, ge=1, le=3600, description="default: CONVEYOR_LEASE_S")
+    host: Annotated[str, Field(max_length=200)] | None = None
+
+
+class LeaseRequest(_Strict):
+    worker_id: Name
+    attempt: int = Field(ge=1, le=2**31 - 1)
+
+
+class HeartbeatRequest(LeaseRequest):
+    progress: int | None = Field(default=None, ge=0, le=100)
+    progress_info: dict[str, Any] | None = None
+    lease_s: float | None = Field(default=None, ge=1, le=3600)
+
+
+class CompleteRequest(LeaseRequest):
+    result: Any = None
+
+
+class FailRequest(LeaseRequest):
+    error: Annotated[str, Field(min_length=1, max_length=10_000)]
+    detail: Annotated[str, Field(max_length=100_000)] | None = None
+    retry: bool = Field(default=True, description="retry with backoff if the job has retries left")
+    retry_after: float | None = Field(default=None, ge=0, le=365 * 86400, description="seconds; default: backoff")
+
+
+# ---------------------------------------------------------------------------------------------------- responses
+class JobOut(BaseModel):
+    id: str
+    type: str
+    queue: str
+    status: JobStatus
+    priority: int
+    args: dict[str, Any]
+    result: Any = None
+    error: str | None = None
+    error_detail: str | None = None
+    progress: int
+    progress_info: dict[str, Any] | None = None
+    attempts: int
+    max_retries: int
+    timeout: float | None = None
+    run_at: datetime
+    tags: list[str]
+    metadata: dict[str, Any]
+    unique_key: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    worker_id: str | None = None
+    cancel_requested: bool = False
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+    next_cursor: str | None = None
+
+
+class JobsOut(BaseModel):
+    jobs: list[JobOut]
+
+
+class EventOut(BaseModel):
+    at: datetime
+    from_status: JobStatus | None
+    to_status: JobStatus
+    worker_id: str | None
+    message: str | None
+
+
+class EventList(BaseModel):
+    events: list[EventOut]
+
+
+class Affected(BaseModel):
+    affected: int
+
+
+class QueueOut(BaseModel):
+    name: str
+    paused: bool
+    concurrency: int | None
+    rate_limit: float | None
+    counts: dict[str, int]
+
+
+class QueueList(BaseModel):
+    queues: list[QueueOut]
+
+
+class WorkerOut(BaseModel):
+    id: str
+    host: str
+    pid: int
+    queues: list[str] | None
+    slots: int
+    started_at: datetime
+    heartbeat_at: datetime
+    running: list[str]
+
+
+class WorkerList(BaseModel):
+    workers: list[WorkerOut]
+
+
+class StatsOut(BaseModel):
+    counts: dict[str, int]
+    counts_by_type: dict[str, dict[str, int]]
+    durations: dict[str, dict[str, float]]
+    throughput: list[dict[str, Any]]
+    workers: int
+
+
+class ClaimedJobOut(BaseModel):
+    id: str
+    type: str
+    queue: str
+    priority: int
+    args: dict[str, Any]
+    attempt: int
+    max_retries: int
+    timeout: float | None
+    lease_expires_at: datetime
+
+
+class ClaimOut(BaseModel):
+    worker_id: str
+    lease_s: float
+    jobs: list[ClaimedJobOut]
+
+
+class HeartbeatOut(BaseModel):
+    cancel_requested: bool
+    lease_expires_at: datetime
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in {
+        400: "the body is not a JSON object",
+        401: "missing or wrong API token",
+        404: "not found",
+        409: "the job's state does not allow it",
+        413: "the body is too large",
+        422: "a field is missing or invalid",
+    }.items()
+}

@@ -1,0 +1,116 @@
+"""The HTTP worker protocol: claim, heartbeat, complete, fail, so a worker in any language can process jobs.
+
+Each call after the claim carries the lease (`worker_id`, `attempt`); the backend guards every write with it, so a
+worker whose lease expired and whose job was rescued or reclaimed gets 409 and can never overwrite the outcome.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from conveyor.api.errors import ApiError
+from conveyor.api.models import ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest
+from conveyor.backends.base import ClaimParams, Completed, Failed, Lease, ProgressUpdate, Released, WorkerBeat
+from conveyor.job import JobStatus, iso, to_datetime
+from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S
+from conveyor.worker.executor import backoff_s
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+HTTP_WORKER_PID = 0  # a remote worker's process id is unknown
+
+
+class WorkerProtocol:
+    def __init__(self, conveyor: Conveyor) -> None:
+        self.conveyor = conveyor
+
+    def _lease_s(self, requested: float | None) -> float:
+        return requested or self.conveyor.settings.lease_s
+
+    def _beat(self, worker_id: str, host: str, queues: list[str] | None, slots: int, lease_s: float) -> list[str]:
+        now = self.conveyor.clock()
+        beat = WorkerBeat(
+            worker_id, host, HTTP_WORKER_PID, tuple(queues) if queues else None, slots, now, now, now + lease_s
+        )
+        return self.conveyor.backend.heartbeat(beat)
+
+    def claim(self, body: ClaimRequest, host: str) -> dict[str, Any]:
+        backend = self.conveyor.backend
+        worker_id = body.worker_id or f"http:{host}:{uuid.uuid4().hex[:12]}"
+        lease_s = self._lease_s(body.lease_s)
+        self._beat(worker_id, host, body.queues, body.limit, lease_s)
+        now = self.conveyor.clock()
+        types = tuple(body.types) if body.types else None
+        queues = tuple(body.queues) if body.queues else None
+        result = backend.claim_jobs(ClaimParams(worker_id, body.limit, now, now + lease_s, queues, types))
+        claimed = [j for j in result.jobs if types is None or j.type in types]
+        # A backend that ignores `types` must not hand this worker a job it cannot run: give those back at once.
+        unwanted = [Released(j.id, j.lease, "claimed type not served by the HTTP worker") for j in result.jobs
+                    if j not in claimed]
+        if unwanted:
+            backend.finish_jobs(unwanted, now)
+        expires = iso(to_datetime(now + lease_s))
+        return {
+            "worker_id": worker_id,
+            "lease_s": lease_s,
+            "jobs": [
+                {
+                    "id": j.id,
+                    "type": j.type,
+                    "queue": j.queue,
+                    "priority": j.priority,
+                    "args": j.args,
+                    "attempt": j.attempt,
+                    "max_retries": j.max_retries,
+                    "timeout": j.timeout,
+                    "lease_expires_at": expires,
+                }
+                for j in claimed
+            ],
+        }
+
+    def _check_lease(self, job_id: str, body: LeaseRequest) -> None:
+        job = self.conveyor.require_job(job_id)
+        if job.status is not JobStatus.PROCESSING or job.worker_id != body.worker_id or job.attempts != body.attempt:
+            raise ApiError(409, f"lease lost: job {job_id} is {job.status} (attempt {job.attempts})", "lease_lost")
+
+    def heartbeat(self, job_id: str, body: HeartbeatRequest, host: str) -> dict[str, Any]:
+        self._check_lease(job_id, body)
+        lease_s = self._lease_s(body.lease_s)
+        cancel_ids = self._beat(body.worker_id, host, None, 1, lease_s)
+        if body.progress is not None or body.progress_info is not None:
+            job = self.conveyor.require_job(job_id)
+            progress = body.progress if body.progress is not None else job.progress
+            update = ProgressUpdate(job_id, Lease(body.worker_id, body.attempt), progress, body.progress_info)
+            self.conveyor.backend.write_progress([update], self.conveyor.clock())
+        self._check_lease(job_id, body)  # the renewal only touches jobs this worker still holds
+        return {
+            "cancel_requested": job_id in cancel_ids,
+            "lease_expires_at": iso(to_datetime(self.conveyor.clock() + lease_s)),
+        }
+
+    def complete(self, job_id: str, body: CompleteRequest) -> dict[str, Any]:
+        outcome = Completed(job_id, Lease(body.worker_id, body.attempt), body.result)
+        return self._finish(job_id, outcome)
+
+    def fail(self, job_id: str, body: FailRequest) -> dict[str, Any]:
+        retry_at = None
+        if body.retry:
+            delay = body.retry_after
+            if delay is None:
+                task = self.conveyor.tasks.get(self.conveyor.require_job(job_id).type)
+                base = task.retry_backoff if task else DEFAULT_RETRY_BACKOFF_S
+                cap = task.retry_backoff_max if task else DEFAULT_RETRY_BACKOFF_MAX_S
+                delay = backoff_s(body.attempt, base, cap)
+            retry_at = self.conveyor.clock() + delay
+        outcome = Failed(job_id, Lease(body.worker_id, body.attempt), body.error, body.detail, retry_at)
+        return self._finish(job_id, outcome)
+
+    def _finish(self, job_id: str, outcome: Completed | Failed) -> dict[str, Any]:
+        lost = self.conveyor.backend.finish_jobs([outcome], self.conveyor.clock())
+        job = self.conveyor.require_job(job_id)
+        if lost:
+            raise ApiError(409, f"lease lost: job {job_id} is {job.status} (attempt {job.attempts})", "lease_lost")
+        return job.to_dict()

@@ -1,0 +1,112 @@
+"""The sources page: the built-in ingestion's sources per namespace, adding and deleting them, and a search box.
+Only mounted when `conveyor.ingest` is installed; it uses that package's public `Ingestion` service."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import Response
+
+from conveyor.dashboard._security import safe_next
+from conveyor.errors import ConveyorError
+
+if TYPE_CHECKING:
+    from conveyor.dashboard._routes import Dashboard
+
+SEARCH_TOP_K = 8
+
+
+class SourcesPage:
+    def __init__(self, dashboard: Dashboard) -> None:
+        self.dashboard = dashboard
+        self._ingestion: Any = None
+
+    @property
+    def ingestion(self) -> Any:
+        if self._ingestion is None:
+            service = importlib.import_module("conveyor.ingest")
+            self._ingestion = service.Ingestion(self.dashboard.conveyor)
+        return self._ingestion
+
+    def add_routes(self) -> None:
+        r = self.dashboard.router
+        r.add_api_route("/ui/sources", self.page, methods=["GET"])
+        r.add_api_route("/ui/sources/{kind}", self.add, methods=["POST"])
+        r.add_api_route("/ui/sources/{source_id}/delete", self.delete, methods=["POST"])
+
+    async def page(self, request: Request) -> Response:
+        d = self.dashboard
+        if (gate := d._page_gate(request)) is not None:
+            return gate
+        p = request.query_params
+        everything = await asyncio.to_thread(self.ingestion.list_sources, None)
+        namespaces = sorted({s.namespace for s in everything})
+        namespace = p.get("namespace") or (namespaces[0] if namespaces else "")
+        sources = [s for s in everything if s.namespace == namespace]
+        query = p.get("q", "").strip()
+        results: list[dict[str, Any]] = []
+        error = None
+        if query and namespace:
+            try:
+                results = await asyncio.to_thread(self.ingestion.search, namespace, query, SEARCH_TOP_K)
+            except ConveyorError as exc:
+                error = exc.message
+        names = {s.id: s.name for s in sources}
+        return d._render(
+            request,
+            "sources.html",
+            namespaces=namespaces,
+            namespace=namespace,
+            sources=sources,
+            query=query,
+            results=results,
+            source_names=names,
+            error=error,
+            next_url="/ui/sources?" + urlencode({"namespace": namespace}) if namespace else "/ui/sources",
+        )
+
+    async def add(self, request: Request, kind: str) -> Response:
+        d = self.dashboard
+        refused, form = await d._action_gate(request)
+        if refused is not None:
+            return refused
+        namespace = form.get("namespace", "").strip()
+        back = "/ui/sources?" + urlencode({"namespace": namespace})
+        try:
+            if kind == "text":
+                name = form.get("name", "").strip() or None
+                source, _ = await asyncio.to_thread(self.ingestion.add_text, namespace, form.get("text", ""), name)
+            elif kind == "website":
+                pages = int(form.get("max_pages") or 10)
+                subpages = form.get("include_subpages") == "on"
+                url = form.get("url", "").strip()
+                source, _ = await asyncio.to_thread(self.ingestion.add_website, namespace, url, pages, subpages)
+            elif kind == "file":
+                upload = (await request.form()).get("file")
+                if not isinstance(upload, UploadFile) or not upload.filename:
+                    return d._done(request, "Choose a file to upload.", back, ok=False, status=422)
+                filename = upload.filename
+                source, _ = await asyncio.to_thread(self.ingestion.add_file, namespace, filename, upload.file)
+            else:
+                return d._done(request, f"Unknown kind of source {kind!r}.", back, ok=False, status=404)
+        except (ConveyorError, ValueError) as exc:
+            message = exc.message if isinstance(exc, ConveyorError) else "max pages must be a whole number"
+            return d._done(request, message, back, ok=False, status=422)
+        return d._done(request, f"Added {source.name}; it is being processed.", back, source=source.to_dict())
+
+    async def delete(self, request: Request, source_id: str) -> Response:
+        d = self.dashboard
+        refused, form = await d._action_gate(request)
+        if refused is not None:
+            return refused
+        back = safe_next(form.get("next"), "/ui/sources")
+        try:
+            await asyncio.to_thread(self.ingestion.delete_source, source_id)
+        except ConveyorError as exc:
+            return d._done(request, exc.message, back, ok=False, status=404)
+        return d._done(request, "Source deleted.", back, id=source_id, deleted=True)

@@ -1,0 +1,242 @@
+"""Sources as the API and CLI see them: create one and enqueue its job, read, delete, search."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from conveyor.errors import InvalidArgumentsError
+from conveyor.ingest.errors import IngestError, SourceNotFoundError
+from conveyor.ingest.tasks import register_ingest_tasks
+from conveyor.job import OPEN_STATUSES, Job, JobStatus
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+    from conveyor.ingest.store import Source, VectorStore
+
+MAX_NAME = 200
+MAX_TEXT_CHARS = 10_000_000
+DEFAULT_MAX_PAGES = 10
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 100
+COPY_BLOCK = 1024 * 1024
+
+
+class FileTooLargeError(IngestError):
+    """The upload is larger than CONVEYOR_MAX_UPLOAD_MB."""
+
+    code = "payload_too_large"
+
+
+def _name(kind: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise InvalidArgumentsError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters")
+    return value.strip()
+
+
+class Ingestion:
+    """The ingestion service of one app: `Ingestion(app).add_text("docs", "hello")`."""
+
+    def __init__(self, app: Conveyor) -> None:
+        self.app = app
+        register_ingest_tasks(app)
+
+    @property
+    def store(self) -> VectorStore:
+        from conveyor.ingest.store import open_store
+
+        return open_store(self.app.database_url)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.app.settings.data_dir).expanduser().resolve()
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return self.app.settings.max_upload_mb * 1024 * 1024
+
+    # ---------------------------------------------------------------------------------- creating
+    def add_text(self, namespace: str, text: str, name: str | None = None) -> tuple[Source, Job]:
+        namespace = _name("namespace", namespace)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidArgumentsError("text must be a non-empty string")
+        if len(text) > MAX_TEXT_CHARS:
+            raise InvalidArgumentsError(f"text is longer than {MAX_TEXT_CHARS} characters")
+        label = _name("name", name) if name is not None else (text.strip().splitlines()[0][:80] or "text")
+        path = self._blob_path(".txt")
+        path.write_text(text, encoding="utf-8")
+        return self._create(namespace, label, "text", "process_text", location=path, options={})
+
+    def add_file(self, namespace: str, filename: str, content: bytes | IO[bytes]) -> tuple[Source, Job]:
+        """Store an upload under CONVEYOR_DATA_DIR by a generated name (never the client's), then enqueue it."""
+        from conveyor.ingest.errors import ExtractionError
+        from conveyor.ingest.extract import kind_of
+
+        namespace = _name("namespace", namespace)
+        label = _name("file name", os.path.basename(filename or "") or "upload")
+        try:
+            kind = kind_of(label)
+        except ExtractionError as exc:
+            raise InvalidArgumentsError(exc.message) from None
+        path = self._blob_path(Path(label).suffix.lower())
+        try:
+            size = self._copy(content, path)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise InvalidArgumentsError("the file is empty (0 bytes)")
+        return self._create(
+            namespace, label, "file", "process_file", location=path, options={"file_type": kind, "bytes": size}
+        )
+
+    def add_website(
+        self, namespace: str, url: str, max_pages: int = DEFAULT_MAX_PAGES, include_subpages: bool = True
+    ) -> tuple[Source, Job]:
+        from conveyor.ingest.crawl import MAX_PAGES_LIMIT, CrawlPolicy, check_url_statically, normalise_url
+
+        namespace = _name("namespace", namespace)
+        if not isinstance(max_pages, int) or isinstance(max_pages, bool) or not 1 <= max_pages <= MAX_PAGES_LIMIT:
+            raise InvalidArgumentsError(f"max_pages must be an integer from 1 to {MAX_PAGES_LIMIT}")
+        try:
+            check_url_statically(url, CrawlPolicy(allow_private=self.app.settings.crawl_allow_private))
+        except IngestError as exc:
+            raise InvalidArgumentsError(exc.message) from None
+        start = normalise_url(url) or url
+        options = {"max_pages": max_pages, "include_subpages": bool(include_subpages)}
+        return self._create(namespace, start, "website", "crawl_website", location=start, options=options)
+
+    def _blob_path(self, suffix: str) -> Path:
+        folder = self.data_dir / "uploads"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{uuid.uuid4().hex}{suffix}"
+
+    def _copy(self, content: bytes | IO[bytes], path: Path) -> int:
+        limit = self.max_upload_bytes
+        if isinstance(content, bytes | bytearray):
+            if len(content) > limit:
+                raise FileTooLargeError(f"the file is larger than {self.app.settings.max_upload_mb} MB")
+            path.write_bytes(content)
+            return len(content)
+        size = 0
+        with path.open("wb") as out:
+            while block := content.read(COPY_BLOCK):
+                size += len(block)
+                if size > limit:
+                    raise FileTooLargeError(f"the file is larger than {self.app.settings.max_upload_mb} MB")
+                out.write(block)
+        return size
+
+    def _create(
+        self, namespace: str, name: str, kind: str, task: str, *, location: str | Path, options: dict[str, Any]
+    ) -> tuple[Source, Job]:
+        """Insert the source, then enqueue its job; if either fails, nothing stays behind (nor the stored file)."""
+        blob = location if isinstance(location, Path) else None
+        try:
+            return self._insert_and_enqueue(namespace, name, kind, task, str(location), options)
+        except BaseException:
+            if blob is not None:
+                blob.unlink(missing_ok=True)
+            raise
+
+    def _insert_and_enqueue(
+        self, namespace: str, name: str, kind: str, task: str, location: str, options: dict[str, Any]
+    ) -> tuple[Source, Job]:
+        source_id = str(uuid.uuid4())
+        store = self.store
+        store.insert_source(source_id, namespace, name, kind, location=location, options=options)
+        try:
+            job = self.app.enqueue(
+                task,
+                {"source_id": source_id},
+                tags=[f"source:{source_id}", f"namespace:{namespace}"],
+                metadata={"source_id": source_id, "namespace": namespace, "kind": kind},
+            )
+        except BaseException:
+            store.delete_source(source_id)
+            raise
+        store.set_job(source_id, job.id)
+        source = store.get_source(source_id)
+        assert source is not None
+        return source, job
+
+    # ---------------------------------------------------------------------------------- reading
+    def get_source(self, source_id: str) -> Source:
+        source = self.store.get_source(str(source_id))
+        if source is None:
+            raise SourceNotFoundError(str(source_id))
+        return self._reconciled(source)
+
+    def list_sources(self, namespace: str | None = None, limit: int = 1000) -> list[Source]:
+        return [self._reconciled(s) for s in self.store.list_sources(namespace, limit)]
+
+    def _reconciled(self, source: Source) -> Source:
+        """A source whose job ended failed or cancelled without the task saying so (its worker died, it was
+        cancelled while waiting) is failed too."""
+        if source.status not in ("pending", "processing") or not source.job_id:
+            return source
+        job = self.app.get_job(source.job_id)
+        if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            return source
+        error = job.error or f"its job was {job.status}"
+        self.store.set_status(source.id, "failed", error)
+        return self.store.get_source(source.id) or source
+
+    def source_jobs(self, source_id: str) -> list[Job]:
+        self.get_source(source_id)
+        return list(self.app.list_jobs(tag=f"source:{source_id}", limit=1000).jobs)
+
+    def wait(self, source_id: str, timeout: float | None = None, poll_interval: float = 0.2) -> Source:
+        """Block until the source is ready or failed (TimeoutError after `timeout` seconds)."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            source = self.get_source(source_id)
+            if source.status in ("ready", "failed"):
+                return source
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"source {source_id} is still {source.status} after {timeout}s")
+            time.sleep(poll_interval)
+
+    # ---------------------------------------------------------------------------------- deleting
+    def delete_source(self, source_id: str) -> None:
+        """Cancel the source's pending and running jobs, delete its vectors, then the source (and its file)."""
+        source = self.store.get_source(str(source_id))
+        if source is None:
+            raise SourceNotFoundError(str(source_id))
+        for job in self._open_jobs(source.id):
+            try:
+                self.app.cancel(job.id)
+            except Exception:  # noqa: BLE001, S112 - it ended meanwhile: nothing to cancel
+                continue
+        self.store.delete_source(source.id)
+        if source.kind in ("text", "file") and source.location:
+            self._remove_blob(source.location)
+
+    def _open_jobs(self, source_id: str) -> Iterable[Job]:
+        page = self.app.list_jobs(tag=f"source:{source_id}", status=list(OPEN_STATUSES), limit=1000)
+        return page.jobs
+
+    def _remove_blob(self, location: str) -> None:
+        path = Path(location).resolve()
+        if path.is_relative_to(self.data_dir) and path.is_file():
+            path.unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------------------------- searching
+    def search(self, namespace: str, query: str, top_k: int = DEFAULT_TOP_K) -> list[dict[str, Any]]:
+        """The chunks of the namespace nearest to the query, nearest first (`score`: cosine similarity)."""
+        from conveyor.ingest.embed import embedder_from_env
+
+        namespace = _name("namespace", namespace)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidArgumentsError("query must be a non-empty string")
+        if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+            raise InvalidArgumentsError(f"top_k must be an integer from 1 to {MAX_TOP_K}")
+        embedder = embedder_from_env()
+        vector = embedder.embed([query])[0]
+        return self.store.search(namespace, vector, top_k, embedder.name)

@@ -1,0 +1,95 @@
+-- name: insert_source
+INSERT INTO ingest_sources (id, namespace, name, kind, status, chunk_count, error, location, options, job_id,
+                            created_at, updated_at)
+VALUES (%(id)s, %(namespace)s, %(name)s, %(kind)s, %(status)s, 0, NULL, %(location)s, %(options)s, %(job_id)s, %(now)s, %(now)s);
+
+-- name: get_source
+SELECT * FROM ingest_sources WHERE id = %(id)s;
+
+-- name: list_sources
+SELECT * FROM ingest_sources
+WHERE (%(namespace)s::text IS NULL OR namespace = %(namespace)s)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: set_status
+UPDATE ingest_sources SET status = %(status)s, error = %(error)s, updated_at = %(now)s WHERE id = %(id)s;
+
+-- name: set_job
+UPDATE ingest_sources SET job_id = %(job_id)s, updated_at = %(now)s WHERE id = %(id)s;
+
+-- name: refresh_chunk_count
+UPDATE ingest_sources
+SET chunk_count = (SELECT count(*) FROM ingest_chunks WHERE source_id = %(id)s), updated_at = %(now)s
+WHERE id = %(id)s;
+
+-- name: lock_source
+SELECT namespace FROM ingest_sources WHERE id = %(id)s FOR UPDATE;
+
+-- name: get_namespace
+SELECT model, dimensions, version, deletions FROM ingest_namespaces WHERE namespace = %(namespace)s;
+
+-- name: insert_namespace
+INSERT INTO ingest_namespaces (namespace, model, dimensions, version) VALUES (%(namespace)s, %(model)s, %(dimensions)s, 1)
+ON CONFLICT (namespace) DO NOTHING;
+
+-- name: lock_namespace
+SELECT model, dimensions, version FROM ingest_namespaces WHERE namespace = %(namespace)s FOR UPDATE;
+
+-- name: bump_namespace
+UPDATE ingest_namespaces SET version = version + 1 WHERE namespace = %(namespace)s;
+
+-- name: bump_deletions
+UPDATE ingest_namespaces SET deletions = deletions + 1 WHERE namespace = %(namespace)s;
+
+-- name: namespace_vectors_after
+SELECT id, embedding FROM ingest_chunks WHERE namespace = %(namespace)s AND id > %(after)s ORDER BY id;
+
+-- name: delete_chunks_of_source
+DELETE FROM ingest_chunks WHERE source_id = %(id)s;
+
+-- name: insert_chunk
+INSERT INTO ingest_chunks (source_id, namespace, chunk_index, text, char_count, word_count, metadata, embedding,
+                           created_at)
+VALUES (%(source_id)s, %(namespace)s, %(chunk_index)s, %(text)s, %(char_count)s, %(word_count)s, %(metadata)s, %(embedding)s, %(now)s);
+
+-- name: get_crawl_state
+SELECT state FROM ingest_crawl_state WHERE source_id = %(id)s;
+
+-- name: save_crawl_state
+INSERT INTO ingest_crawl_state (source_id, state, updated_at) VALUES (%(id)s, %(state)s, %(now)s)
+ON CONFLICT (source_id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
+
+-- name: delete_crawl_state
+DELETE FROM ingest_crawl_state WHERE source_id = %(id)s;
+
+-- name: delete_source
+DELETE FROM ingest_sources WHERE id = %(id)s;
+
+-- name: namespace_has_chunks
+SELECT EXISTS (SELECT 1 FROM ingest_chunks WHERE namespace = %(namespace)s);
+
+-- name: delete_namespace
+DELETE FROM ingest_namespaces WHERE namespace = %(namespace)s;
+
+-- name: namespace_vectors
+SELECT id, embedding FROM ingest_chunks WHERE namespace = %(namespace)s ORDER BY id;
+
+-- name: chunks_by_ids
+SELECT c.id, c.source_id, c.namespace, c.chunk_index, c.text, c.char_count, c.word_count, c.metadata, c.created_at,
+       s.name AS source_name, s.kind AS source_kind
+FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id
+WHERE c.id = ANY(%(ids)s);
+
+-- name: source_chunks
+SELECT id, chunk_index, text, char_count, word_count, metadata FROM ingest_chunks WHERE source_id = %(id)s
+ORDER BY chunk_index;
+
+-- name: pgvector_search
+SELECT id, 1 - (embedding_pgv <=> %(query)s::vector) AS score FROM ingest_chunks
+WHERE namespace = %(namespace)s AND embedding_pgv IS NOT NULL
+ORDER BY embedding_pgv <=> %(query)s::vector
+LIMIT %(top_k)s;
+
+-- name: pgvector_set
+UPDATE ingest_chunks SET embedding_pgv = %(vector)s::vector WHERE id = %(id)s;

@@ -1,0 +1,43 @@
+"""The sources page, when the built-in ingestion is installed."""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dashboard.conftest import Server
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("conveyor.ingest") is None, reason="the ingestion package is not installed"
+)
+
+
+def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: Any, artifacts: Path) -> None:
+    page.goto(f"{server.url}/ui/sources")
+    assert page.get_by_role("link", name="Sources").count() == 1
+    form = page.locator('form[action="/ui/sources/text"]')
+    form.get_by_label("Namespace", exact=True).fill("docs")
+    form.get_by_label("Name", exact=True).fill("<i>intro</i>")
+    form.get_by_label("Text").fill("Conveyor runs background jobs durably, with retries and progress.")
+    form.get_by_role("button", name="Add text").click()
+    page.locator("tr[data-source-id]").wait_for()
+    assert page.locator("tr[data-source-id] .source-name").inner_text().startswith("<i>intro</i>")
+
+    worker = threading.Thread(target=server.conveyor.run_worker, kwargs={"burst": True})
+    worker.start()
+    worker.join(timeout=60)
+    page.goto(f"{server.url}/ui/sources?namespace=docs")
+    assert page.locator("tr[data-source-id] .badge").inner_text() == "ready"
+
+    page.get_by_label("Search query").fill("background jobs")
+    page.get_by_role("button", name="Search").click()
+    assert "background jobs" in page.locator(".results li").first.inner_text()
+    page.screenshot(path=str(artifacts / "sources.png"), full_page=True)
+
+    page.get_by_role("button", name="Delete source <i>intro</i>").click()
+    page.locator("tr[data-source-id]").wait_for(state="detached")
+    assert page.locator("i").count() == 0

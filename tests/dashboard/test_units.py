@@ -1,0 +1,148 @@
+"""The dashboard's pure parts (forms from schemas, redirects, sessions) and its event stream over real HTTP."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from conveyor.dashboard._forms import EXTRA_FIELD, accepts_extra, form_fields, parse_args
+from conveyor.dashboard._security import Guard, safe_next
+from conveyor.errors import InvalidArgumentsError
+from tests.dashboard.conftest import Server
+
+
+def test_form_fields_follow_the_task_schema(server: Server) -> None:
+    schema = server.conveyor.tasks["demo.sleep"].args_schema()
+    fields = {f.name: f for f in form_fields(schema)}
+    assert fields["seconds"].kind == "number" and fields["seconds"].default == "1.0"
+    assert fields["steps"].kind == "integer" and not fields["steps"].required
+    assert not accepts_extra(schema)
+    assert parse_args(list(fields.values()), {"seconds": "2.5", "steps": ""}, False) == {"seconds": 2.5}
+    with pytest.raises(InvalidArgumentsError, match="not a valid integer"):
+        parse_args(list(fields.values()), {"steps": "1.5"}, False)
+
+
+def test_form_fields_of_optional_enum_bool_and_json_types() -> None:
+    schema = {
+        "properties": {
+            "name": {"type": "string"},
+            "mode": {"enum": ["fast", "slow"], "type": "string"},
+            "dry": {"type": "boolean", "default": False},
+            "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}], "default": None},
+            "items": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["name", "items"],
+        "additionalProperties": False,
+    }
+    fields = form_fields(schema)
+    assert [(f.name, f.kind, f.required) for f in fields] == [
+        ("name", "text", True),
+        ("mode", "select", False),
+        ("dry", "boolean", False),
+        ("limit", "integer", False),
+        ("items", "json", True),
+    ]
+    form = {"name": "<b>x</b>", "mode": "fast", "dry": "on", "limit": "", "items": '["a", "b"]'}
+    assert parse_args(fields, form, False) == {"name": "<b>x</b>", "mode": "fast", "dry": True, "items": ["a", "b"]}
+
+
+def test_extra_arguments_come_from_a_json_object() -> None:
+    schema = {"properties": {}, "additionalProperties": True}
+    assert accepts_extra(schema)
+    assert parse_args([], {EXTRA_FIELD: '{"a": 1}'}, True) == {"a": 1}
+    with pytest.raises(InvalidArgumentsError, match="must be an object"):
+        parse_args([], {EXTRA_FIELD: "[1]"}, True)
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ("/ui/jobs?status=failed", "/ui/jobs?status=failed"),
+        ("https://evil.test/", "/"),
+        ("//evil.test/", "/"),
+        ("/\\evil.test", "/"),
+        ("javascript:alert(1)", "/"),
+        ("", "/"),
+        (None, "/"),
+    ],
+)
+def test_redirects_stay_on_this_site(target: str | None, expected: str) -> None:
+    assert safe_next(target) == expected
+
+
+def test_sessions_hold_a_derived_value_that_the_token_change_ends() -> None:
+    guard = Guard("token-one")
+    session = guard.new_session()
+    assert "token-one" not in session and guard.session_valid(session)
+    assert not Guard("token-two").session_valid(session)
+    assert not guard.session_valid("forged") and not guard.session_valid(None)
+    assert guard.check_token("token-one") and not guard.check_token("token-on")
+    assert not Guard(None).enabled
+
+
+def _events(lines: Iterator[str]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(event, id, data) of each SSE message, skipping comments."""
+    name = event_id = ""
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("event: "):
+            name = line[7:]
+        elif line.startswith("id: "):
+            event_id = line[4:]
+        elif line.startswith("data: "):
+            data.append(line[6:])
+        elif line == "" and data:
+            yield name, event_id, json.loads("\n".join(data))
+            name, event_id, data = "", "", []
+
+
+def test_event_stream_sends_changes_deletions_and_what_a_reconnect_missed(server: Server) -> None:
+    conveyor = server.conveyor
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        with client.stream("GET", "/ui/events", params={"type": "demo.echo"}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            assert next(lines).startswith("retry:")
+            other = conveyor.enqueue("demo.sleep", {"seconds": 0.1})  # filtered out by type
+            job = conveyor.enqueue("demo.echo", {"x": 1})
+            events = _events(lines)
+            name, first_id, data = next(events)
+            assert (name, data["id"], data["status"]) == ("job", job.id, "pending")
+            conveyor.cancel(job.id)
+            name, second_id, data = next(events)
+            assert (name, data["status"]) == ("job", "cancelled") and int(second_id) > int(first_id)
+            conveyor.delete(job.id)
+            name, _, data = next(events)
+            assert (name, data) == ("deleted", {"id": job.id})
+        assert other.id != job.id
+
+        # Reconnecting with Last-Event-ID replays what happened after it.
+        later = conveyor.enqueue("demo.echo", {"x": 2})
+        with client.stream("GET", "/ui/events", headers={"Last-Event-ID": first_id}) as response:
+            seen = []
+            for name, _, data in _events(response.iter_lines()):
+                seen.append((name, data["id"]))
+                if data["id"] == later.id:
+                    break
+        assert ("deleted", job.id) in seen and ("job", later.id) in seen
+
+
+def test_queue_actions_take_any_queue_name(server: Server) -> None:
+    server.conveyor.enqueue("demo.echo", {}, queue="team/a b")
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/").text
+        assert 'action="/ui/queues/team%2Fa%20b/pause"' in page
+        csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        headers = {"Origin": server.url, "Accept": "application/json"}
+        answer = client.post("/ui/queues/team%2Fa%20b/pause", data={"csrf": csrf}, headers=headers)
+        assert answer.status_code == 200 and answer.json()["queue"]["paused"] is True
+        answer = client.post(
+            "/ui/queues/team%2Fa%20b/concurrency", data={"csrf": csrf, "concurrency": "x"}, headers=headers
+        )
+        assert answer.status_code == 422 and not answer.json()["ok"]
+    assert next(q for q in server.conveyor.list_queues() if q.name == "team/a b").paused
