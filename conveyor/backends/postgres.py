@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -517,53 +518,62 @@ class PostgresBackend(Backend):
         self, conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str]
     ) -> tuple[list[tuple[Any, ...]], psycopg.Cursor[Any] | None]:
         queues = list(params.queues) if params.queues else None
-        base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        base = {
+            "worker_id": params.worker_id,
+            "now": params.now,
+            "lease_until": params.lease_until,
+            "queues": queues,
+            "types": list(params.types) if params.types else None,
+            "limit": params.limit,
+        }
         conn.execute(Q["claim_plan"])
         conn.execute(Q["promote_due"], {"now": params.now})
-        rows: list[tuple[Any, ...]] = []
-        remaining = params.limit
-        for name in limited:
-            if remaining <= 0 or (queues and name not in queues):
-                continue
-            got = self._claim_in_limited_queue(conn, name, remaining, params.now, base)
-            rows.extend(got)
-            remaining -= len(got)
-        if remaining:
-            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
+        limited = [name for name in limited if not queues or name in queues]
+        if not limited:  # the common case: one statement
+            rows = conn.execute(Q["claim_jobs"], base).fetchall()
+        else:
+            rows = self._claim_with_limits(conn, params, limited, base)
         # A full claim means the worker will come back at once: only a short one needs to know when to return.
         next_cur = conn.execute(Q["next_run_at"], {"queues": queues}) if len(rows) < params.limit else None
         return rows, next_cur
 
     @staticmethod
-    def _claim_in_limited_queue(
-        conn: psycopg.Connection[Any], name: str, wanted: int, now: float, base: dict[str, Any]
+    def _claim_with_limits(
+        conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str], base: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        # The queue row stays locked until commit, so concurrent claims in this queue take turns and the limits hold.
-        row = conn.execute(Q["lock_queue"], {"queue": name}).fetchone()
-        if row is None:
-            return []
-        paused, concurrency, rate, window_start, window_count = row
-        if paused:
-            return []
-        allowed = wanted
-        if concurrency is not None:
-            running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()
-            allowed = min(allowed, concurrency - (running[0] if running else 0))
-        if rate is not None:
-            window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
-            per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
-            if now - window_start >= window:
-                window_start, window_count = now, 0
-            allowed = min(allowed, per_window - window_count)
-        if allowed <= 0:
-            return []
-        got = conn.execute(Q["claim_jobs_in_queue"], {**base, "queue": name, "limit": allowed}).fetchall()
-        if rate is not None:
-            conn.execute(
-                Q["record_queue_starts"],
-                {"queue": name, "window_start": window_start, "window_count": window_count + len(got)},
-            )
-        return got
+        """Each limited queue's row stays locked until commit, so concurrent claims in it take turns and its
+        concurrency and rate limits hold across all workers; one statement then claims the best candidates."""
+        allowed: dict[str, int] = {}
+        windows: dict[str, tuple[float, int]] = {}
+        for name in limited:  # sorted by name: every worker locks queue rows in the same order
+            row = conn.execute(Q["lock_queue"], {"queue": name}).fetchone()
+            if row is None or row[0]:  # gone, or paused meanwhile
+                continue
+            _, concurrency, rate, window_start, window_count = row
+            n = params.limit
+            if concurrency is not None:
+                running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()
+                n = min(n, concurrency - (running[0] if running else 0))
+            if rate is not None:
+                window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
+                per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
+                if params.now - window_start >= window:
+                    window_start, window_count = params.now, 0
+                n = min(n, per_window - window_count)
+                windows[name] = (window_start, window_count)
+            if n > 0:
+                allowed[name] = n
+        rows = conn.execute(
+            Q["claim_jobs_with_limits"], {**base, "limited": list(allowed), "allowed": list(allowed.values())}
+        ).fetchall()
+        started = Counter(r[2] for r in rows)
+        for name, (window_start, window_count) in windows.items():
+            if started[name] or window_count == 0:
+                conn.execute(
+                    Q["record_queue_starts"],
+                    {"queue": name, "window_start": window_start, "window_count": window_count + started[name]},
+                )
+        return rows
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         def go(conn: psycopg.Connection[Any]) -> list[str]:

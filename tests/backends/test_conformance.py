@@ -415,3 +415,24 @@ def test_big_batch_round_trips_awkward_text(app: Conveyor) -> None:
     assert got.args == {**awkward, "i": 77}
     assert (got.tags, got.metadata, got.timeout, got.priority) == (["a\tb", "c\\d"], {"why": "line\nbreak"}, 2.5, -3)
     assert len(app.list_jobs(tag="c\\d", limit=1000).jobs) == 120
+
+
+def test_claim_by_type(app: Conveyor) -> None:
+    echo = app.enqueue("demo.echo", {})
+    sleep = app.enqueue("demo.sleep", {"seconds": 0}, priority=-5)
+    app.set_queue("limited", concurrency=5)
+    limited_sleep = app.enqueue("demo.sleep", {"seconds": 0}, queue="limited", priority=-9)
+    limited_echo = app.enqueue("demo.echo", {}, queue="limited")
+    got = app.backend.claim_jobs(ClaimParams("w1", 10, app.clock(), app.clock() + 30, None, ("demo.sleep",)))
+    assert [j.id for j in got.jobs] == [sleep.id, limited_sleep.id]
+    rest = claim(app, "w2").jobs
+    assert {j.id for j in rest} == {echo.id, limited_echo.id}
+
+
+def test_limited_queue_does_not_jump_ahead_of_better_jobs(app: Conveyor) -> None:
+    app.set_queue("limited", concurrency=3)
+    low = app.enqueue("demo.echo", {"n": "limited, low"}, queue="limited", priority=0)
+    high = app.enqueue("demo.echo", {"n": "default, high"}, priority=10)
+    mid = app.enqueue("demo.echo", {"n": "limited, mid"}, queue="limited", priority=5)
+    assert [j.id for j in claim(app, limit=1).jobs] == [high.id]
+    assert [j.id for j in claim(app, limit=5).jobs] == [mid.id, low.id]
