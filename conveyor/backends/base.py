@@ -311,6 +311,11 @@ class Backend(abc.ABC):
         """A number that changes whenever any process commits a write; cheap enough to poll every few ms."""
 
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None] | None:
-        """Have `callback` called (from any thread) when `change_token` may have changed, so an idle worker wakes at
+        """Have `callback` called (from any thread) when `wake_token` may have changed, so an idle worker wakes at
         once rather than at its next poll. Returns a function that unsubscribes; None: not supported, poll."""
         return None
+
+    def wake_token(self) -> int:
+        """For idle workers: a number that changes when jobs may have become ready (by default `change_token`; a
+        backend that can tell such changes from the rest, like PostgreSQL, wakes workers only for those)."""
+        return self.change_token()

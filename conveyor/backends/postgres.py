@@ -230,7 +230,8 @@ class PostgresBackend(Backend):
         self.url = url
         self.conninfo = _conninfo(url)
         self.holder = f"{uuid.uuid4()}"
-        self._listener: _Listener | None = None
+        self._listener: _Listener | None = None  # conveyor_ready, for workers
+        self._changes: _Listener | None = None  # conveyor_changes, for live event streams
         self._listener_lock = threading.Lock()
         self._leader_until = 0.0
         self._last_lead: float | None = None
@@ -320,17 +321,19 @@ class PostgresBackend(Backend):
 
     def close(self) -> None:
         with self._listener_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            for listener in (self._listener, self._changes):
+                if listener is not None:
+                    listener.close()
+            self._listener = self._changes = None
         if self._leader_until > 0:
             with contextlib.suppress(BackendError):
                 self._run(lambda conn: conn.execute(Q["resign_leadership"], {"holder": self.holder}))
         self._pool.close()
 
     # ------------------------------------------------------------------------------------------ wake-ups
-    def change_token(self) -> int:
-        """Counts `conveyor_ready` notifications (a job became ready or scheduled, a queue changed): no query."""
+    def wake_token(self) -> int:
+        """Counts `conveyor_ready` notifications (a job became ready or scheduled, a queue changed): no query. Only
+        these wake idle workers: a busy cluster's every commit would wake them for nothing."""
         if self._listener is None:
             with self._listener_lock:
                 if self._listener is None:
@@ -338,9 +341,19 @@ class PostgresBackend(Backend):
                     self._listener.connected.wait(5.0)
         return self._listener.count
 
+    def change_token(self) -> int:
+        """Counts `conveyor_changes` notifications (any change of any job, committed by any process): no query. Its
+        own connection starts at the first call, so only processes that follow live changes (the API) listen."""
+        if self._changes is None:
+            with self._listener_lock:
+                if self._changes is None:
+                    self._changes = _Listener(self.conninfo, CHANGES_CHANNEL)
+                    self._changes.connected.wait(5.0)
+        return self._changes.count
+
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Wake-ups by notification: `callback` runs in the listener thread after each `conveyor_ready`."""
-        self.change_token()  # starts the listener
+        self.wake_token()  # starts the listener
         listener = self._listener
         assert listener is not None
         listener.callbacks.append(callback)

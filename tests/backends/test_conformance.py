@@ -436,3 +436,18 @@ def test_limited_queue_does_not_jump_ahead_of_better_jobs(app: Conveyor) -> None
     mid = app.enqueue("demo.echo", {"n": "limited, mid"}, queue="limited", priority=5)
     assert [j.id for j in claim(app, limit=1).jobs] == [high.id]
     assert [j.id for j in claim(app, limit=5).jobs] == [mid.id, low.id]
+
+
+def test_tokens_move_when_another_process_writes(app: Conveyor, db_url: str, settings: Settings) -> None:
+    other = Conveyor(db_url, settings=settings)
+    try:
+        change, wake = app.backend.change_token(), app.backend.wake_token()
+        job = other.enqueue("demo.echo", {})
+        wait_for(lambda: app.backend.wake_token() != wake, 10, what="wake token moved by an enqueue")
+        wait_for(lambda: app.backend.change_token() != change, 10, what="change token moved by an enqueue")
+        change = app.backend.change_token()
+        [claimed] = other.backend.claim_jobs(ClaimParams("w", 1, other.clock(), other.clock() + 30)).jobs
+        other.backend.finish_jobs([Completed(job.id, claimed.lease, None)], other.clock())
+        wait_for(lambda: app.backend.change_token() != change, 10, what="change token moved by a completion")
+    finally:
+        other.close()

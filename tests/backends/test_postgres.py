@@ -446,17 +446,17 @@ def test_worker_survives_its_connections_being_killed(pg_app: Conveyor, pg_url: 
 def test_bursts_of_notifications_are_debounced(pg_url: str) -> None:
     backend = PostgresBackend(pg_url)
     try:
-        before = backend.change_token()
+        before = backend.wake_token()
         with psycopg.connect(pg_url, autocommit=True) as conn:
             for _ in range(300):
                 conn.execute("NOTIFY conveyor_ready")
-        wait_for(lambda: backend.change_token() > before, 10, what="a wake-up")
+        wait_for(lambda: backend.wake_token() > before, 10, what="a wake-up")
         time.sleep(0.3)  # the trailing wake of the last burst
-        woken = backend.change_token() - before
+        woken = backend.wake_token() - before
         assert 1 <= woken < 150, woken  # far fewer wake-ups than notifications, and never none
-        last = backend.change_token()
+        last = backend.wake_token()
         with psycopg.connect(pg_url, autocommit=True) as conn:
             conn.execute("NOTIFY conveyor_ready")  # a lone notification after a pause wakes at once
-        wait_for(lambda: backend.change_token() > last, 5, what="a lone wake-up")
+        wait_for(lambda: backend.wake_token() > last, 5, what="a lone wake-up")
     finally:
         backend.close()
