@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.ids import uuid7
-from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
 
@@ -210,7 +211,7 @@ class Conveyor:
             raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
         if retries > _MAX_INT or (priority is not None and abs(priority) > _MAX_INT):
             raise InvalidArgumentsError(f"priority and max_retries must lie within ±{_MAX_INT}")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        if timeout is not None and (not isinstance(timeout, int | float) or not 0 < timeout < math.inf):
             raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
         if delay is not None and run_at is not None:
             raise InvalidArgumentsError("give delay or run_at, not both")
@@ -218,7 +219,7 @@ class Conveyor:
         if delay is not None:
             if isinstance(delay, timedelta):
                 delay = delay.total_seconds()
-            if not isinstance(delay, int | float) or isinstance(delay, bool) or delay < 0:
+            if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay < math.inf:
                 raise InvalidArgumentsError(f"delay must be a non-negative number of seconds, got {delay!r}")
             start = now + delay
         elif run_at is not None:
@@ -230,6 +231,8 @@ class Conveyor:
             raise InvalidArgumentsError("metadata must be a JSON object")
         if unique_key is not None:
             _check_name("unique_key", unique_key)
+        if not start <= LATEST_RUN_AT_S:  # also NaN and infinity
+            raise InvalidArgumentsError("the job would start after the year 9999: give a shorter delay or run_at")
         scheduled = start > now
         prio = priority if priority is not None else task.priority
         meta = metadata or {}
@@ -412,6 +415,9 @@ class Conveyor:
         """Delete finished jobs that finished more than `older_than_s` ago (default: the retention)."""
         if older_than_s is None:
             older_than_s = self.settings.retention_days * 86400
+        known = {s.value for s in JobStatus}
+        if statuses and not {str(s) for s in statuses} <= known:
+            raise InvalidArgumentsError(f"unknown status in {list(statuses)!r}; known: {', '.join(sorted(known))}")
         chosen = tuple(JobStatus(s) for s in statuses) if statuses else tuple(TERMINAL_STATUSES)
         if not set(chosen) <= TERMINAL_STATUSES:
             raise InvalidArgumentsError("purge deletes finished jobs only: completed, failed or cancelled")

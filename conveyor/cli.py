@@ -164,8 +164,10 @@ def worker(
 
         conveyor.close()
 
-        argv = ["worker", "--db", conveyor.database_url, "--processes", "0", "--log-level", log_level]
-        for flag, value in (("--app", app), ("--concurrency", concurrency), ("--queues", queues),
+        # The children inherit the environment and import the same app, so they find the same database; the URL
+        # (maybe with a password) goes on their command line, visible to every local user, only if it was on ours.
+        argv = ["worker", "--processes", "0", "--log-level", log_level]
+        for flag, value in (("--db", db), ("--app", app), ("--concurrency", concurrency), ("--queues", queues),
                             ("--lease", lease), ("--grace", grace)):
             if value is not None:
                 argv += [flag, str(value)]

@@ -23,6 +23,7 @@ class JobStatus(StrEnum):
 
 OPEN_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+LATEST_RUN_AT_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()  # a later run_at could not be read back as a datetime
 
 
 def to_datetime(epoch_s: float | None) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 def parse_duration(text: str) -> float:
     """Seconds in a duration written `30s`, `15m`, `2h`, `7d` (a bare number is seconds)."""
     match = _DURATION.match(text)
+    if not match and text.strip().startswith("-"):
+        raise ConfigError(f"invalid duration {text!r}: it must not be negative")
     if not match:
         raise ConfigError(f"invalid duration {text!r}: write it like 30s, 15m, 2h or 7d")
     return float(match.group(1)) * _UNIT_S[match.group(2)]
@@ -67,17 +70,17 @@ class Settings:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be at least 1, got {self.concurrency}")
-        if self.lease_s <= 0:
+        if not 0 < self.lease_s < math.inf:  # NaN too: a lease that never expires loses dead workers' jobs
             raise ConfigError(f"lease must be positive, got {self.lease_s}s")
-        if self.shutdown_grace_s < 0:
+        if not self.shutdown_grace_s >= 0:
             raise ConfigError(f"shutdown grace must not be negative, got {self.shutdown_grace_s}s")
         if self.max_retries < 0:
             raise ConfigError(f"max retries must not be negative, got {self.max_retries}")
-        if self.retention_days < 0:
+        if not self.retention_days >= 0:
             raise ConfigError(f"retention must not be negative, got {self.retention_days} days")
         if self.max_upload_mb < 1:
             raise ConfigError(f"max upload must be at least 1 MB, got {self.max_upload_mb}")
-        if self.poll_interval_s <= 0:
+        if not 0 < self.poll_interval_s < math.inf:
             raise ConfigError(f"poll interval must be positive, got {self.poll_interval_s}s")
 
     @classmethod

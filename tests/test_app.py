@@ -159,6 +159,10 @@ def test_run_at_schedules_and_a_past_run_at_is_ready(app: Conveyor) -> None:
     [
         {"delay": -1},
         {"delay": "soon"},
+        {"delay": float("nan")},
+        {"delay": float("inf")},
+        {"delay": 1e12},  # the year 33715
+        {"run_at": datetime(9999, 12, 31, tzinfo=UTC)},
         {"priority": 1.5},
         {"priority": True},
         {"max_retries": -1},
@@ -166,6 +170,8 @@ def test_run_at_schedules_and_a_past_run_at_is_ready(app: Conveyor) -> None:
         {"priority": 2**63},
         {"priority": -(2**40)},
         {"timeout": 0},
+        {"timeout": float("nan")},
+        {"timeout": float("inf")},
         {"queue": ""},
         {"unique_key": ""},
     ],
@@ -335,6 +341,8 @@ def test_purge_deletes_finished_jobs_only(app: Conveyor) -> None:
     assert app.get_job(failed.id) is None
     with pytest.raises(InvalidArgumentsError):
         app.purge(older_than_s=0, statuses=["pending"])
+    with pytest.raises(InvalidArgumentsError, match="unknown status"):
+        app.purge(older_than_s=0, statuses=["bogus"])
     assert app.purge(older_than_s=0) == 2
     assert app.get_job(done.id) is None and app.get_job(cancelled.id) is None
     assert {j.id for j in app.list_jobs().jobs} == {waiting.id, later.id}

@@ -48,7 +48,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.queries import load_queries, sql_text
 from conveyor.errors import BackendError, ConfigError, InvalidStateError, JobNotFoundError
-from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, to_datetime
+from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, iso, to_datetime
 
 log = logging.getLogger("conveyor.postgres")
 T = TypeVar("T")
@@ -796,8 +796,10 @@ class PostgresBackend(Backend):
         for type_, status, n in by_type_rows:
             by_type.setdefault(type_, {})[status] = n
         samples: dict[str, list[float]] = {}
-        for type_, duration in duration_rows:
+        by_minute: dict[int, list[float]] = {}
+        for type_, duration, minute in duration_rows:
             samples.setdefault(type_, []).append(duration)
+            by_minute.setdefault(minute, []).append(duration)
         counts = {s.value: sum(c.get(s.value, 0) for c in by_type.values()) for s in JobStatus}
         return Stats(
             counts=counts,
@@ -805,6 +807,7 @@ class PostgresBackend(Backend):
             durations={t: _summary(v) for t, v in samples.items()},
             throughput=_per_minute(minutes, since, window_s),
             workers=int(workers[0][0]),
+            extra={"duration_series": _duration_series(by_minute, since, window_s)},
         )
 
 
@@ -912,6 +915,16 @@ def _outcome_batches(outcomes: Sequence[Outcome], now: float) -> Iterator[tuple[
         yield "cancel_running_jobs", {**lease(cancelled), "reasons": [o.reason for o in cancelled]}
     if released:
         yield "release_jobs", {**lease(released), "reasons": [o.reason for o in released]}
+
+
+def _duration_series(by_minute: dict[int, list[float]], since: float, window_s: float) -> list[dict[str, Any]]:
+    """Per minute of the window: how many jobs completed and their duration summary (seconds; null if none)."""
+    series: list[dict[str, Any]] = []
+    for i in range(int(window_s // 60)):
+        values = by_minute.get(i)
+        summary = _summary(values) if values else {"count": 0, "avg": None, "p50": None, "p95": None}
+        series.append({"minute": iso(to_datetime(since + 60 * i)), **summary})
+    return series
 
 
 def _summary(values: list[float]) -> dict[str, float]:

@@ -33,7 +33,7 @@ from conveyor.backends.base import (
     WorkerBeat,
 )
 from conveyor.backends.queries import load_queries, sql_text
-from conveyor.errors import BackendError, ConfigError, InvalidStateError, JobNotFoundError
+from conveyor.errors import BackendError, ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import (
     Job,
     JobEvent,
@@ -312,7 +312,7 @@ class SQLiteBackend(Backend):
             try:
                 cursor = int(params.cursor)
             except ValueError:
-                raise InvalidStateError(f"invalid cursor {params.cursor!r}") from None
+                raise InvalidArgumentsError(f"invalid cursor {params.cursor!r}") from None
         query = {**_filter_params(params), "cursor": cursor, "limit": params.limit + 1}
         with self._read() as conn:
             rows = self._dicts(conn.execute(Q["list_jobs"], query))

@@ -17,9 +17,9 @@ import jinja2
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from conveyor.dashboard._events import EventFilter, EventHub
+from conveyor.api.events import EventFilter, EventHub, EventStreamResponse
 from conveyor.dashboard._forms import EXTRA_FIELD, accepts_extra, form_fields, parse_args
 from conveyor.dashboard._security import (
     CSRF_FIELD,
@@ -36,7 +36,7 @@ from conveyor.job import JobStatus
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.job import Job
+    from conveyor.job import Job, QueueInfo
 
 PAGE_SIZE = 50
 STATUSES = [s.value for s in JobStatus]
@@ -146,7 +146,7 @@ class Dashboard:
     def __init__(self, conveyor: Conveyor, api_token: str | None = None) -> None:
         self.conveyor = conveyor
         self.guard = Guard(api_token if api_token is not None else conveyor.settings.api_token)
-        self.hub = EventHub(conveyor)
+        self._own_hub: EventHub | None = None  # when mounted without the REST API's app (and its hub)
         self.env = _environment()
         self.static = _static_files()
         self.version = hashlib.sha256(b"".join(etag.encode() for _, _, etag in self.static.values())).hexdigest()[:10]
@@ -296,6 +296,7 @@ class Dashboard:
         )
         return {
             "counts": {s: stats.counts.get(s, 0) for s in STATUSES},
+            "counts_by_type": stats.counts_by_type,
             "queues": [q.to_dict() for q in queues],
             "workers": [w.to_dict() for w in workers],
             "throughput": stats.throughput,
@@ -381,7 +382,8 @@ class Dashboard:
             not_found=bool(q),
             types=types,
             queues=[qi.name for qi in queues],
-            counts=stats.counts,
+            counts=_scoped_counts(filters, stats.counts, stats.counts_by_type, queues),
+            count_scope=_count_scope(filters),
         )
 
     async def job_page(self, request: Request, job_id: str) -> Response:
@@ -430,16 +432,6 @@ class Dashboard:
         verb = {"cancel": "cancelled" if job.status is JobStatus.CANCELLED else "asked to cancel", "retry": "retried"}
         return self._done(request, f"Job {_short(job_id)} {verb[action]}.", back, job=job.to_dict())
 
-    def _bulk(self, action: str, ids: list[str]) -> tuple[int, int]:
-        done = skipped = 0
-        for job_id in ids:
-            try:
-                self._apply(action, job_id)
-                done += 1
-            except (InvalidStateError, JobNotFoundError):
-                skipped += 1
-        return done, skipped
-
     async def bulk(self, request: Request) -> Response:
         refused, form = await self._action_gate(request)
         if refused is not None:
@@ -462,7 +454,8 @@ class Dashboard:
             ids = [v for v in body.getlist("ids") if isinstance(v, str) and v]
         if not ids:
             return self._done(request, "No jobs selected.", back, ok=False, status=422)
-        done, skipped = await self._call(self._bulk, action, ids)
+        done = await self._call(self.conveyor.bulk, action, ids)
+        skipped = len(ids) - done
         verb = {"cancel": "Cancelled", "retry": "Retried", "delete": "Deleted"}[action]
         message = f"{verb} {done} job{'s' if done != 1 else ''}" + (f"; {skipped} skipped." if skipped else ".")
         return self._done(request, message, back, affected=done, skipped=skipped)
@@ -480,6 +473,7 @@ class Dashboard:
             "fields": form_fields(schema),
             "extra_allowed": accepts_extra(schema),
             "extra_field": EXTRA_FIELD,
+            "default_retries": self.conveyor.settings.max_retries,
         }
 
     async def enqueue_page(self, request: Request, type: str | None = None) -> Response:  # noqa: A002
@@ -507,16 +501,49 @@ class Dashboard:
 
     # ------------------------------------------------------------------------------------------ live
     async def events(self, request: Request) -> Response:
+        """The live job stream of the pages: the REST API's event hub (one outbox poller per server, shut down
+        with it), behind the dashboard's session, since a browser's EventSource cannot send a Bearer header."""
         if (gate := self._data_gate(request)) is not None:
             return gate
+        hub = getattr(request.app.state, "hub", None)
+        if not isinstance(hub, EventHub):
+            hub = self._own_hub = self._own_hub or EventHub(self.conveyor)
         p = request.query_params
-        filters = EventFilter(
-            p.get("job_id") or None, p.get("type") or None, p.get("queue") or None, p.get("tag") or None
+        flt = EventFilter(
+            job_id=p.get("job_id") or None, type=p.get("type") or None, queue=p.get("queue") or None,
+            tag=p.get("tag") or None,
         )
-        last = request.headers.get("last-event-id", "")
-        stream = self.hub.stream(filters, int(last) if last.isdigit() else None)
-        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+        last = request.headers.get("last-event-id", "").strip()
+        sub, position = await hub.subscribe(flt)
+        try:
+            backlog = await hub.replay(int(last), position, flt) if last.isdigit() else []
+        except BaseException:
+            hub.unsubscribe(sub)
+            raise
+        return EventStreamResponse(hub, sub, backlog)
+
+
+def _count_scope(filters: dict[str, str | None]) -> str:
+    """Which counts the status tabs show: of one type, of one queue, of everything, or none (no cheap count)."""
+    if filters["tag"] or (filters["type"] and filters["queue"]):
+        return "none"
+    if filters["type"]:
+        return "type"
+    return "queue" if filters["queue"] else "all"
+
+
+def _scoped_counts(
+    filters: dict[str, str | None],
+    counts: dict[str, int],
+    by_type: dict[str, dict[str, int]],
+    queues: list[QueueInfo],
+) -> dict[str, int] | None:
+    scope = _count_scope(filters)
+    if scope == "type":
+        return by_type.get(filters["type"] or "", {})
+    if scope == "queue":
+        return next((q.counts for q in queues if q.name == filters["queue"]), {})
+    return counts if scope == "all" else None
 
 
 def _enqueue_options(form: dict[str, str]) -> dict[str, Any]:

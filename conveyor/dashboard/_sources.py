@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from conveyor.dashboard._security import safe_next
 from conveyor.errors import ConveyorError
@@ -38,6 +38,7 @@ class SourcesPage:
         r.add_api_route("/ui/sources", self.page, methods=["GET"])
         r.add_api_route("/ui/sources/{kind}", self.add, methods=["POST"])
         r.add_api_route("/ui/sources/{source_id}/delete", self.delete, methods=["POST"])
+        r.add_api_route("/ui/data/sources", self.data, methods=["GET"])
 
     async def page(self, request: Request) -> Response:
         d = self.dashboard
@@ -70,6 +71,13 @@ class SourcesPage:
             next_url="/ui/sources?" + urlencode({"namespace": namespace}) if namespace else "/ui/sources",
         )
 
+    async def data(self, request: Request, namespace: str = "") -> Response:
+        """The namespace's sources as JSON, for the page to follow their processing."""
+        if (gate := self.dashboard._data_gate(request)) is not None:
+            return gate
+        sources = await asyncio.to_thread(self.ingestion.list_sources, namespace or None)
+        return JSONResponse({"sources": [s.to_dict() for s in sources]}, headers={"Cache-Control": "no-store"})
+
     async def add(self, request: Request, kind: str) -> Response:
         d = self.dashboard
         refused, form = await d._action_gate(request)
@@ -87,11 +95,15 @@ class SourcesPage:
                 url = form.get("url", "").strip()
                 source, _ = await asyncio.to_thread(self.ingestion.add_website, namespace, url, pages, subpages)
             elif kind == "file":
-                upload = (await request.form()).get("file")
-                if not isinstance(upload, UploadFile) or not upload.filename:
-                    return d._done(request, "Choose a file to upload.", back, ok=False, status=422)
-                filename = upload.filename
-                source, _ = await asyncio.to_thread(self.ingestion.add_file, namespace, filename, upload.file)
+                body = await request.form()
+                try:
+                    upload = body.get("file")
+                    if not isinstance(upload, UploadFile) or not upload.filename:
+                        return d._done(request, "Choose a file to upload.", back, ok=False, status=422)
+                    filename = upload.filename
+                    source, _ = await asyncio.to_thread(self.ingestion.add_file, namespace, filename, upload.file)
+                finally:
+                    await body.close()  # the spooled upload
             else:
                 return d._done(request, f"Unknown kind of source {kind!r}.", back, ok=False, status=404)
         except (ConveyorError, ValueError) as exc:

@@ -16,6 +16,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from conveyor.backends.base import Cancelled, ClaimedJob, Completed, Failed, Outcome, Released
 from conveyor.context import Cancel, JobContext, Retry
+from conveyor.job import LATEST_RUN_AT_S
 from conveyor.worker.processes import make_pool, run_in_child
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ class Executor:
         except Cancel as exc:
             return Cancelled(job.id, job.lease, exc.reason)
         except Retry as exc:
-            return Failed(job.id, job.lease, exc.reason, None, self.clock() + max(0.0, exc.after))
+            retry_at = min(self.clock() + max(0.0, exc.after), LATEST_RUN_AT_S)  # Retry(after=inf): a far future
+            return Failed(job.id, job.lease, exc.reason, None, retry_at)
         except TimeoutError:
             running.ctx._request_cancel()
             limit = self._timeout(task, job)

@@ -70,8 +70,11 @@ def acc_app(sqlite_url: str) -> Iterator[Conveyor]:
 def start_worker(sqlite_url: str, tmp_path: Path) -> Iterator[StartWorker]:
     started: list[WorkerProcess] = []
 
-    def start(*args: str, lease: float = LEASE_S, grace: float = GRACE_S) -> WorkerProcess:
+    def start(*args: str, lease: float = LEASE_S, grace: float = GRACE_S, db_flag: bool = True) -> WorkerProcess:
+        """`conveyor worker --db URL --app ... ARGS`; with `db_flag=False` the URL is in the environment instead."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVEYOR_")}
+        if not db_flag:
+            env["CONVEYOR_DATABASE_URL"] = sqlite_url
         env.update(
             CONVEYOR_LEASE_S=str(lease),
             CONVEYOR_SHUTDOWN_GRACE_S=str(grace),
@@ -81,7 +84,7 @@ def start_worker(sqlite_url: str, tmp_path: Path) -> Iterator[StartWorker]:
         output_path = tmp_path / f"worker-{len(started)}.out"
         with output_path.open("wb") as out:
             proc = subprocess.Popen(
-                [CONVEYOR, "worker", "--db", sqlite_url, "--app", APP, *args],
+                [CONVEYOR, "worker", *(["--db", sqlite_url] if db_flag else []), "--app", APP, *args],
                 cwd=ROOT,
                 env=env,
                 stdout=out,

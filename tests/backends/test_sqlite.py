@@ -26,7 +26,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.queries import load_queries, parse_queries
 from conveyor.backends.sqlite import SQLiteBackend, sqlite_path
-from conveyor.errors import ConfigError, InvalidStateError, JobNotFoundError
+from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.ids import uuid7
 from conveyor.job import JobStatus
 
@@ -502,7 +502,7 @@ def test_list_jobs_filters_and_a_bad_cursor(backend: SQLiteBackend) -> None:
     assert [j.id for j in backend.list_jobs(JobFilter(type="y")).jobs] == [b]
     assert backend.select_ids(JobFilter(queue="other")) == [b]
     assert backend.select_ids(JobFilter()) == [b, a]
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(InvalidArgumentsError, match="invalid cursor"):
         backend.list_jobs(JobFilter(cursor="not-a-number"))
 
 
@@ -572,3 +572,14 @@ def test_retry_clears_a_cancel_request_and_gives_a_fresh_budget(backend: SQLiteB
     backend.finish_jobs([Completed(job_id, again.lease, "y")], T0 + 5)
     done = backend.get_job(job_id)
     assert done is not None and done.status is JobStatus.COMPLETED and done.result == "y"
+
+
+def test_a_rescue_does_not_keep_the_traceback_of_an_older_failure(backend: SQLiteBackend) -> None:
+    (job_id,) = insert(backend, new_job(max_retries=3))
+    (job,) = claim(backend, now=T0)
+    backend.finish_jobs([Failed(job_id, job.lease, "ValueError: x", "Traceback ... ValueError: x", T0 + 1)], T0)
+    claim(backend, now=T0 + 2)
+    backend.rescue_expired(T0 + 2 + LEASE + 1)
+    rescued = backend.get_job(job_id)
+    assert rescued is not None and rescued.error is not None and "lease expired" in rescued.error
+    assert rescued.error_detail is None

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conveyor import Conveyor
+from conveyor import Conveyor, QueueInfo
 from tests.conftest import wait_for
 from tests.dashboard.conftest import HAS_API, Server
 
@@ -25,6 +25,10 @@ def wait_live(page: Any) -> None:
 
 def row(page: Any, job_id: str) -> Any:
     return page.locator(f'tr[data-job-id="{job_id}"]')
+
+
+def queue_of(server: Server, name: str) -> QueueInfo:
+    return next(q for q in server.conveyor.list_queues() if q.name == name)
 
 
 def drain(conveyor: Conveyor) -> None:
@@ -64,8 +68,22 @@ def test_enqueued_job_appears_live_and_its_progress_moves(
     assert line.locator(".tag").inner_text() == "demo:live"
     page.screenshot(path=str(artifacts / "jobs-table.png"), full_page=True)
 
-    line.locator('[data-f="status"]', has_text="completed").wait_for(timeout=30_000)
     assert page.evaluate("window.__notReloaded") is True, "the page reloaded"
+    assert not page.js_errors, page.js_errors
+
+    # The job's own page follows it live too, to the end.
+    line.locator('[data-f="link"]').click()
+    page.wait_for_url(f"{server.url}/ui/jobs/{job_id}")
+    wait_live(page)
+    big = page.locator('.progress-card progress[data-f="progress"]')
+    shown = int(big.evaluate("p => p.value"))
+    page.wait_for_function(
+        "shown => Number(document.querySelector('.progress-card progress').value) > shown", arg=shown
+    )
+    page.locator('.job-head [data-f="status"]', has_text="completed").wait_for(timeout=30_000)
+    page.locator("[data-timeline] li", has_text="processing → completed").wait_for()
+    assert '"slept": 8' in page.locator('pre[data-t="result"]').inner_text()
+    assert page.locator(".progress-card").is_hidden()
     assert server.status(job_id) == "completed"
     assert not page.js_errors, page.js_errors
 
@@ -111,14 +129,18 @@ def test_bulk_actions_on_a_selection_and_on_a_filter(server: Server, page: Any) 
         row(page, job_id).locator('input[name="ids"]').check()
     page.locator("[data-selected-count]", has_text="2 selected").wait_for()
     page.get_by_role("button", name="Cancel selected").click()
-    wait_for(lambda: [server.status(j) for j in waiting] == ["cancelled", "cancelled", "pending"], what="bulk cancel")
+    wait_for(
+        lambda: [server.status(j) for j in waiting] == ["cancelled", "cancelled", "pending"],
+        timeout=30,
+        what="bulk cancel",
+    )
     row(page, waiting[0]).locator('[data-f="status"]', has_text="cancelled").wait_for()
 
     page.get_by_role("button", name="Retry all failed").click()
-    wait_for(lambda: all(server.status(j) == "pending" for j in failed), what="retry all failed")
+    wait_for(lambda: all(server.status(j) == "pending" for j in failed), timeout=30, what="retry all failed")
 
     page.get_by_role("button", name="Clear completed").click()
-    wait_for(lambda: all(server.status(j) is None for j in done), what="clear completed")
+    wait_for(lambda: all(server.status(j) is None for j in done), timeout=30, what="clear completed")
     for job_id in done:
         row(page, job_id).wait_for(state="detached")
     assert server.status(waiting[2]) == "pending"
@@ -133,7 +155,7 @@ def test_pausing_a_queue_from_the_page_stops_claims(
     wait_live(page)
     page.get_by_role("button", name="Pause queue default").click()
     page.locator('tr[data-queue="default"] [data-paused-badge]').wait_for(state="visible")
-    wait_for(lambda: next(q for q in server.conveyor.list_queues() if q.name == "default").paused, what="pause")
+    wait_for(lambda: queue_of(server, "default").paused, timeout=30, what="pause")
 
     held = server.enqueue("demo.echo", {"held": True})
     other = server.enqueue("demo.echo", {"other": True}, queue="other")
@@ -146,10 +168,13 @@ def test_pausing_a_queue_from_the_page_stops_claims(
 
     page.get_by_role("button", name="Resume queue default").click()
     wait_for(lambda: server.status(held) == "completed", timeout=30, what="the held job after resume")
+    assert page.locator("[data-workers] .worker").count() == 1
+    page.locator('[data-chart="throughput"] rect.bar-completed').first.wait_for(state="attached")
+    page.locator('[data-chart="throughput"] [data-summary]', has_text="3 completed").wait_for()
 
     page.locator('tr[data-queue="default"] input[name="concurrency"]').fill("3")
     page.locator('tr[data-queue="default"] form.concurrency button').click()
-    wait_for(lambda: next(q for q in server.conveyor.list_queues() if q.name == "default").concurrency == 3)
+    wait_for(lambda: queue_of(server, "default").concurrency == 3, timeout=30, what="the concurrency limit")
     assert not page.js_errors, page.js_errors
 
 
@@ -271,6 +296,14 @@ def test_with_a_token_pages_need_login_and_cross_site_posts_are_refused(
         assert httpx.get(f"{server.url}/api/v1/jobs/{job_id}", cookies=session).status_code == 200
         assert httpx.get(f"{server.url}/api/v1/jobs/{job_id}").status_code == 401
 
+    # Logging out ends the browser's session.
+    page.goto(f"{server.url}/")
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url(f"{server.url}/ui/login")
+    assert not [c for c in page.context.cookies() if c["name"] == "conveyor_session"]
+    page.goto(f"{server.url}/ui/jobs")
+    assert "/ui/login" in page.url
+
 
 def test_pages_carry_a_content_security_policy(server: Server) -> None:
     response = httpx.get(f"{server.url}/ui/jobs")
@@ -278,3 +311,92 @@ def test_pages_carry_a_content_security_policy(server: Server) -> None:
     assert "script-src 'self'" in policy and "unsafe-inline" not in policy
     assert response.headers["x-frame-options"] == "DENY"
     assert "<script>" not in response.text  # no inline script: only `<script type="module" src=...>` and JSON data
+
+
+UNLABELLED = """() => [...document.querySelectorAll('input:not([type=hidden]), select, textarea, button')]
+    .filter(el => !el.closest('template') && el.offsetParent !== null)
+    .filter(el => !(el.labels?.length || el.getAttribute('aria-label') || el.textContent.trim()))
+    .map(el => el.outerHTML)"""
+
+
+def test_keyboard_only_use_and_labelled_controls(server: Server, page: Any) -> None:
+    job_id = server.enqueue("demo.echo", {"k": 1})
+    page.goto(f"{server.url}/ui/jobs")
+    wait_live(page)
+    assert page.evaluate(UNLABELLED) == []
+    target = f"Cancel job {job_id}"
+    for _ in range(80):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == target:
+            break
+    else:
+        pytest.fail("the row's Cancel button is not reachable with Tab")
+    page.keyboard.press("Enter")
+    row(page, job_id).locator('[data-f="status"]', has_text="cancelled").wait_for()
+    assert server.status(job_id) == "cancelled"
+    for path in ("/", f"/ui/jobs/{job_id}", "/ui/enqueue"):
+        page.goto(server.url + path)
+        assert page.evaluate(UNLABELLED) == [], path
+
+
+def test_phone_width_and_dark_mode(server: Server, browser: Any, artifacts: Path) -> None:
+    for i in range(3):
+        server.enqueue("demo.echo", {"i": i}, tags=["team:mobile"], queue="a-rather-long-queue-name")
+    phone = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True)
+    try:
+        page = phone.new_page()
+        for name, path in (("overview", "/"), ("jobs", "/ui/jobs")):
+            page.goto(server.url + path)
+            page.wait_for_load_state("networkidle")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 0, f"{path} scrolls sideways by {overflow}px on a phone"
+            page.screenshot(path=str(artifacts / f"{name}-phone.png"), full_page=True)
+    finally:
+        phone.close()
+    dark = browser.new_context(viewport={"width": 1360, "height": 900}, color_scheme="dark")
+    try:
+        page = dark.new_page()
+        page.goto(f"{server.url}/ui/jobs")
+        background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        red, green, blue = (int(v) for v in background[background.index("(") + 1 : -1].split(",")[:3])
+        assert red + green + blue < 120, background
+        page.screenshot(path=str(artifacts / "jobs-dark.png"), full_page=True)
+    finally:
+        dark.close()
+
+
+def test_filters_search_and_pagination(server: Server, page: Any) -> None:
+    jobs = server.conveyor.enqueue_many("demo.echo", [{"i": i} for i in range(55)], tags=["bulk:1"])
+    odd = server.conveyor.enqueue("demo.sleep", {"seconds": 1}, queue="slow", delay=3600)
+    page.goto(f"{server.url}/ui/jobs")
+    assert page.locator("tbody[data-rows] tr").count() == 50
+    page.get_by_role("link", name="Older →").click()
+    assert page.locator("tbody[data-rows] tr").count() == 6
+    assert row(page, jobs[0].id).count() == 1
+    page.get_by_role("link", name="← Newest").click()
+    assert row(page, odd.id).count() == 1
+
+    page.get_by_role("link", name="Scheduled 1").click()
+    assert page.locator("tbody[data-rows] tr").count() == 1
+    assert "starts in" in row(page, odd.id).locator('[data-t="ran"]').inner_text()
+    page.goto(f"{server.url}/ui/jobs")
+    page.get_by_label("Queue").select_option("slow")
+    page.get_by_role("button", name="Apply").click()
+    assert page.locator("tbody[data-rows] tr").count() == 1
+    # The status tabs count within the queue filter.
+    assert page.locator('.status-tabs [data-count="scheduled"]').inner_text() == "1"
+    assert page.locator('.status-tabs [data-count="pending"]').inner_text() == "0"
+    page.get_by_label("Tag").fill("bulk:1")
+    page.get_by_label("Queue").select_option("")
+    page.get_by_label("Type").select_option("demo.echo")
+    page.get_by_role("button", name="Apply").click()
+    assert page.locator("tbody[data-rows] tr").count() == 50 and row(page, odd.id).count() == 0
+    assert page.locator(".status-tabs [data-count]").count() == 0  # no cheap count by tag
+    page.goto(f"{server.url}/ui/jobs?type=demo.echo")
+    assert page.locator('.status-tabs [data-count="pending"]').inner_text() == "55"
+
+    page.get_by_label("Find a job by id").fill(odd.id)
+    page.get_by_label("Find a job by id").press("Enter")
+    page.wait_for_url(f"{server.url}/ui/jobs/{odd.id}")
+    page.goto(f"{server.url}/ui/jobs?q=no-such-job")
+    assert "No job has the id" in page.locator(".alert").inner_text()

@@ -27,11 +27,12 @@ def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: A
     page.locator("tr[data-source-id]").wait_for()
     assert page.locator("tr[data-source-id] .source-name").inner_text().startswith("<i>intro</i>")
 
+    assert page.locator("tr[data-source-id] .badge").inner_text() == "pending"
     worker = threading.Thread(target=server.conveyor.run_worker, kwargs={"burst": True})
     worker.start()
     worker.join(timeout=60)
-    page.goto(f"{server.url}/ui/sources?namespace=docs")
-    assert page.locator("tr[data-source-id] .badge").inner_text() == "ready"
+    page.locator("tr[data-source-id] .badge", has_text="ready").wait_for()  # followed without a reload
+    assert int(page.locator("tr[data-source-id] [data-source-chunks]").inner_text()) >= 1
 
     page.get_by_label("Search query").fill("background jobs")
     page.get_by_role("button", name="Search").click()
@@ -41,3 +42,25 @@ def test_sources_page_adds_searches_and_deletes_a_source(server: Server, page: A
     page.get_by_role("button", name="Delete source <i>intro</i>").click()
     page.locator("tr[data-source-id]").wait_for(state="detached")
     assert page.locator("i").count() == 0
+
+
+def test_sources_page_uploads_a_file_and_refuses_a_private_website(
+    server: Server, page: Any, tmp_path: Path
+) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\nQueues can be paused from the dashboard.\n", encoding="utf-8")
+    page.goto(f"{server.url}/ui/sources")
+    upload = page.locator('form[action="/ui/sources/file"]')
+    upload.get_by_label("Namespace", exact=True).fill("handbook")
+    upload.get_by_label("File").set_input_files(str(notes))
+    upload.get_by_role("button", name="Upload").click()
+    page.locator("tr[data-source-id]", has_text="notes.md").wait_for()
+    sources = server.conveyor.list_jobs(type="process_file").jobs
+    assert len(sources) == 1
+
+    site = page.locator('form[action="/ui/sources/website"]')
+    site.get_by_label("Namespace", exact=True).fill("handbook")
+    site.get_by_label("URL").fill("http://127.0.0.1:9/")
+    site.get_by_role("button", name="Crawl").click()
+    assert page.locator(".flash").inner_text()  # the refusal, said on the page
+    assert server.conveyor.list_jobs(type="crawl_website").jobs == []

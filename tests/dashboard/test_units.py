@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from conveyor import Conveyor
 from conveyor.dashboard._forms import EXTRA_FIELD, accepts_extra, form_fields, parse_args
 from conveyor.dashboard._security import Guard, safe_next
 from conveyor.errors import InvalidArgumentsError
 from tests.dashboard.conftest import Server
+
+
+def test_public_names() -> None:
+    import conveyor.dashboard
+
+    assert conveyor.dashboard.__all__ == ["create_dashboard"]
 
 
 def test_form_fields_follow_the_task_schema(server: Server) -> None:
@@ -107,19 +115,20 @@ def test_event_stream_sends_changes_deletions_and_what_a_reconnect_missed(server
             assert response.status_code == 200
             assert response.headers["content-type"].startswith("text/event-stream")
             lines = response.iter_lines()
-            assert next(lines).startswith("retry:")
-            other = conveyor.enqueue("demo.sleep", {"seconds": 0.1})  # filtered out by type
+            assert next(lines) == ": connected"
+            conveyor.enqueue("demo.sleep", {"seconds": 0.1})  # filtered out by type
             job = conveyor.enqueue("demo.echo", {"x": 1})
-            events = _events(lines)
-            name, first_id, data = next(events)
+            name, first_id, data = next(_events(lines))
             assert (name, data["id"], data["status"]) == ("job", job.id, "pending")
+
+        with client.stream("GET", "/ui/events") as response:
+            events = _events(response.iter_lines())
             conveyor.cancel(job.id)
             name, second_id, data = next(events)
             assert (name, data["status"]) == ("job", "cancelled") and int(second_id) > int(first_id)
             conveyor.delete(job.id)
             name, _, data = next(events)
             assert (name, data) == ("deleted", {"id": job.id})
-        assert other.id != job.id
 
         # Reconnecting with Last-Event-ID replays what happened after it.
         later = conveyor.enqueue("demo.echo", {"x": 2})
@@ -129,7 +138,7 @@ def test_event_stream_sends_changes_deletions_and_what_a_reconnect_missed(server
                 seen.append((name, data["id"]))
                 if data["id"] == later.id:
                     break
-        assert ("deleted", job.id) in seen and ("job", later.id) in seen
+        assert ("deleted", job.id) in seen and seen[-1] == ("job", later.id)
 
 
 def test_queue_actions_take_any_queue_name(server: Server) -> None:
@@ -146,3 +155,18 @@ def test_queue_actions_take_any_queue_name(server: Server) -> None:
         )
         assert answer.status_code == 422 and not answer.json()["ok"]
     assert next(q for q in server.conveyor.list_queues() if q.name == "team/a b").paused
+
+
+def test_stats_give_the_duration_chart_a_series_per_minute(app: Conveyor) -> None:
+    """The overview's duration chart reads `duration_series` from the stored history, on every backend."""
+    app.enqueue_many("demo.echo", [{"i": i} for i in range(3)])
+    # In a thread: a session's browser tests leave Playwright's event loop on this one.
+    worker = threading.Thread(target=app.run_worker, kwargs={"concurrency": 2, "burst": True})
+    worker.start()
+    worker.join(timeout=60)
+    series = app.stats().extra["duration_series"]
+    assert len(series) == 60
+    assert sum(point["count"] for point in series) == 3
+    busy = [point for point in series if point["count"]]
+    assert busy and all(0 <= point["p50"] <= point["p95"] for point in busy)
+    assert all(point["p50"] is None for point in series if not point["count"])

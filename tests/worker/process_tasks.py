@@ -12,3 +12,11 @@ app = Conveyor(demo_tasks=False)
 @app.task(process=True)
 def heavy(ctx: object, n: int) -> dict[str, int]:
     return {"sum": sum(range(n)), "pid": os.getpid()}
+
+
+@app.task(process=True, timeout=0.5, max_retries=0)
+def nap(ctx: object, seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds

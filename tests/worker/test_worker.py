@@ -850,3 +850,73 @@ def test_outcomes_are_written_during_the_drain_not_only_at_exit(live_app: Convey
             long_release.set()
     finally:
         long_release.set()
+
+
+def test_the_heartbeat_keeps_a_long_job_leased(live_app: Conveyor) -> None:
+    """A job running for several leases is never rescued from under its live worker (whose own rescuer runs)."""
+    app = live_app
+
+    @app.task
+    async def long(ctx: JobContext) -> int:
+        await asyncio.sleep(2.0)
+        return ctx.attempt
+
+    job = app.enqueue("long")
+    worker = Worker(app, lease_s=0.6)
+    with Background(worker):
+        wait_for(lambda: status(app, job.id) is JobStatus.COMPLETED, timeout=20, what="the long job")
+    done = app.require_job(job.id)
+    assert done.attempts == 1 and done.result == 1 and worker.lost == []
+    assert [e.to_status for e in app.job_events(job.id)] == ["pending", "processing", "completed"]
+
+
+def test_a_queue_rate_limit_spreads_starts_over_time(live_app: Conveyor) -> None:
+    app = live_app
+    app.set_queue("metered", rate_limit=3)
+    jobs = app.enqueue_many("demo.echo", [{"i": i} for i in range(7)], queue="metered")
+    with Background(Worker(app, concurrency=10)):
+        wait_for(lambda: all(status(app, j.id) is JobStatus.COMPLETED for j in jobs), timeout=20)
+    starts = sorted(app.require_job(j.id).started_at.timestamp() for j in jobs)  # type: ignore[union-attr]
+    # 3 per one-second window: 7 jobs need three windows
+    assert starts[-1] - starts[0] >= 2.0 - 0.01
+    for i in range(len(starts) - 3):
+        assert starts[i + 3] - starts[i] >= 1.0 - 0.01, starts
+
+
+def test_a_retry_after_forever_is_scheduled_at_the_latest_readable_time(app: Conveyor) -> None:
+    @app.task(max_retries=1)
+    def never_again(ctx: JobContext) -> None:
+        raise Retry(after=float("inf"))
+
+    job = app.enqueue("never_again")
+    worker = Worker(app)
+    try:
+        run_once(worker)
+    finally:
+        worker.close()
+    waiting = app.require_job(job.id)  # readable: its run_at is a datetime
+    assert waiting.status is JobStatus.SCHEDULED and waiting.run_at.year == 9999
+    assert [j.id for j in app.list_jobs().jobs] == [job.id]
+
+
+def test_a_process_task_times_out_and_its_process_is_not_reused_meanwhile(sqlite_url: str) -> None:
+    from tests.worker import process_tasks
+
+    app = process_tasks.app
+    app.use_database(sqlite_url)
+    try:
+        slow = app.enqueue("nap", {"seconds": 2.0})
+        quick = app.enqueue("nap", {"seconds": 0.01})
+        worker = Worker(app, concurrency=1)
+        try:
+            started = time.monotonic()
+            assert run_once(worker) == 1
+            assert time.monotonic() - started < 1.9  # the attempt ended at its time-out, not when the process did
+            assert run_once(worker) == 1
+        finally:
+            worker.close()
+        failed = app.require_job(slow.id)
+        assert failed.status is JobStatus.FAILED and "timed out after 0.5s" in (failed.error or "")
+        assert app.require_job(quick.id).status is JobStatus.COMPLETED
+    finally:
+        app.close()

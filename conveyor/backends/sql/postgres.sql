@@ -318,7 +318,8 @@ SELECT count(*) FROM conveyor_workers WHERE expires_at >= %(now)s;
 SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;
 
 -- name: recent_durations
-SELECT type, completed_at - started_at AS duration FROM conveyor_jobs
+SELECT type, completed_at - started_at AS duration, floor((completed_at - %(since)s) / 60)::int AS minute
+FROM conveyor_jobs
 WHERE status = 'completed' AND completed_at >= %(since)s AND started_at IS NOT NULL;
 
 -- name: throughput

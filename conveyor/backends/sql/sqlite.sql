@@ -180,6 +180,7 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
                         THEN NULL ELSE :now END,
     error = CASE WHEN cancel_requested THEN error
                  ELSE 'worker lost: its lease expired during attempt ' || attempts END,
+    error_detail = CASE WHEN cancel_requested THEN error_detail ELSE NULL END,
     updated_at = :now, lease_expires_at = NULL,
     status_message = 'lease expired (worker lost)'
 WHERE status = 'processing' AND lease_expires_at < :now;

@@ -1,5 +1,5 @@
 // The jobs table: rows update in place from the live stream, new jobs appear at the top of the first page.
-import { duration, jobDuration, liveJobs, setTime, shortId, throttle } from "./app.js";
+import { duration, jobDuration, liveJobs, relative, setTime, shortId, throttle } from "./app.js";
 
 const table = document.querySelector("[data-jobs-table]");
 const tbody = table.querySelector("[data-rows]");
@@ -65,7 +65,7 @@ function updateRow(row, job) {
   text(row, "queue").textContent = job.queue;
   text(row, "attempts").textContent = `${job.attempts} / ${job.max_retries + 1}`;
   setTime(field(row, "created").querySelector("time"), job.created_at);
-  text(row, "ran").textContent = duration(jobDuration(job));
+  text(row, "ran").textContent = status === "scheduled" ? `starts ${relative(job.run_at)}` : duration(jobDuration(job));
   for (const form of row.querySelectorAll("form[data-action]")) {
     const action = form.dataset.action;
     form.setAttribute("action", `/ui/jobs/${encodeURIComponent(job.id)}/${action}`);
@@ -142,13 +142,20 @@ const refreshCounts = throttle(async () => {
   const response = await fetch("/ui/data/overview", { headers: { Accept: "application/json" } });
   if (!response.ok) return;
   const state = await response.json();
-  for (const el of document.querySelectorAll("[data-count]")) {
-    el.textContent = String(state.counts[el.dataset.count] ?? 0);
-  }
+  const scope = document.querySelector("[data-count-scope]")?.dataset.countScope;
+  const counts =
+    scope === "type"
+      ? (state.counts_by_type[filters.type] ?? {})
+      : scope === "queue"
+        ? (state.queues.find((q) => q.name === filters.queue)?.counts ?? {})
+        : state.counts;
+  for (const el of document.querySelectorAll("[data-count]")) el.textContent = String(counts[el.dataset.count] ?? 0);
 }, 1000);
 
+// Unfiltered on the server: a deleted job's type, queue and tags are gone, so only an unfiltered stream hears of
+// its deletion; `matches` filters here.
 liveJobs(
-  { type: filters.type, queue: filters.queue, tag: filters.tag },
+  {},
   {
     onJob(job) {
       const row = rowOf(job.id);

@@ -50,7 +50,7 @@ function frame(svg, max, points, format) {
 function drawThroughput(figure, points) {
   const svg = figure.querySelector("[data-svg]");
   const max = niceMax(Math.max(0, ...points.map((p) => p.completed + p.failed)));
-  const { nodes, inner, slot } = frame(svg, max, points, (v) => String(Math.round(v)));
+  const { nodes, inner, slot } = frame(svg, max, points, (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1)));
   points.forEach((p, i) => {
     const x = PAD.left + slot * i + slot * 0.15;
     const w = Math.max(1, slot * 0.7);
