@@ -47,7 +47,7 @@ from conveyor.backends.base import (
     WorkerBeat,
 )
 from conveyor.backends.queries import load_queries, sql_text
-from conveyor.errors import BackendError, ConfigError, InvalidStateError, JobNotFoundError
+from conveyor.errors import BackendError, ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, iso, to_datetime
 
 log = logging.getLogger("conveyor.postgres")
@@ -447,7 +447,7 @@ class PostgresBackend(Backend):
 
     def list_jobs(self, params: JobFilter) -> JobPage:
         if params.cursor is not None and not _is_uuid(params.cursor):
-            raise InvalidStateError(f"invalid cursor {params.cursor!r}")
+            raise InvalidArgumentsError(f"invalid cursor {params.cursor!r}")
         rows = self._dicts("list_jobs", {**_filter_params(params), "cursor": params.cursor, "limit": params.limit + 1})
         more = len(rows) > params.limit
         rows = rows[: params.limit]

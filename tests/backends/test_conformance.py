@@ -98,7 +98,7 @@ def test_list_filters_and_cursor_pagination(app: Conveyor) -> None:
     assert len(app.list_jobs(status="pending").jobs) == 8
     assert app.list_jobs(status=["completed", "failed"]).jobs == []
     assert set(app.backend.select_ids(JobFilter(tag="odd"))) == set(ids[1::2])
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(InvalidArgumentsError):
         app.list_jobs(cursor="garbage")
 
 
@@ -279,7 +279,7 @@ def test_lease_guard_rejects_a_stale_completion(timed_app: Conveyor, clock: Cloc
     assert app.backend.rescue_expired(clock.now) == 1
     rescued = app.require_job(job.id)
     assert rescued.status is JobStatus.PENDING and rescued.attempts == 1
-    assert "lease" in (rescued.error or "")
+    assert "lease" in (rescued.error or "") and rescued.error_detail is None
     [second] = claim(app, "w2").jobs
     assert second.attempt == 2
     lost = app.backend.finish_jobs([Completed(job.id, first.lease, {"by": "w1"})], clock.now)
@@ -451,3 +451,16 @@ def test_tokens_move_when_another_process_writes(app: Conveyor, db_url: str, set
         wait_for(lambda: app.backend.change_token() != change, 10, what="change token moved by a completion")
     finally:
         other.close()
+
+
+def test_rescue_clears_the_traceback_of_an_older_failure(timed_app: Conveyor, clock: Clock) -> None:
+    app = timed_app
+    job = app.enqueue("demo.fail", {"times": 1}, max_retries=3)
+    drain(app)
+    assert app.require_job(job.id).error_detail  # the first attempt's traceback
+    clock.advance(10)
+    claim(app, lease_s=5)
+    clock.advance(10)
+    assert app.backend.rescue_expired(clock.now) == 1
+    rescued = app.require_job(job.id)
+    assert "worker lost" in (rescued.error or "") and rescued.error_detail is None

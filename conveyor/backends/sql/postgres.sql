@@ -250,6 +250,7 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
                         THEN NULL ELSE %(now)s END,
     error = CASE WHEN cancel_requested THEN error
                  ELSE 'worker lost: its lease expired during attempt ' || attempts END,
+    error_detail = CASE WHEN cancel_requested THEN error_detail END,
     updated_at = %(now)s, lease_expires_at = NULL,
     status_message = 'lease expired (worker lost)'
 WHERE id IN (SELECT id FROM conveyor_jobs WHERE status = 'processing' AND lease_expires_at < %(now)s
