@@ -152,6 +152,10 @@ class WorkerBeat:
     started_at: float
     now: float
     lease_until: float
+    # The jobs the worker knows it holds (running, or finished with the outcome not yet written). A backend renews
+    # only these when given, so a job claimed by a call whose answer never arrived (the connection broke at commit)
+    # is not kept alive by heartbeats forever: its lease runs out and it is rescued. None: renew all of the worker's.
+    holding: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

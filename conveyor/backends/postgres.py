@@ -604,7 +604,8 @@ class PostgresBackend(Backend):
                     "lease_until": beat.lease_until,
                 },
             )
-            conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until})
+            holding = list(beat.holding) if beat.holding is not None else None
+            conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until, "holding": holding})
             cur = conn.execute(Q["cancel_requests"], {"worker_id": beat.id})
             return [r[0] for r in cur.fetchall()]
 

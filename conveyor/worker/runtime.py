@@ -360,7 +360,8 @@ class Worker:
     async def _beat(self) -> list[str]:
         now = self.clock()
         beat = WorkerBeat(
-            self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s
+            self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s,
+            holding=(*self._running, *(o.job_id for o in self._outcomes)),
         )
         return await self._db(self.backend.heartbeat, beat)
 

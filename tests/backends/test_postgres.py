@@ -460,3 +460,20 @@ def test_bursts_of_notifications_are_debounced(pg_url: str) -> None:
         wait_for(lambda: backend.wake_token() > last, 5, what="a lone wake-up")
     finally:
         backend.close()
+
+
+def test_heartbeat_renews_only_the_jobs_the_worker_holds(pg_app: Conveyor) -> None:
+    """A claim whose answer was lost (the connection broke at commit) leaves a job claimed under a live worker's id;
+    the worker's heartbeat names what it holds, so that job's lease runs out and it is rescued."""
+    from conveyor.backends.base import ClaimParams, WorkerBeat
+
+    known = pg_app.enqueue("demo.echo", {"n": 1}, max_retries=2)
+    orphan = pg_app.enqueue("demo.echo", {"n": 2}, max_retries=2)
+    now = time.time()
+    claimed = pg_app.backend.claim_jobs(ClaimParams("w", 2, now, now + 5)).jobs
+    assert len(claimed) == 2
+    later = now + 4
+    pg_app.backend.heartbeat(WorkerBeat("w", "h", 1, None, 2, now, later, later + 5, holding=(known.id,)))
+    assert pg_app.backend.rescue_expired(now + 6) == 1
+    assert pg_app.require_job(orphan.id).status is JobStatus.PENDING
+    assert pg_app.require_job(known.id).status is JobStatus.PROCESSING

@@ -223,7 +223,8 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at 
 
 -- name: renew_leases
 UPDATE conveyor_jobs SET lease_expires_at = %(lease_until)s
-WHERE status = 'processing' AND worker_id = %(worker_id)s;
+WHERE status = 'processing' AND worker_id = %(worker_id)s
+  AND (%(holding)s::text[] IS NULL OR id::text = ANY(%(holding)s::text[]));
 
 -- name: cancel_requests
 SELECT id::text FROM conveyor_jobs
