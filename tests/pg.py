@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 _lock = threading.Lock()
 _counter = itertools.count(1)
 _template: str | None = None
+RECONNECT_S = 30.0  # how long to wait for a server that is not answering (restarting) before giving up
 
 
 def _base(admin_url: str) -> str:
@@ -29,13 +31,34 @@ def _base(admin_url: str) -> str:
 def _admin(admin_url: str):  # type: ignore[no-untyped-def]
     import psycopg
 
-    try:
-        return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        message = f"PostgreSQL is not reachable at {admin_url}: {exc}"
-        if IN_CI:
-            pytest.fail(f"{message} (CI=true: the PostgreSQL suite is required; .ci/run starts the server)")
-        pytest.skip(message)
+    deadline = time.monotonic() + RECONNECT_S
+    while True:
+        try:
+            return psycopg.connect(admin_url, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as exc:
+            if time.monotonic() < deadline:  # a server restarting (a test of ours, or of a neighbour) comes back
+                time.sleep(0.5)
+                continue
+            message = f"PostgreSQL is not reachable at {admin_url}: {exc}"
+            if IN_CI:
+                pytest.fail(f"{message} (CI=true: the PostgreSQL suite is required; .ci/run starts the server)")
+            pytest.skip(message)
+
+
+def _admin_execute(admin_url: str, *statements: str) -> None:
+    """Run statements on a fresh admin connection, once more if the server went away meanwhile (a restart)."""
+    import psycopg
+
+    for attempt in (1, 2):
+        try:
+            with _admin(admin_url) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+            return
+        except psycopg.OperationalError:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
 
 
 def _ensure_template(admin_url: str) -> str:
@@ -79,9 +102,9 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     """Yield the URL of a new, migrated database; drop it afterwards."""
     template = _ensure_template(admin_url)
     name = f"conveyor_test_{os.getpid()}_{next(_counter)}"
-    with _admin(admin_url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    _admin_execute(
+        admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}" TEMPLATE "{template}"'
+    )
     try:
         yield f"{_base(admin_url)}/{name}"
     finally:

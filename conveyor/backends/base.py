@@ -152,6 +152,10 @@ class WorkerBeat:
     started_at: float
     now: float
     lease_until: float
+    # The jobs the worker knows it holds (running, or finished with the outcome not yet written). A backend renews
+    # only these when given, so a job claimed by a call whose answer never arrived (the connection broke at commit)
+    # is not kept alive by heartbeats forever: its lease runs out and it is rescued. None: renew all of the worker's.
+    holding: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +315,11 @@ class Backend(abc.ABC):
         """A number that changes whenever any process commits a write; cheap enough to poll every few ms."""
 
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None] | None:
-        """Have `callback` called (from any thread) when `change_token` may have changed, so an idle worker wakes at
+        """Have `callback` called (from any thread) when `wake_token` may have changed, so an idle worker wakes at
         once rather than at its next poll. Returns a function that unsubscribes; None: not supported, poll."""
         return None
+
+    def wake_token(self) -> int:
+        """For idle workers: a number that changes when jobs may have become ready (by default `change_token`; a
+        backend that can tell such changes from the rest, like PostgreSQL, wakes workers only for those)."""
+        return self.change_token()

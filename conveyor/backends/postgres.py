@@ -17,6 +17,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -46,7 +47,7 @@ from conveyor.backends.base import (
     WorkerBeat,
 )
 from conveyor.backends.queries import load_queries, sql_text
-from conveyor.errors import BackendError, ConfigError, InvalidStateError, JobNotFoundError
+from conveyor.errors import BackendError, ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, iso, to_datetime
 
 log = logging.getLogger("conveyor.postgres")
@@ -63,6 +64,7 @@ LEADER_TTL_S = 15.0  # the longest a leader that stops renewing (dead, frozen, c
 LEADER_TTL_MIN_S = 1.0
 LEADER_TTL_FIRST_S = 5.0
 LIMITED_QUEUES_TTL_S = 1.0  # how long the list of queues with a concurrency or rate limit is cached
+WAKE_COOLDOWN_S = 0.01  # notifications closer than this wake a worker once (at the end of the cooldown)
 LISTEN_WAIT_S = 0.25  # how long one wait for notifications lasts (a closing listener stops within it)
 LISTEN_RECONNECT_S = (0.1, 0.2, 0.5, 1.0)  # back-off of the listener after losing its connection
 READY_CHANNEL = "conveyor_ready"
@@ -151,6 +153,10 @@ class _Listener:
 
     The count is the worker's change token: reading it costs nothing. After losing its connection (a database restart)
     the thread reconnects with a short back-off and bumps the count, so workers look for work they may have missed.
+
+    Debounced: the first notification wakes at once; more within `WAKE_COOLDOWN_S` are folded into one wake at the
+    end of it. A stream of single enqueues then wakes each idle worker at most 1/WAKE_COOLDOWN_S times a second
+    instead of once per job, while a lone job still starts without delay.
     """
 
     def __init__(self, conninfo: str, channel: str) -> None:
@@ -158,6 +164,8 @@ class _Listener:
         self.channel = channel
         self.count = 0
         self.callbacks: list[Callable[[], None]] = []
+        self._last_wake = -math.inf
+        self._pending = False
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._conn: psycopg.Connection[Any] | None = None
@@ -172,16 +180,21 @@ class _Listener:
                     self._conn = conn
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     failures = 0
-                    self._bump()  # (re)connected: whatever happened meanwhile may have made jobs ready
+                    self._wake()  # (re)connected: whatever happened meanwhile may have made jobs ready
                     self.connected.set()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=LISTEN_WAIT_S):
-                            self._bump()
+                        wait = LISTEN_WAIT_S
+                        if self._pending:
+                            wait = max(0.0, self._last_wake + WAKE_COOLDOWN_S - time.monotonic())
+                        for _ in conn.notifies(timeout=wait):
+                            self._notified()
+                        if self._pending and time.monotonic() - self._last_wake >= WAKE_COOLDOWN_S:
+                            self._wake()
             except psycopg.Error as exc:
                 self.connected.clear()
                 if self._stop.is_set():
                     return
-                self._bump()  # nudge workers to poll while the listener is down
+                self._wake()  # nudge workers to poll while the listener is down
                 pause = LISTEN_RECONNECT_S[min(failures, len(LISTEN_RECONNECT_S) - 1)]
                 failures += 1
                 log.warning("listener on %s lost its connection (%s); reconnecting in %gs", self.channel, exc, pause)
@@ -189,7 +202,15 @@ class _Listener:
             finally:
                 self._conn = None
 
-    def _bump(self) -> None:
+    def _notified(self) -> None:
+        if time.monotonic() - self._last_wake >= WAKE_COOLDOWN_S:
+            self._wake()
+        else:
+            self._pending = True
+
+    def _wake(self) -> None:
+        self._pending = False
+        self._last_wake = time.monotonic()
         self.count += 1
         for callback in list(self.callbacks):
             try:
@@ -209,7 +230,8 @@ class PostgresBackend(Backend):
         self.url = url
         self.conninfo = _conninfo(url)
         self.holder = f"{uuid.uuid4()}"
-        self._listener: _Listener | None = None
+        self._listener: _Listener | None = None  # conveyor_ready, for workers
+        self._changes: _Listener | None = None  # conveyor_changes, for live event streams
         self._listener_lock = threading.Lock()
         self._leader_until = 0.0
         self._last_lead: float | None = None
@@ -231,14 +253,21 @@ class PostgresBackend(Backend):
             self.migrate()
 
     # ------------------------------------------------------------------------------------------ plumbing
-    def _run(self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = True) -> T:
+    def _run(
+        self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = True, pipeline: bool = False
+    ) -> T:
         """Run `fn` on a pooled connection, in a transaction. A connection found dead (the database restarted) is
-        replaced and the call tried once more, but only when nothing can have been committed."""
+        replaced and the call tried once more, but only when nothing can have been committed. With `pipeline`, BEGIN,
+        the statements and COMMIT travel together (`fn` fetching a result is what sends the batch so far)."""
         for attempt in (1, 2):
             body_done = False
             try:
                 with self._pool.connection() as conn:
-                    if transaction:
+                    if pipeline:
+                        with conn.pipeline(), conn.transaction():
+                            result = fn(conn)
+                            body_done = True
+                    elif transaction:
                         with conn.transaction():
                             result = fn(conn)
                             body_done = True
@@ -292,17 +321,19 @@ class PostgresBackend(Backend):
 
     def close(self) -> None:
         with self._listener_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            for listener in (self._listener, self._changes):
+                if listener is not None:
+                    listener.close()
+            self._listener = self._changes = None
         if self._leader_until > 0:
             with contextlib.suppress(BackendError):
                 self._run(lambda conn: conn.execute(Q["resign_leadership"], {"holder": self.holder}))
         self._pool.close()
 
     # ------------------------------------------------------------------------------------------ wake-ups
-    def change_token(self) -> int:
-        """Counts `conveyor_ready` notifications (a job became ready or scheduled, a queue changed): no query."""
+    def wake_token(self) -> int:
+        """Counts `conveyor_ready` notifications (a job became ready or scheduled, a queue changed): no query. Only
+        these wake idle workers: a busy cluster's every commit would wake them for nothing."""
         if self._listener is None:
             with self._listener_lock:
                 if self._listener is None:
@@ -310,9 +341,19 @@ class PostgresBackend(Backend):
                     self._listener.connected.wait(5.0)
         return self._listener.count
 
+    def change_token(self) -> int:
+        """Counts `conveyor_changes` notifications (any change of any job, committed by any process): no query. Its
+        own connection starts at the first call, so only processes that follow live changes (the API) listen."""
+        if self._changes is None:
+            with self._listener_lock:
+                if self._changes is None:
+                    self._changes = _Listener(self.conninfo, CHANGES_CHANNEL)
+                    self._changes.connected.wait(5.0)
+        return self._changes.count
+
     def on_change(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Wake-ups by notification: `callback` runs in the listener thread after each `conveyor_ready`."""
-        self.change_token()  # starts the listener
+        self.wake_token()  # starts the listener
         listener = self._listener
         assert listener is not None
         listener.callbacks.append(callback)
@@ -361,10 +402,8 @@ class PostgresBackend(Backend):
         def go(conn: psycopg.Connection[Any]) -> tuple[set[str], dict[str, Job]]:
             if not keyed and len(jobs) >= COPY_MIN_JOBS:
                 # COPY: the fastest way in; with no unique key nothing can conflict, so every row goes in.
-                columns = list(zip(*(params[k] for k in _COPY_PARAMS), strict=True))
                 with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
-                    for row in columns:
-                        copy.write_row((*row, now, now))
+                    copy.write(_copy_text(params, now))
                 return {j.id for j in jobs}, {}
             with conn.cursor(row_factory=tuple_row) as cur:
                 inserted = {str(r[0]) for r in cur.execute(Q["insert_jobs"], params).fetchall()}
@@ -376,7 +415,7 @@ class PostgresBackend(Backend):
             return inserted, existing
 
         if connection is None:
-            inserted, existing = self._run(go)
+            inserted, existing = self._run(go, transaction=bool(keyed))  # one statement is a transaction of its own
         else:
             conn = connection_of(connection)
             try:
@@ -408,7 +447,7 @@ class PostgresBackend(Backend):
 
     def list_jobs(self, params: JobFilter) -> JobPage:
         if params.cursor is not None and not _is_uuid(params.cursor):
-            raise InvalidStateError(f"invalid cursor {params.cursor!r}")
+            raise InvalidArgumentsError(f"invalid cursor {params.cursor!r}")
         rows = self._dicts("list_jobs", {**_filter_params(params), "cursor": params.cursor, "limit": params.limit + 1})
         more = len(rows) > params.limit
         rows = rows[: params.limit]
@@ -459,14 +498,13 @@ class PostgresBackend(Backend):
         limited = self._limited_queues(now) if claim is not None else []
 
         def go(conn: psycopg.Connection[Any]) -> tuple[list[str], ClaimResult]:
-            with conn.pipeline():
-                if not outcomes:
-                    conn.execute(Q["relaxed_commit"])
-                if progress:
-                    conn.execute(Q["write_progress"], _progress_params(progress, now))
-                written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
-                claimed = self._claim(conn, claim, limited) if claim is not None else ([], None)
-                done = {r[0] for cur in written for r in cur.fetchall()}
+            if not outcomes:
+                conn.execute(Q["relaxed_commit"])
+            if progress:
+                conn.execute(Q["write_progress"], _progress_params(progress, now))
+            written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
+            claimed = self._claim(conn, claim, limited) if claim is not None else ([], None)
+            done = {r[0] for cur in written for r in cur.fetchall()}
             lost = [o.job_id for o in outcomes if o.job_id not in done]
             rows, next_cur = claimed
             if claim is None:
@@ -478,7 +516,7 @@ class PostgresBackend(Backend):
             jobs = sorted(rows, key=lambda r: (-r[3], r[4], r[0]))
             return lost, ClaimResult([_claimed(r, claim.worker_id) for r in jobs], next_run_at)
 
-        return self._run(go)
+        return self._run(go, pipeline=True)
 
     def _limited_queues(self, now: float) -> list[str]:
         """Names of queues with a concurrency or rate limit, cached for a second: the claim statement itself skips
@@ -493,76 +531,85 @@ class PostgresBackend(Backend):
         self, conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str]
     ) -> tuple[list[tuple[Any, ...]], psycopg.Cursor[Any] | None]:
         queues = list(params.queues) if params.queues else None
-        base = {"worker_id": params.worker_id, "now": params.now, "lease_until": params.lease_until}
+        base = {
+            "worker_id": params.worker_id,
+            "now": params.now,
+            "lease_until": params.lease_until,
+            "queues": queues,
+            "types": list(params.types) if params.types else None,
+            "limit": params.limit,
+        }
         conn.execute(Q["claim_plan"])
         conn.execute(Q["promote_due"], {"now": params.now})
-        rows: list[tuple[Any, ...]] = []
-        remaining = params.limit
-        for name in limited:
-            if remaining <= 0 or (queues and name not in queues):
-                continue
-            got = self._claim_in_limited_queue(conn, name, remaining, params.now, base)
-            rows.extend(got)
-            remaining -= len(got)
-        if remaining:
-            rows.extend(conn.execute(Q["claim_jobs"], {**base, "queues": queues, "limit": remaining}).fetchall())
+        limited = [name for name in limited if not queues or name in queues]
+        if not limited:  # the common case: one statement
+            rows = conn.execute(Q["claim_jobs"], base).fetchall()
+        else:
+            rows = self._claim_with_limits(conn, params, limited, base)
         # A full claim means the worker will come back at once: only a short one needs to know when to return.
         next_cur = conn.execute(Q["next_run_at"], {"queues": queues}) if len(rows) < params.limit else None
         return rows, next_cur
 
     @staticmethod
-    def _claim_in_limited_queue(
-        conn: psycopg.Connection[Any], name: str, wanted: int, now: float, base: dict[str, Any]
+    def _claim_with_limits(
+        conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str], base: dict[str, Any]
     ) -> list[tuple[Any, ...]]:
-        # The queue row stays locked until commit, so concurrent claims in this queue take turns and the limits hold.
-        row = conn.execute(Q["lock_queue"], {"queue": name}).fetchone()
-        if row is None:
-            return []
-        paused, concurrency, rate, window_start, window_count = row
-        if paused:
-            return []
-        allowed = wanted
-        if concurrency is not None:
-            running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()
-            allowed = min(allowed, concurrency - (running[0] if running else 0))
-        if rate is not None:
-            window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
-            per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
-            if now - window_start >= window:
-                window_start, window_count = now, 0
-            allowed = min(allowed, per_window - window_count)
-        if allowed <= 0:
-            return []
-        got = conn.execute(Q["claim_jobs_in_queue"], {**base, "queue": name, "limit": allowed}).fetchall()
-        if rate is not None:
-            conn.execute(
-                Q["record_queue_starts"],
-                {"queue": name, "window_start": window_start, "window_count": window_count + len(got)},
-            )
-        return got
+        """Each limited queue's row stays locked until commit, so concurrent claims in it take turns and its
+        concurrency and rate limits hold across all workers; one statement then claims the best candidates."""
+        allowed: dict[str, int] = {}
+        windows: dict[str, tuple[float, int]] = {}
+        for name in limited:  # sorted by name: every worker locks queue rows in the same order
+            row = conn.execute(Q["lock_queue"], {"queue": name}).fetchone()
+            if row is None or row[0]:  # gone, or paused meanwhile
+                continue
+            _, concurrency, rate, window_start, window_count = row
+            n = params.limit
+            if concurrency is not None:
+                running = conn.execute(Q["count_processing_in_queue"], {"queue": name}).fetchone()
+                n = min(n, concurrency - (running[0] if running else 0))
+            if rate is not None:
+                window = max(1.0, 1.0 / rate) if rate > 0 else math.inf
+                per_window = max(1, math.floor(rate * window)) if rate > 0 else 0
+                if params.now - window_start >= window:
+                    window_start, window_count = params.now, 0
+                n = min(n, per_window - window_count)
+                windows[name] = (window_start, window_count)
+            if n > 0:
+                allowed[name] = n
+        rows = conn.execute(
+            Q["claim_jobs_with_limits"], {**base, "limited": list(allowed), "allowed": list(allowed.values())}
+        ).fetchall()
+        started = Counter(r[2] for r in rows)
+        for name, (window_start, window_count) in windows.items():
+            if started[name] or window_count == 0:
+                conn.execute(
+                    Q["record_queue_starts"],
+                    {"queue": name, "window_start": window_start, "window_count": window_count + started[name]},
+                )
+        return rows
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         def go(conn: psycopg.Connection[Any]) -> list[str]:
-            with conn.pipeline():
-                conn.execute(Q["relaxed_commit"])
-                conn.execute(
-                    Q["upsert_worker"],
-                    {
-                        "id": beat.id,
-                        "host": beat.host,
-                        "pid": beat.pid,
-                        "queues": _dumps(list(beat.queues)) if beat.queues else None,
-                        "slots": beat.slots,
-                        "started_at": beat.started_at,
-                        "now": beat.now,
-                        "lease_until": beat.lease_until,
-                    },
-                )
-                conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until})
-                cur = conn.execute(Q["cancel_requests"], {"worker_id": beat.id})
-                return [r[0] for r in cur.fetchall()]
+            conn.execute(Q["relaxed_commit"])
+            conn.execute(
+                Q["upsert_worker"],
+                {
+                    "id": beat.id,
+                    "host": beat.host,
+                    "pid": beat.pid,
+                    "queues": _dumps(list(beat.queues)) if beat.queues else None,
+                    "slots": beat.slots,
+                    "started_at": beat.started_at,
+                    "now": beat.now,
+                    "lease_until": beat.lease_until,
+                },
+            )
+            holding = list(beat.holding) if beat.holding is not None else None
+            conn.execute(Q["renew_leases"], {"worker_id": beat.id, "lease_until": beat.lease_until, "holding": holding})
+            cur = conn.execute(Q["cancel_requests"], {"worker_id": beat.id})
+            return [r[0] for r in cur.fetchall()]
 
-        return self._run(go)
+        return self._run(go, pipeline=True)
 
     def cancel_requests(self, worker_id: str) -> list[str]:
         return [r[0] for r in self._query("cancel_requests", {"worker_id": worker_id})]
@@ -769,6 +816,24 @@ _COPY_PARAMS = (
     "ids", "types", "queues", "statuses", "priorities", "args", "max_retries", "timeouts", "run_ats", "tags",
     "metadata",
 )
+
+
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_field(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _copy_text(params: dict[str, Any], now: float) -> str:
+    """Rows in COPY's text format, built in one go (much cheaper than a call per row)."""
+    tail = f"\t{now!r}\t{now!r}\n"
+    columns = [params[k] for k in _COPY_PARAMS]
+    return "".join("\t".join(map(_copy_field, row)) + tail for row in zip(*columns, strict=True))
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:

@@ -196,12 +196,12 @@ class Worker:
         """One database call per cycle: write the outcomes of finished jobs, then claim into the free slots."""
         may_have_more = True  # whether the last claim suggested more ready jobs
         due_at: float | None = None
-        token = self.backend.change_token()
+        token = self.backend.wake_token()
         while not self._stopping:
             free = self._free_slots()
             claim = free > 0 and may_have_more
             if claim or self._outcomes:
-                token = self.backend.change_token()
+                token = self.backend.wake_token()
                 outcomes, self._outcomes = self._outcomes, []
                 now = self.clock()
                 params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues) if claim else None
@@ -236,7 +236,7 @@ class Worker:
             if self._outcomes:
                 return False
             if self._free_slots() > 0:
-                if self.backend.change_token() != token or time.monotonic() >= deadline:
+                if self.backend.wake_token() != token or time.monotonic() >= deadline:
                     return True
             self._wake.clear()
             timer = asyncio.get_running_loop().call_later(IDLE_CHECK_S, self._wake.set)
@@ -360,7 +360,8 @@ class Worker:
     async def _beat(self) -> list[str]:
         now = self.clock()
         beat = WorkerBeat(
-            self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s
+            self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s,
+            holding=(*self._running, *(o.job_id for o in self._outcomes)),
         )
         return await self._db(self.backend.heartbeat, beat)
 

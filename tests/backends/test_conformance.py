@@ -98,7 +98,7 @@ def test_list_filters_and_cursor_pagination(app: Conveyor) -> None:
     assert len(app.list_jobs(status="pending").jobs) == 8
     assert app.list_jobs(status=["completed", "failed"]).jobs == []
     assert set(app.backend.select_ids(JobFilter(tag="odd"))) == set(ids[1::2])
-    with pytest.raises(InvalidStateError):
+    with pytest.raises(InvalidArgumentsError):
         app.list_jobs(cursor="garbage")
 
 
@@ -279,7 +279,7 @@ def test_lease_guard_rejects_a_stale_completion(timed_app: Conveyor, clock: Cloc
     assert app.backend.rescue_expired(clock.now) == 1
     rescued = app.require_job(job.id)
     assert rescued.status is JobStatus.PENDING and rescued.attempts == 1
-    assert "lease" in (rescued.error or "")
+    assert "lease" in (rescued.error or "") and rescued.error_detail is None
     [second] = claim(app, "w2").jobs
     assert second.attempt == 2
     lost = app.backend.finish_jobs([Completed(job.id, first.lease, {"by": "w1"})], clock.now)
@@ -376,3 +376,91 @@ def test_stats_workers_and_queues(app: Conveyor) -> None:
         [info] = [w for w in app.list_workers() if w.id == worker.id]
         assert info.slots == 3 and info.queues == ["default"] and info.running == []
     assert all(w.id != worker.id for w in app.list_workers())
+
+
+def test_prune_deletes_old_finished_jobs_only(timed_app: Conveyor, clock: Clock) -> None:
+    app = timed_app
+    old = app.enqueue("demo.echo", {"n": "old"})
+    drain(app)
+    clock.advance(3600)
+    recent = app.enqueue("demo.echo", {"n": "recent"})
+    drain(app)
+    waiting = app.enqueue("demo.echo", {"n": "waiting"}, delay=10)
+    assert app.backend.prune(clock.now - 1800, clock.now) == 1
+    assert app.get_job(old.id) is None and app.job_events(recent.id)
+    assert {app.require_job(recent.id).status, app.require_job(waiting.id).status} == {
+        JobStatus.COMPLETED, JobStatus.SCHEDULED,
+    }
+
+
+def test_queue_concurrency_holds_across_workers(app: Conveyor) -> None:
+    app.set_queue("narrow", concurrency=2)
+    jobs = app.enqueue_many("demo.sleep", [{"seconds": 0.3, "steps": 1}] * 8, queue="narrow")
+    peak = 0
+    with running_worker(app, concurrency=4), running_worker(app, concurrency=4):
+        deadline = time.monotonic() + 60
+        while not all(app.require_job(j.id).status is JobStatus.COMPLETED for j in jobs):
+            assert time.monotonic() < deadline, "jobs did not finish"
+            running = len(app.list_jobs(status="processing", queue="narrow").jobs)
+            peak = max(peak, running)
+            time.sleep(0.02)
+    assert 1 <= peak <= 2
+
+
+def test_big_batch_round_trips_awkward_text(app: Conveyor) -> None:
+    awkward = {"text": "tab\there\nnew line\r\\back\\slash \\N \u00e9\u4e2d\U0001f600 'quote\" %s %(x)s", "n": 1.5e-7}
+    jobs = app.enqueue_many("demo.echo", [{**awkward, "i": i} for i in range(120)], tags=["a\tb", "c\\d"],
+                            metadata={"why": "line\nbreak"}, timeout=2.5, priority=-3)
+    got = app.require_job(jobs[77].id)
+    assert got.args == {**awkward, "i": 77}
+    assert (got.tags, got.metadata, got.timeout, got.priority) == (["a\tb", "c\\d"], {"why": "line\nbreak"}, 2.5, -3)
+    assert len(app.list_jobs(tag="c\\d", limit=1000).jobs) == 120
+
+
+def test_claim_by_type(app: Conveyor) -> None:
+    echo = app.enqueue("demo.echo", {})
+    sleep = app.enqueue("demo.sleep", {"seconds": 0}, priority=-5)
+    app.set_queue("limited", concurrency=5)
+    limited_sleep = app.enqueue("demo.sleep", {"seconds": 0}, queue="limited", priority=-9)
+    limited_echo = app.enqueue("demo.echo", {}, queue="limited")
+    got = app.backend.claim_jobs(ClaimParams("w1", 10, app.clock(), app.clock() + 30, None, ("demo.sleep",)))
+    assert [j.id for j in got.jobs] == [sleep.id, limited_sleep.id]
+    rest = claim(app, "w2").jobs
+    assert {j.id for j in rest} == {echo.id, limited_echo.id}
+
+
+def test_limited_queue_does_not_jump_ahead_of_better_jobs(app: Conveyor) -> None:
+    app.set_queue("limited", concurrency=3)
+    low = app.enqueue("demo.echo", {"n": "limited, low"}, queue="limited", priority=0)
+    high = app.enqueue("demo.echo", {"n": "default, high"}, priority=10)
+    mid = app.enqueue("demo.echo", {"n": "limited, mid"}, queue="limited", priority=5)
+    assert [j.id for j in claim(app, limit=1).jobs] == [high.id]
+    assert [j.id for j in claim(app, limit=5).jobs] == [mid.id, low.id]
+
+
+def test_tokens_move_when_another_process_writes(app: Conveyor, db_url: str, settings: Settings) -> None:
+    other = Conveyor(db_url, settings=settings)
+    try:
+        change, wake = app.backend.change_token(), app.backend.wake_token()
+        job = other.enqueue("demo.echo", {})
+        wait_for(lambda: app.backend.wake_token() != wake, 10, what="wake token moved by an enqueue")
+        wait_for(lambda: app.backend.change_token() != change, 10, what="change token moved by an enqueue")
+        change = app.backend.change_token()
+        [claimed] = other.backend.claim_jobs(ClaimParams("w", 1, other.clock(), other.clock() + 30)).jobs
+        other.backend.finish_jobs([Completed(job.id, claimed.lease, None)], other.clock())
+        wait_for(lambda: app.backend.change_token() != change, 10, what="change token moved by a completion")
+    finally:
+        other.close()
+
+
+def test_rescue_clears_the_traceback_of_an_older_failure(timed_app: Conveyor, clock: Clock) -> None:
+    app = timed_app
+    job = app.enqueue("demo.fail", {"times": 1}, max_retries=3)
+    drain(app)
+    assert app.require_job(job.id).error_detail  # the first attempt's traceback
+    clock.advance(10)
+    claim(app, lease_s=5)
+    clock.advance(10)
+    assert app.backend.rescue_expired(clock.now) == 1
+    rescued = app.require_job(job.id)
+    assert "worker lost" in (rescued.error or "") and rescued.error_detail is None

@@ -100,7 +100,7 @@ def test_sigkill_mid_job_reruns_after_the_lease(any_app: Conveyor, workers: Work
     log = tmp_path / "starts.log"
     job = any_app.enqueue("slow_first", {"seconds": 60, "log": str(log)})
     first = workers.start()
-    wait_for(lambda: any_app.require_job(job.id).status is JobStatus.PROCESSING, 30, what="first attempt started")
+    wait_for(lambda: len(starts(log)) == 1, 30, what="first attempt started")
     os.kill(first.pid, signal.SIGKILL)
     first.wait(10)
     workers.start()
@@ -241,6 +241,9 @@ def test_sql_api_enqueue_and_read(pg_app: Conveyor, pg_url: str) -> None:
         history = conn.execute("SELECT to_status FROM conveyor.job_events WHERE job_id = %s ORDER BY id",
                                (job_id,)).fetchall()
         assert [h[0] for h in history] == ["pending", "processing", "completed"]
+        assert conn.execute("SELECT conveyor.cancel(%s)", (later,)).fetchone()[0] == "cancelled"
+        assert conn.execute("SELECT conveyor.retry(%s)", (later,)).fetchone()[0] == "pending"
+        assert conn.execute("SELECT conveyor.retry(%s)", (later,)).fetchone()[0] == "pending"  # not retryable now
         assert conn.execute("SELECT conveyor.cancel(%s)", (later,)).fetchone()[0] == "cancelled"
         queues = conn.execute("SELECT name, pending, scheduled FROM conveyor.queues").fetchall()
         assert queues == [("default", 0, 0)]
@@ -438,3 +441,39 @@ def test_worker_survives_its_connections_being_killed(pg_app: Conveyor, pg_url: 
             wait_for(lambda: pg_app.require_job(second.id).status is JobStatus.COMPLETED, 10, what="woken again")
     finally:
         app.close()
+
+
+def test_bursts_of_notifications_are_debounced(pg_url: str) -> None:
+    backend = PostgresBackend(pg_url)
+    try:
+        before = backend.wake_token()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            for _ in range(300):
+                conn.execute("NOTIFY conveyor_ready")
+        wait_for(lambda: backend.wake_token() > before, 10, what="a wake-up")
+        time.sleep(0.3)  # the trailing wake of the last burst
+        woken = backend.wake_token() - before
+        assert 1 <= woken < 150, woken  # far fewer wake-ups than notifications, and never none
+        last = backend.wake_token()
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute("NOTIFY conveyor_ready")  # a lone notification after a pause wakes at once
+        wait_for(lambda: backend.wake_token() > last, 5, what="a lone wake-up")
+    finally:
+        backend.close()
+
+
+def test_heartbeat_renews_only_the_jobs_the_worker_holds(pg_app: Conveyor) -> None:
+    """A claim whose answer was lost (the connection broke at commit) leaves a job claimed under a live worker's id;
+    the worker's heartbeat names what it holds, so that job's lease runs out and it is rescued."""
+    from conveyor.backends.base import ClaimParams, WorkerBeat
+
+    known = pg_app.enqueue("demo.echo", {"n": 1}, max_retries=2)
+    orphan = pg_app.enqueue("demo.echo", {"n": 2}, max_retries=2)
+    now = time.time()
+    claimed = pg_app.backend.claim_jobs(ClaimParams("w", 2, now, now + 5)).jobs
+    assert len(claimed) == 2
+    later = now + 4
+    pg_app.backend.heartbeat(WorkerBeat("w", "h", 1, None, 2, now, later, later + 5, holding=(known.id,)))
+    assert pg_app.backend.rescue_expired(now + 6) == 1
+    assert pg_app.require_job(orphan.id).status is JobStatus.PENDING
+    assert pg_app.require_job(known.id).status is JobStatus.PROCESSING

@@ -97,6 +97,7 @@ WITH picked AS (
     SELECT id FROM conveyor_jobs
     WHERE status = 'pending'
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
       AND queue NOT IN (SELECT name FROM conveyor_queues
                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
     ORDER BY priority DESC, run_at, id
@@ -109,12 +110,31 @@ FROM picked WHERE j.id = picked.id
 RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts, j.attempts_base, j.max_retries,
           j.timeout;
 
--- name: claim_jobs_in_queue
-WITH picked AS (
-    SELECT id FROM conveyor_jobs
-    WHERE status = 'pending' AND queue = %(queue)s
-    ORDER BY priority DESC, run_at, id
-    LIMIT %(limit)s
+-- name: claim_jobs_with_limits
+-- Candidates from the unlimited queues and from each limited queue up to what it allows now (`allowed`), then the
+-- best of them all by priority: a limited queue's jobs must not jump ahead of better jobs elsewhere, nor be starved.
+WITH allowance AS (
+    SELECT * FROM unnest(%(limited)s::text[], %(allowed)s::int[]) AS a(queue, n)
+), candidates AS (
+    (SELECT id, priority, run_at FROM conveyor_jobs
+     WHERE status = 'pending'
+       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+       AND queue NOT IN (SELECT name FROM conveyor_queues
+                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+     ORDER BY priority DESC, run_at, id
+     LIMIT %(limit)s)
+    UNION ALL
+    SELECT c.id, c.priority, c.run_at FROM allowance, LATERAL (
+        SELECT id, priority, run_at FROM conveyor_jobs
+        WHERE status = 'pending' AND queue = allowance.queue
+          AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+        ORDER BY priority DESC, run_at, id
+        LIMIT allowance.n) c
+), picked AS (
+    SELECT j.id FROM conveyor_jobs j
+    WHERE j.id IN (SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT %(limit)s)
+      AND j.status = 'pending'
     FOR UPDATE SKIP LOCKED)
 UPDATE conveyor_jobs j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
@@ -203,7 +223,8 @@ ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at 
 
 -- name: renew_leases
 UPDATE conveyor_jobs SET lease_expires_at = %(lease_until)s
-WHERE status = 'processing' AND worker_id = %(worker_id)s;
+WHERE status = 'processing' AND worker_id = %(worker_id)s
+  AND (%(holding)s::text[] IS NULL OR id::text = ANY(%(holding)s::text[]));
 
 -- name: cancel_requests
 SELECT id::text FROM conveyor_jobs
@@ -230,6 +251,7 @@ SET status = CASE WHEN cancel_requested THEN 'cancelled'
                         THEN NULL ELSE %(now)s END,
     error = CASE WHEN cancel_requested THEN error
                  ELSE 'worker lost: its lease expired during attempt ' || attempts END,
+    error_detail = CASE WHEN cancel_requested THEN error_detail END,
     updated_at = %(now)s, lease_expires_at = NULL,
     status_message = 'lease expired (worker lost)'
 WHERE id IN (SELECT id FROM conveyor_jobs WHERE status = 'processing' AND lease_expires_at < %(now)s

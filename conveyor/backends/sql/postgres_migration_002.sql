@@ -81,6 +81,21 @@ BEGIN
     RETURN st;
 END $$;
 
+-- Retry a failed or cancelled job: pending again with a fresh retry budget (attempts keep counting). Returns the
+-- status afterwards (`pending` if it was retried); NULL for an unknown id.
+CREATE FUNCTION conveyor.retry(job_id uuid) RETURNS text LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    now_s double precision := extract(epoch FROM clock_timestamp());
+    st    text;
+BEGIN
+    UPDATE conveyor_jobs
+    SET status = 'pending', attempts_base = attempts, run_at = now_s, result = NULL, completed_at = NULL,
+        cancel_requested = false, progress = 0, progress_info = NULL, updated_at = now_s, status_message = 'retried'
+    WHERE id = retry.job_id AND status IN ('failed', 'cancelled');
+    SELECT status INTO st FROM conveyor_jobs WHERE id = retry.job_id;
+    RETURN st;
+END $$;
+
 CREATE VIEW conveyor.jobs AS
 SELECT id, type, queue, status, priority, args, result, error, error_detail, progress, progress_info, attempts,
        max_retries, timeout, to_timestamp(run_at) AS run_at, tags, metadata, unique_key,
