@@ -18,7 +18,9 @@ def open_backend(url: str) -> Backend:
     if scheme in {"postgresql", "postgres"} or scheme.startswith("postgresql+"):
         try:
             from conveyor.backends.postgres import PostgresBackend  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:  # pragma: no cover - until the backend lands
-            raise ConfigError(f"the PostgreSQL backend is not available: {exc}") from exc
+        except ImportError as exc:
+            raise ConfigError(
+                f"the PostgreSQL backend needs psycopg 3 ({exc}): pip install 'conveyor-jobs[postgres]'"
+            ) from exc
         return PostgresBackend(url)  # type: ignore[no-any-return,unused-ignore]
     raise ConfigError(f"unsupported database URL {url!r}: use sqlite:///path/to/file.db or postgresql://...")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
@@ -31,6 +32,34 @@ class NewJob:
     metadata: dict[str, Any]
     unique_key: str | None
     scheduled: bool
+
+    def as_job(self, now: datetime) -> Job:
+        """The job as it is right after its insert at `now` (so a backend need not read it back)."""
+        return Job(
+            id=self.id,
+            type=self.type,
+            queue=self.queue,
+            status=JobStatus.SCHEDULED if self.scheduled else JobStatus.PENDING,
+            priority=self.priority,
+            args=self.args,
+            result=None,
+            error=None,
+            error_detail=None,
+            progress=0,
+            progress_info=None,
+            attempts=0,
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+            run_at=datetime.fromtimestamp(self.run_at, UTC) if self.scheduled else now,
+            tags=self.tags,
+            metadata=self.metadata,
+            unique_key=self.unique_key,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            completed_at=None,
+            worker_id=None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

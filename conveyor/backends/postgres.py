@@ -19,6 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import psycopg
@@ -428,11 +429,11 @@ class PostgresBackend(Backend):
                         inserted, existing = go(conn)  # mode outside one, a transaction of its own)
             except psycopg.Error as exc:
                 raise BackendError(f"PostgreSQL error: {exc}") from exc
-        created_at = to_datetime(now)
+        created_at = datetime.fromtimestamp(now, UTC)
         out = []
         for j in jobs:
             if j.id in inserted:
-                out.append(_new_job(j, created_at))
+                out.append(j.as_job(created_at))
             else:
                 assert j.unique_key is not None
                 out.append(existing[j.unique_key])
@@ -848,33 +849,6 @@ def _is_uuid(value: str) -> bool:
         return False
     return True
 
-
-def _new_job(j: NewJob, now: Any) -> Job:
-    return Job(
-        id=j.id,
-        type=j.type,
-        queue=j.queue,
-        status=JobStatus.SCHEDULED if j.scheduled else JobStatus.PENDING,
-        priority=j.priority,
-        args=j.args,
-        result=None,
-        error=None,
-        error_detail=None,
-        progress=0,
-        progress_info=None,
-        attempts=0,
-        max_retries=j.max_retries,
-        timeout=j.timeout,
-        run_at=to_datetime(j.run_at) if j.scheduled else now,  # type: ignore[arg-type]
-        tags=j.tags,
-        metadata=j.metadata,
-        unique_key=j.unique_key,
-        created_at=now,
-        updated_at=now,
-        started_at=None,
-        completed_at=None,
-        worker_id=None,
-    )
 
 
 def _progress_params(updates: Sequence[ProgressUpdate], now: float) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -257,48 +258,21 @@ class SQLiteBackend(Backend):
             }
             for j in jobs
         ]
-        created_at = to_datetime(now)
+        created_at = datetime.fromtimestamp(now, UTC)
         assert created_at is not None
         out: list[Job] = []
         with self._write() as conn:
             if all(j.unique_key is None for j in jobs):
                 conn.executemany(Q["insert_job"], rows)
-                return [self._new_job(j, created_at) for j in jobs]
+                return [j.as_job(created_at) for j in jobs]
             for job, row in zip(jobs, rows, strict=True):
                 if conn.execute(Q["insert_job"], row).rowcount == 1:
-                    out.append(self._new_job(job, created_at))
+                    out.append(job.as_job(created_at))
                     continue
                 cur = conn.execute(Q["get_open_by_unique_key"], {"unique_key": job.unique_key})
                 out.append(_job(self._dicts(cur)[0]))
         return out
 
-    @staticmethod
-    def _new_job(j: NewJob, now: Any) -> Job:
-        return Job(
-            id=j.id,
-            type=j.type,
-            queue=j.queue,
-            status=JobStatus.SCHEDULED if j.scheduled else JobStatus.PENDING,
-            priority=j.priority,
-            args=j.args,
-            result=None,
-            error=None,
-            error_detail=None,
-            progress=0,
-            progress_info=None,
-            attempts=0,
-            max_retries=j.max_retries,
-            timeout=j.timeout,
-            run_at=to_datetime(j.run_at) if j.scheduled else now,  # type: ignore[arg-type]
-            tags=j.tags,
-            metadata=j.metadata,
-            unique_key=j.unique_key,
-            created_at=now,
-            updated_at=now,
-            started_at=None,
-            completed_at=None,
-            worker_id=None,
-        )
 
     # ------------------------------------------------------------------------------------------ reading
     def get_job(self, job_id: str) -> Job | None:
