@@ -13,7 +13,6 @@ import contextlib
 import json
 import logging
 import math
-import statistics
 import threading
 import time
 import uuid
@@ -49,7 +48,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.queries import load_queries, sql_text
 from conveyor.errors import BackendError, ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
-from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, iso, to_datetime
+from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, to_datetime
 
 log = logging.getLogger("conveyor.postgres")
 T = TypeVar("T")
@@ -794,23 +793,7 @@ class PostgresBackend(Backend):
                 return [c.fetchall() for c in curs]
 
         by_type_rows, duration_rows, minutes, workers = self._run(go, transaction=False)
-        by_type: dict[str, dict[str, int]] = {}
-        for type_, status, n in by_type_rows:
-            by_type.setdefault(type_, {})[status] = n
-        samples: dict[str, list[float]] = {}
-        by_minute: dict[int, list[float]] = {}
-        for type_, duration, minute in duration_rows:
-            samples.setdefault(type_, []).append(duration)
-            by_minute.setdefault(minute, []).append(duration)
-        counts = {s.value: sum(c.get(s.value, 0) for c in by_type.values()) for s in JobStatus}
-        return Stats(
-            counts=counts,
-            counts_by_type=by_type,
-            durations={t: _summary(v) for t, v in samples.items()},
-            throughput=_per_minute(minutes, since, window_s),
-            workers=int(workers[0][0]),
-            extra={"duration_series": _duration_series(by_minute, since, window_s)},
-        )
+        return Stats.from_rows(by_type_rows, duration_rows, minutes, workers[0][0], since, window_s)
 
 
 _COPY_PARAMS = (
@@ -892,27 +875,3 @@ def _outcome_batches(outcomes: Sequence[Outcome], now: float) -> Iterator[tuple[
         yield "release_jobs", {**lease(released), "reasons": [o.reason for o in released]}
 
 
-def _duration_series(by_minute: dict[int, list[float]], since: float, window_s: float) -> list[dict[str, Any]]:
-    """Per minute of the window: how many jobs completed and their duration summary (seconds; null if none)."""
-    series: list[dict[str, Any]] = []
-    for i in range(int(window_s // 60)):
-        values = by_minute.get(i)
-        summary = _summary(values) if values else {"count": 0, "avg": None, "p50": None, "p95": None}
-        series.append({"minute": iso(to_datetime(since + 60 * i)), **summary})
-    return series
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    if len(values) == 1:
-        return {"count": 1, "avg": values[0], "p50": values[0], "p95": values[0]}
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return {"count": len(values), "avg": statistics.fmean(values), "p50": q[49], "p95": q[94]}
-
-
-def _per_minute(rows: list[tuple[int, str, int]], since: float, window_s: float) -> list[dict[str, Any]]:
-    buckets = [{"minute": to_datetime(since + 60 * i), "completed": 0, "failed": 0} for i in range(int(window_s // 60))]
-    for minute, status, n in rows:
-        if 0 <= minute < len(buckets):
-            buckets[minute][status] = n
-    return [{**b, "minute": b["minute"].isoformat()} for b in buckets]  # type: ignore[union-attr]

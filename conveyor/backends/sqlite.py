@@ -6,7 +6,6 @@ import contextlib
 import json
 import math
 import sqlite3
-import statistics
 import threading
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -42,7 +41,6 @@ from conveyor.job import (
     JobStatus,
     QueueInfo,
     WorkerInfo,
-    iso,
     to_datetime,
 )
 
@@ -593,48 +591,10 @@ class SQLiteBackend(Backend):
     def stats(self, now: float, window_s: float = 3600.0) -> Stats:
         since = now - window_s
         with self._read() as conn:
-            by_type: dict[str, dict[str, int]] = {}
-            for type_, status, n in conn.execute(Q["counts_by_type"]).fetchall():
-                by_type.setdefault(type_, {})[status] = n
-            samples: dict[str, list[float]] = {}
-            by_minute: dict[int, list[float]] = {}
-            for type_, duration, minute in conn.execute(Q["recent_durations"], {"since": since}).fetchall():
-                samples.setdefault(type_, []).append(duration)
-                by_minute.setdefault(minute, []).append(duration)
+            by_type = conn.execute(Q["counts_by_type"]).fetchall()
+            durations = conn.execute(Q["recent_durations"], {"since": since}).fetchall()
             minutes = conn.execute(Q["throughput"], {"since": since}).fetchall()
             workers = conn.execute(Q["count_live_workers"], {"now": now}).fetchone()[0]
-        counts = {s.value: sum(c.get(s.value, 0) for c in by_type.values()) for s in JobStatus}
-        return Stats(
-            counts=counts,
-            counts_by_type=by_type,
-            durations={t: _summary(v) for t, v in samples.items()},
-            throughput=_per_minute(minutes, since, window_s),
-            workers=workers,
-            extra={"duration_series": _duration_series(by_minute, since, window_s)},
-        )
+        return Stats.from_rows(by_type, durations, minutes, workers, since, window_s)
 
 
-def _duration_series(by_minute: dict[int, list[float]], since: float, window_s: float) -> list[dict[str, Any]]:
-    """Per minute of the window: how many jobs completed and their duration summary (seconds; null if none)."""
-    series: list[dict[str, Any]] = []
-    for i in range(int(window_s // 60)):
-        values = by_minute.get(i)
-        summary = _summary(values) if values else {"count": 0, "avg": None, "p50": None, "p95": None}
-        series.append({"minute": iso(to_datetime(since + 60 * i)), **summary})
-    return series
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    values = sorted(values)
-    if len(values) == 1:
-        return {"count": 1, "avg": values[0], "p50": values[0], "p95": values[0]}
-    q = statistics.quantiles(values, n=100, method="inclusive")
-    return {"count": len(values), "avg": statistics.fmean(values), "p50": q[49], "p95": q[94]}
-
-
-def _per_minute(rows: list[tuple[int, str, int]], since: float, window_s: float) -> list[dict[str, Any]]:
-    buckets = [{"minute": to_datetime(since + 60 * i), "completed": 0, "failed": 0} for i in range(int(window_s // 60))]
-    for minute, status, n in rows:
-        if 0 <= minute < len(buckets):
-            buckets[minute][status] = n
-    return [{**b, "minute": b["minute"].isoformat()} for b in buckets]  # type: ignore[union-attr]
