@@ -506,14 +506,14 @@ class PostgresStore(VectorStore):
 
     def migrate(self, use_pgvector: bool | None = None) -> None:
         with self._tx() as ex:
-            ex.conn.execute("SELECT pg_advisory_xact_lock(hashtext('conveyor.ingest.migrate'))")
+            ex.conn.execute(self.q["migrate_lock"])
             ex.conn.execute(_sql("postgres_schema.sql"))
         if use_pgvector is False:
             return
         try:
             with self._tx() as ex:
-                ex.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-                ex.conn.execute("ALTER TABLE ingest_chunks ADD COLUMN IF NOT EXISTS embedding_pgv vector")
+                ex.conn.execute(self.q["enable_pgvector"])
+                ex.conn.execute(self.q["add_pgvector_column"])
             self.pgvector = True
         except BackendError:
             if use_pgvector:

@@ -96,3 +96,13 @@ UPDATE ingest_chunks SET embedding_pgv = %(vector)s::vector WHERE id = %(id)s;
 
 -- name: pgvector_pending
 SELECT id, embedding FROM ingest_chunks WHERE namespace = %(namespace)s AND embedding_pgv IS NULL;
+
+-- name: migrate_lock
+-- Two processes starting at once must not race the schema.
+SELECT pg_advisory_xact_lock(hashtext('conveyor.ingest.migrate'));
+
+-- name: enable_pgvector
+CREATE EXTENSION IF NOT EXISTS vector;
+
+-- name: add_pgvector_column
+ALTER TABLE ingest_chunks ADD COLUMN IF NOT EXISTS embedding_pgv vector;
