@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from conveyor.job import json_value
+
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.job import Job
@@ -67,10 +69,12 @@ class JobContext:
         self._cancelled = True
 
     def progress(self, percent: float, **info: Any) -> None:
-        """Report progress 0-100 with optional details (stage, done, total...); non-blocking."""
+        """Report progress 0-100 with optional details (stage, done, total...); non-blocking. Details JSON cannot
+        hold raise ValueError here, in the task, rather than failing the worker's next write."""
         value = max(0, min(100, int(percent)))
+        details = json_value(info, "progress details") if info else None
         if self._progress_sink is not None:
-            self._progress_sink(self.job_id, value, info or None)
+            self._progress_sink(self.job_id, value, details)
 
     def enqueue(self, task_type: str, args: dict[str, Any] | None = None, **options: Any) -> Job:
         """Enqueue a follow-up job."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
+
+from pydantic_core import to_jsonable_python
 
 
 class JobStatus(StrEnum):
@@ -24,6 +27,22 @@ class JobStatus(StrEnum):
 OPEN_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 LATEST_RUN_AT_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()  # a later run_at could not be read back as a datetime
+
+
+_strict_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
+
+
+def json_value(value: Any, what: str) -> Any:
+    """`value` as plain JSON data, as a job stores it (a result, progress details). Raises ValueError naming `what`
+    for what JSON cannot hold: objects pydantic cannot serialise, NaN and infinite floats (SQLite would store them,
+    PostgreSQL rejects them: the same job must behave the same on both)."""
+    try:
+        plain = to_jsonable_python(value)
+        if not isinstance(plain, str | int | bool | None):  # floats and containers may hide a NaN
+            _strict_json(plain)
+    except ValueError as exc:  # PydanticSerializationError is one
+        raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    return plain
 
 
 def to_datetime(epoch_s: float | None) -> datetime | None:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -42,7 +42,6 @@ from conveyor.backends.base import (
     Outcome,
     ProgressUpdate,
     QueueChange,
-    Released,
     Stats,
     WorkerBeat,
 )
@@ -53,7 +52,7 @@ from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInf
 log = logging.getLogger("conveyor.postgres")
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATION_LOCK_KEY = 0x636F6E76  # "conv": the advisory lock that serialises concurrent migrations
 POOL_MAX_SIZE = 8
 POOL_TIMEOUT_S = 30.0  # how long a call waits for a connection (covers a database restart)
@@ -489,32 +488,35 @@ class PostgresBackend(Backend):
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
     ) -> tuple[list[str], ClaimResult]:
-        """One transaction, sent as one pipeline: progress, outcomes (one statement per kind), then the claim.
+        """A worker's cycle: progress, outcomes, then the claim, in one transaction.
 
-        A transaction without outcomes commits without waiting for the disk (`relaxed_commit`): should the database
-        crash and lose it, a lost claim is the same as a worker that died before starting (the job is claimed and
-        run again: at least once), and lost progress is only progress. Outcomes, enqueues and steering always wait
-        for the disk, so no completed job runs again."""
-        limited = self._limited_queues(now) if claim is not None else []
+        The common case is one call of the database function `conveyor_work` (migration 3): one round trip, one
+        statement that is its own transaction, each batch sent as one JSON document. Queues with a concurrency or rate
+        limit among the worker's need the per-queue locking claim (`_claim_with_limits`) in the same transaction.
+
+        A transaction without outcomes commits without waiting for the disk: should the database crash and lose it,
+        a lost claim is the same as a worker that died before starting (the job is claimed and run again: at least
+        once), and lost progress is only progress. Outcomes, enqueues and steering always wait for the disk, so no
+        completed job runs again."""
+        batches = _work_batches(outcomes, progress)
+        limited: list[str] = []
+        if claim is not None:
+            limited = [q for q in self._limited_queues(now) if not claim.queues or q in claim.queues]
+        if not limited:
+            work = {**batches, "now": now, **_claim_params(claim)}
+            doc = self._run(lambda conn: conn.execute(Q["work"], work).fetchone(), transaction=False)
+            assert doc is not None
+            return doc[0]["lost"], _claim_result(doc[0], claim)
 
         def go(conn: psycopg.Connection[Any]) -> tuple[list[str], ClaimResult]:
-            if not outcomes:
+            assert claim is not None
+            lost: list[str] = []
+            if any(v is not None for v in batches.values()):
+                cur = conn.execute(Q["work"], {**batches, "now": now, **_claim_params(None)})
+                lost = cur.fetchone()[0]["lost"]  # type: ignore[index]
+            else:
                 conn.execute(Q["relaxed_commit"])
-            if progress:
-                conn.execute(Q["write_progress"], _progress_params(progress, now))
-            written = [conn.execute(Q[name], p) for name, p in _outcome_batches(outcomes, now)]
-            claimed = self._claim(conn, claim, limited) if claim is not None else ([], None)
-            done = {r[0] for cur in written for r in cur.fetchall()}
-            lost = [o.job_id for o in outcomes if o.job_id not in done]
-            rows, next_cur = claimed
-            if claim is None:
-                return lost, ClaimResult([])
-            next_run_at = None
-            if next_cur is not None:
-                row = next_cur.fetchone()
-                next_run_at = row[0] if row else None
-            jobs = sorted(rows, key=lambda r: (-r[3], r[4], r[0]))
-            return lost, ClaimResult([_claimed(r, claim.worker_id) for r in jobs], next_run_at)
+            return lost, self._claim_with_limits(conn, claim, limited)
 
         return self._run(go, pipeline=True)
 
@@ -527,9 +529,10 @@ class PostgresBackend(Backend):
             self._limited = (time.monotonic(), names)
         return names
 
-    def _claim(
-        self, conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str]
-    ) -> tuple[list[tuple[Any, ...]], psycopg.Cursor[Any] | None]:
+    @staticmethod
+    def _claim_with_limits(conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str]) -> ClaimResult:
+        """Each limited queue's row stays locked until commit, so concurrent claims in it take turns and its
+        concurrency and rate limits hold across all workers; one statement then claims the best candidates."""
         queues = list(params.queues) if params.queues else None
         base = {
             "worker_id": params.worker_id,
@@ -541,21 +544,6 @@ class PostgresBackend(Backend):
         }
         conn.execute(Q["claim_plan"])
         conn.execute(Q["promote_due"], {"now": params.now})
-        limited = [name for name in limited if not queues or name in queues]
-        if not limited:  # the common case: one statement
-            rows = conn.execute(Q["claim_jobs"], base).fetchall()
-        else:
-            rows = self._claim_with_limits(conn, params, limited, base)
-        # A full claim means the worker will come back at once: only a short one needs to know when to return.
-        next_cur = conn.execute(Q["next_run_at"], {"queues": queues}) if len(rows) < params.limit else None
-        return rows, next_cur
-
-    @staticmethod
-    def _claim_with_limits(
-        conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str], base: dict[str, Any]
-    ) -> list[tuple[Any, ...]]:
-        """Each limited queue's row stays locked until commit, so concurrent claims in it take turns and its
-        concurrency and rate limits hold across all workers; one statement then claims the best candidates."""
         allowed: dict[str, int] = {}
         windows: dict[str, tuple[float, int]] = {}
         for name in limited:  # sorted by name: every worker locks queue rows in the same order
@@ -586,7 +574,12 @@ class PostgresBackend(Backend):
                     Q["record_queue_starts"],
                     {"queue": name, "window_start": window_start, "window_count": window_count + started[name]},
                 )
-        return rows
+        next_run_at = None
+        if len(rows) < params.limit:  # a full claim brings the worker back at once; only a short one needs to know
+            row = conn.execute(Q["next_run_at"], {"queues": queues}).fetchone()
+            next_run_at = row[0] if row else None
+        jobs = sorted(rows, key=lambda r: (-r[3], r[4], r[0]))
+        return ClaimResult([_claimed(r, params.worker_id) for r in jobs], next_run_at)
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         def go(conn: psycopg.Connection[Any]) -> list[str]:
@@ -834,44 +827,49 @@ def _is_uuid(value: str) -> bool:
 
 
 
-def _progress_params(updates: Sequence[ProgressUpdate], now: float) -> dict[str, Any]:
+def _claim_params(claim: ClaimParams | None) -> dict[str, Any]:
+    if claim is None:
+        return {"worker_id": None, "limit": 0, "lease_until": None, "queues": None, "types": None}
     return {
-        "ids": [u.job_id for u in updates],
-        "workers": [u.lease.worker_id for u in updates],
-        "attempts": [u.lease.attempt for u in updates],
-        "progress": [u.progress for u in updates],
-        "infos": [_dumps(u.info) if u.info is not None else None for u in updates],
-        "now": now,
+        "worker_id": claim.worker_id,
+        "limit": claim.limit,
+        "lease_until": claim.lease_until,
+        "queues": list(claim.queues) if claim.queues else None,
+        "types": list(claim.types) if claim.types else None,
     }
 
 
-def _outcome_batches(outcomes: Sequence[Outcome], now: float) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Outcomes grouped by kind, each kind one array-parameter statement."""
-    completed = [o for o in outcomes if isinstance(o, Completed)]
-    failed = [o for o in outcomes if isinstance(o, Failed)]
-    cancelled = [o for o in outcomes if isinstance(o, Cancelled)]
-    released = [o for o in outcomes if isinstance(o, Released)]
-
-    def lease(batch: Sequence[Outcome]) -> dict[str, Any]:
-        return {
-            "ids": [o.job_id for o in batch],
-            "workers": [o.lease.worker_id for o in batch],
-            "attempts": [o.lease.attempt for o in batch],
-            "now": now,
-        }
-
-    if completed:
-        yield "complete_jobs", {**lease(completed), "results": [_dumps(o.result) for o in completed]}
-    if failed:
-        yield "fail_jobs", {
-            **lease(failed),
-            "errors": [o.error for o in failed],
-            "details": [o.detail for o in failed],
-            "retry_ats": [o.retry_at for o in failed],
-        }
-    if cancelled:
-        yield "cancel_running_jobs", {**lease(cancelled), "reasons": [o.reason for o in cancelled]}
-    if released:
-        yield "release_jobs", {**lease(released), "reasons": [o.reason for o in released]}
+def _claim_result(doc: dict[str, Any], claim: ClaimParams | None) -> ClaimResult:
+    """`conveyor_work`'s claimed rows, best first (the database returns them in no particular order)."""
+    if claim is None:
+        return ClaimResult([])
+    rows = sorted(doc["jobs"], key=lambda r: (-r[3], r[4], r[0]))
+    return ClaimResult([_claimed(r, claim.worker_id) for r in rows], doc.get("next_run_at"))
 
 
+def _work_batches(outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate]) -> dict[str, str | None]:
+    """Outcomes grouped by kind and progress updates, each batch one JSON document (None: none of that kind) for
+    `conveyor_work`: a C-speed `json` encode instead of adapting several arrays element by element."""
+    batches: dict[str, list[dict[str, Any]]] = {"completed": [], "failed": [], "cancelled": [], "released": []}
+    for o in outcomes:
+        row: dict[str, Any] = {"id": o.job_id, "worker_id": o.lease.worker_id, "attempt": o.lease.attempt}
+        if isinstance(o, Completed):
+            row["result"] = o.result
+            batches["completed"].append(row)
+        elif isinstance(o, Failed):
+            row.update(error=o.error, detail=o.detail, retry_at=o.retry_at)
+            batches["failed"].append(row)
+        elif isinstance(o, Cancelled):
+            row["reason"] = o.reason
+            batches["cancelled"].append(row)
+        else:
+            row["reason"] = o.reason
+            batches["released"].append(row)
+    updates = [
+        {"id": u.job_id, "worker_id": u.lease.worker_id, "attempt": u.lease.attempt, "progress": u.progress,
+         "info": u.info}
+        for u in progress
+    ]
+    encoded = {kind: _dumps(rows) if rows else None for kind, rows in batches.items()}
+    encoded["progress"] = _dumps(updates) if updates else None
+    return encoded

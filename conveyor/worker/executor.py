@@ -12,11 +12,9 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import PydanticSerializationError, to_jsonable_python
-
 from conveyor.backends.base import Cancelled, ClaimedJob, Completed, Failed, Outcome, Released
 from conveyor.context import Cancel, JobContext, Retry
-from conveyor.job import LATEST_RUN_AT_S
+from conveyor.job import LATEST_RUN_AT_S, json_value
 from conveyor.worker.processes import make_pool, run_in_child
 
 if TYPE_CHECKING:
@@ -81,7 +79,6 @@ class Executor:
             return Failed(job.id, job.lease, f"unknown task type {job.type!r}: no task of this worker registers it")
         try:
             result = await self._call(task, running)
-            return Completed(job.id, job.lease, to_jsonable_python(result))
         except asyncio.CancelledError:
             if running.stop_reason == "cancel":
                 return Cancelled(job.id, job.lease, "cancelled while running")
@@ -97,11 +94,13 @@ class Executor:
             running.ctx._request_cancel()
             limit = self._timeout(task, job)
             return self._failure(task, job, f"TimeoutError: attempt timed out after {limit:g}s", None)
-        except PydanticSerializationError as exc:
-            return Failed(job.id, job.lease, f"the task's result is not JSON-serialisable: {exc}")
         except Exception as exc:  # noqa: BLE001 - any task error is a failed attempt
             detail = traceback.format_exc()[-MAX_DETAIL_CHARS:]
             return self._failure(task, job, f"{type(exc).__name__}: {exc}", detail)
+        try:
+            return Completed(job.id, job.lease, json_value(result, "the task's result"))
+        except ValueError as exc:
+            return Failed(job.id, job.lease, str(exc))
 
     @staticmethod
     def _timeout(task: Task, job: ClaimedJob) -> float | None:

@@ -10,8 +10,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from conveyor import Conveyor, JobStatus
-from conveyor.backends.base import ClaimParams, Completed, Failed, JobFilter, Released
+from conveyor import Conveyor, JobContext, JobStatus
+from conveyor.backends.base import (
+    Cancelled,
+    ClaimParams,
+    Completed,
+    Failed,
+    JobFilter,
+    Lease,
+    ProgressUpdate,
+    Released,
+)
 from conveyor.errors import InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError
 from conveyor.settings import Settings
 from conveyor.testing import drain
@@ -291,6 +300,64 @@ def test_lease_guard_rejects_a_stale_completion(timed_app: Conveyor, clock: Cloc
     assert app.backend.finish_jobs([Failed(job.id, first.lease, "late")], clock.now) == [job.id]
     assert app.backend.finish_jobs([Released(job.id, first.lease)], clock.now) == [job.id]
     assert app.require_job(job.id).status is JobStatus.COMPLETED
+
+
+def test_one_cycle_writes_every_kind_of_outcome_then_claims(app: Conveyor) -> None:
+    """A worker's cycle in one call: progress, each kind of outcome (one with a stale lease, reported lost), then a
+    claim that already sees what the outcomes made ready again."""
+    jobs = [app.enqueue("demo.echo", {"n": n}, max_retries=1) for n in range(5)]
+    held = {c.id: c for c in claim(app, "w1").jobs}
+    done, failing, cancelled, released, running = (held[j.id] for j in jobs)
+    later = app.enqueue("demo.echo", {"n": 9})
+    now = app.clock()
+    outcomes = [
+        Completed(done.id, done.lease, {"ok": True}),
+        Failed(failing.id, failing.lease, "boom", "trace", now + 60),
+        Cancelled(cancelled.id, cancelled.lease, "stopped by test"),
+        Released(released.id, released.lease, "handed back"),
+        Completed(running.id, Lease("w1", running.lease.attempt + 1), {"stale": True}),  # not the lease it holds
+    ]
+    progress = [ProgressUpdate(running.id, running.lease, 40, {"stage": "half"})]
+    lost, result = app.backend.finish_and_claim(outcomes, progress, now, ClaimParams("w1", 3, now, now + 30))
+    assert lost == [running.id]
+    after = {j.id: app.require_job(j.id) for j in jobs}
+    assert after[done.id].status is JobStatus.COMPLETED and after[done.id].result == {"ok": True}
+    assert after[done.id].progress == 100
+    assert after[failing.id].status is JobStatus.SCHEDULED and after[failing.id].error == "boom"
+    assert after[failing.id].error_detail == "trace"
+    assert after[cancelled.id].status is JobStatus.CANCELLED
+    assert after[running.id].status is JobStatus.PROCESSING and after[running.id].result is None
+    assert (after[running.id].progress, after[running.id].progress_info) == (40, {"stage": "half"})
+    # the released job was pending again before the claim ran: claimed with the one enqueued later, best first
+    assert [c.id for c in result.jobs] == [released.id, later.id]
+    assert result.jobs[0].attempt == 2 and result.jobs[0].retries_left == 1
+    messages = [e.message for e in app.job_events(released.id)]
+    assert "handed back" in messages
+
+
+def test_results_and_progress_json_cannot_hold_fail_only_their_job(app: Conveyor) -> None:
+    @app.task(max_retries=0)
+    def not_a_number() -> float:
+        return float("nan")
+
+    @app.task(max_retries=0)
+    def odd_progress(ctx: JobContext) -> None:
+        ctx.progress(50, ratio=float("inf"))
+
+    @app.task(max_retries=0)
+    def fine() -> dict[str, int]:
+        return {"n": 1}
+
+    nan_job = app.enqueue("not_a_number", {})
+    progress_job = app.enqueue("odd_progress", {})
+    fine_job = app.enqueue("fine", {})
+    drain(app)
+    failed = app.require_job(nan_job.id)
+    assert failed.status is JobStatus.FAILED and failed.error is not None
+    assert failed.error.startswith("the task's result is not valid JSON")
+    failed = app.require_job(progress_job.id)
+    assert failed.status is JobStatus.FAILED and "progress details is not valid JSON" in (failed.error or "")
+    assert app.require_job(fine_job.id).result == {"n": 1}
 
 
 def test_rescue_runs_out_of_attempts(timed_app: Conveyor, clock: Clock) -> None:

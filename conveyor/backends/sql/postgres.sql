@@ -84,6 +84,12 @@ SET status = 'pending', updated_at = %(now)s, status_message = 'due'
 WHERE id IN (SELECT id FROM conveyor_jobs WHERE status = 'scheduled' AND run_at <= %(now)s
              ORDER BY run_at LIMIT 10000 FOR UPDATE SKIP LOCKED);
 
+-- name: work
+-- A worker's cycle in one call (outcomes, progress, claim): see postgres_migration_003.sql.
+SELECT conveyor_work(%(now)s::float8, %(completed)s::jsonb, %(failed)s::jsonb, %(cancelled)s::jsonb,
+                     %(released)s::jsonb, %(progress)s::jsonb, %(worker_id)s::text, %(limit)s::int,
+                     %(lease_until)s::float8, %(queues)s::text[], %(types)s::text[]);
+
 -- name: limited_queues
 SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
 ORDER BY name;
@@ -91,24 +97,6 @@ ORDER BY name;
 -- name: lock_queue
 SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
 WHERE name = %(queue)s FOR UPDATE;
-
--- name: claim_jobs
-WITH picked AS (
-    SELECT id FROM conveyor_jobs
-    WHERE status = 'pending'
-      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
-      AND queue NOT IN (SELECT name FROM conveyor_queues
-                        WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
-    ORDER BY priority DESC, run_at, id
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED)
-UPDATE conveyor_jobs j
-SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
-    updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
-FROM picked WHERE j.id = picked.id
-RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts, j.attempts_base, j.max_retries,
-          j.timeout;
 
 -- name: claim_jobs_with_limits
 -- Candidates from the unlimited queues and from each limited queue up to what it allows now (`allowed`), then the
@@ -159,62 +147,6 @@ SELECT EXISTS (
     WHERE (status = 'pending' OR (status = 'scheduled' AND run_at <= %(now)s))
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND queue NOT IN (SELECT name FROM conveyor_queues WHERE paused));
-
--- name: complete_jobs
-UPDATE conveyor_jobs j
-SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'completed' END,
-    result = CASE WHEN j.cancel_requested THEN NULL ELSE o.result END,
-    progress = CASE WHEN j.cancel_requested THEN j.progress ELSE 100 END,
-    completed_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
-    status_message = CASE WHEN j.cancel_requested THEN 'cancelled while running' END
-FROM unnest(%(ids)s::uuid[], %(workers)s::text[], %(attempts)s::int[], %(results)s::jsonb[])
-     AS o(id, worker_id, attempt, result)
-WHERE j.id = o.id AND j.status = 'processing' AND j.worker_id = o.worker_id AND j.attempts = o.attempt
-RETURNING j.id::text;
-
--- name: fail_jobs
-UPDATE conveyor_jobs j
-SET status = CASE WHEN j.cancel_requested THEN 'cancelled'
-                  WHEN o.retry_at IS NOT NULL AND j.attempts - j.attempts_base <= j.max_retries THEN 'scheduled'
-                  ELSE 'failed' END,
-    run_at = CASE WHEN NOT j.cancel_requested AND o.retry_at IS NOT NULL
-                       AND j.attempts - j.attempts_base <= j.max_retries
-                  THEN o.retry_at ELSE j.run_at END,
-    completed_at = CASE WHEN NOT j.cancel_requested AND o.retry_at IS NOT NULL
-                             AND j.attempts - j.attempts_base <= j.max_retries
-                        THEN NULL ELSE %(now)s END,
-    error = o.error, error_detail = o.detail, updated_at = %(now)s, lease_expires_at = NULL,
-    status_message = o.error
-FROM unnest(%(ids)s::uuid[], %(workers)s::text[], %(attempts)s::int[], %(errors)s::text[], %(details)s::text[],
-            %(retry_ats)s::float8[]) AS o(id, worker_id, attempt, error, detail, retry_at)
-WHERE j.id = o.id AND j.status = 'processing' AND j.worker_id = o.worker_id AND j.attempts = o.attempt
-RETURNING j.id::text;
-
--- name: cancel_running_jobs
-UPDATE conveyor_jobs j
-SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL,
-    status_message = o.reason
-FROM unnest(%(ids)s::uuid[], %(workers)s::text[], %(attempts)s::int[], %(reasons)s::text[])
-     AS o(id, worker_id, attempt, reason)
-WHERE j.id = o.id AND j.status = 'processing' AND j.worker_id = o.worker_id AND j.attempts = o.attempt
-RETURNING j.id::text;
-
--- name: release_jobs
-UPDATE conveyor_jobs j
-SET status = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'pending' END,
-    completed_at = CASE WHEN j.cancel_requested THEN %(now)s END,
-    attempts_base = j.attempts_base + 1, updated_at = %(now)s, lease_expires_at = NULL, status_message = o.reason
-FROM unnest(%(ids)s::uuid[], %(workers)s::text[], %(attempts)s::int[], %(reasons)s::text[])
-     AS o(id, worker_id, attempt, reason)
-WHERE j.id = o.id AND j.status = 'processing' AND j.worker_id = o.worker_id AND j.attempts = o.attempt
-RETURNING j.id::text;
-
--- name: write_progress
-UPDATE conveyor_jobs j
-SET progress = o.progress, progress_info = o.info, updated_at = %(now)s
-FROM unnest(%(ids)s::uuid[], %(workers)s::text[], %(attempts)s::int[], %(progress)s::int[], %(infos)s::jsonb[])
-     AS o(id, worker_id, attempt, progress, info)
-WHERE j.id = o.id AND j.status = 'processing' AND j.worker_id = o.worker_id AND j.attempts = o.attempt;
 
 -- name: upsert_worker
 INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at)
