@@ -93,7 +93,8 @@ def query_jobs(url: str, query: str) -> tuple[Any, ...]:
 def any_open(url: str) -> bool:
     """Whether a job is still waiting or running: one probe of the partial indexes, so polling it costs the database
     next to nothing (a 20 ms poll of a counting query cost PostgreSQL 40 % as much CPU as the jobs it measured)."""
-    probes = [f"EXISTS (SELECT 1 FROM conveyor_jobs WHERE status = '{s}')" for s in ("pending", "processing", "scheduled")]
+    statuses = ("pending", "processing", "scheduled")
+    probes = [f"EXISTS (SELECT 1 FROM conveyor_jobs WHERE status = '{s}')" for s in statuses]
     return bool(query_jobs(url, "SELECT " + " OR ".join(probes))[0])
 
 

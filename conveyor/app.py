@@ -20,7 +20,7 @@ from conveyor.errors import (
     JobNotFoundError,
     UnknownTaskError,
 )
-from conveyor.ids import uuid7
+from conveyor.ids import uuid7_many
 from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
@@ -236,22 +236,11 @@ class Conveyor:
         scheduled = start > now
         prio = priority if priority is not None else task.priority
         meta = metadata or {}
+        first_run, name = (start if scheduled else now), task.name
+        # positional: a batch enqueue builds thousands of these (NewJob's fields, in order)
         return [
-            NewJob(
-                id=uuid7(),
-                type=task.name,
-                queue=queue,
-                priority=prio,
-                args=args,
-                max_retries=retries,
-                timeout=timeout,
-                run_at=start if scheduled else now,
-                tags=tag_list,
-                metadata=meta,
-                unique_key=unique_key,
-                scheduled=scheduled,
-            )
-            for args in payloads
+            NewJob(job_id, name, queue, prio, args, retries, timeout, first_run, tag_list, meta, unique_key, scheduled)
+            for job_id, args in zip(uuid7_many(len(payloads)), payloads, strict=True)
         ]
 
     def enqueue(

@@ -143,7 +143,8 @@ class Task:
                 f"{self.name}: invalid arguments: {_format_errors(exc)}",
                 errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
-        return [m.model_dump(mode="json", exclude_unset=True) for m in models]
+        dumped: list[dict[str, Any]] = self._list_adapter.dump_python(models, mode="json", exclude_unset=True)
+        return dumped
 
     def parse(self, args: dict[str, Any]) -> dict[str, Any]:
         """Stored arguments -> the keyword arguments of the call, converted to the annotated types."""

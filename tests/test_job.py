@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -22,7 +23,7 @@ from conveyor import (
     UnknownTaskError,
     WorkerInfo,
 )
-from conveyor.ids import uuid7
+from conveyor.ids import uuid7, uuid7_many
 from conveyor.job import OPEN_STATUSES, TERMINAL_STATUSES, iso
 
 SECTION_1_FIELDS = {
@@ -90,6 +91,17 @@ def test_ids_are_uuid7_strings_increasing_within_a_process() -> None:
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     parsed = uuid.UUID(ids[0])
     assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == ids[0]
+
+
+def test_batches_of_ids_are_uuid7_and_keep_increasing_with_single_ids() -> None:
+    import uuid
+
+    ids = [uuid7(), *uuid7_many(9000), uuid7(), *uuid7_many(3)]  # 9,000: the counter borrows milliseconds
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    for text in ids[::97]:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 7 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+    assert abs(int(ids[0][:8] + ids[0][9:13], 16) / 1000 - time.time()) < 60  # the millisecond stamp is now
 
 
 def test_error_hierarchy_and_messages() -> None:

@@ -373,69 +373,35 @@ class PostgresBackend(Backend):
         jobs are written in the caller's transaction: they exist only if it commits."""
         if not jobs:
             return []
-        shared: dict[int, str] = {}  # a batch shares its tags and metadata objects: encode each once
-
-        def encode(value: Any) -> str:
-            key = id(value)
-            if key not in shared:
-                shared[key] = _dumps(value)
-            return shared[key]
-
-        params = {
-            "ids": [j.id for j in jobs],
-            "types": [j.type for j in jobs],
-            "queues": [j.queue for j in jobs],
-            "statuses": ["scheduled" if j.scheduled else "pending" for j in jobs],
-            "priorities": [j.priority for j in jobs],
-            "args": [_dumps(j.args) for j in jobs],
-            "max_retries": [j.max_retries for j in jobs],
-            "timeouts": [j.timeout for j in jobs],
-            "run_ats": [j.run_at for j in jobs],
-            "tags": [encode(j.tags) for j in jobs],
-            "metadata": [encode(j.metadata) for j in jobs],
-            "unique_keys": [j.unique_key for j in jobs],
-            "now": now,
-        }
+        created_at = datetime.fromtimestamp(now, UTC)
         keyed = [j.unique_key for j in jobs if j.unique_key is not None]
 
-        def go(conn: psycopg.Connection[Any]) -> tuple[set[str], dict[str, Job]]:
+        def go(conn: psycopg.Connection[Any]) -> list[Job]:
             if not keyed and len(jobs) >= COPY_MIN_JOBS:
                 # COPY: the fastest way in; with no unique key nothing can conflict, so every row goes in.
-                with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
-                    copy.write(_copy_text(params, now))
-                return {j.id for j in jobs}, {}
+                return _copy_jobs(conn, jobs, now, created_at)
             with conn.cursor(row_factory=tuple_row) as cur:
-                inserted = {str(r[0]) for r in cur.execute(Q["insert_jobs"], params).fetchall()}
+                inserted = {str(r[0]) for r in cur.execute(Q["insert_jobs"], _insert_params(jobs, now)).fetchall()}
             existing: dict[str, Job] = {}
             if keyed and len(inserted) < len(jobs):
                 with conn.cursor(row_factory=dict_row) as cur:
                     for row in cur.execute(Q["get_open_by_unique_keys"], {"unique_keys": keyed}).fetchall():
                         existing[row["unique_key"]] = _job(row)
-            return inserted, existing
+            # a job whose unique key an open job already holds is that job
+            return [j.as_job(created_at) if j.id in inserted else existing[j.unique_key or ""] for j in jobs]
 
         if connection is None:
-            inserted, existing = self._run(go, transaction=bool(keyed))  # one statement is a transaction of its own
-        else:
-            conn = connection_of(connection)
-            try:
-                if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
-                    # The insert opens the caller's transaction (as any statement would): it commits or rolls back
-                    # with the caller's `commit()`/`rollback()`. A transaction block here would commit it at once.
-                    inserted, existing = go(conn)
-                else:
-                    with conn.transaction():  # a savepoint in the caller's transaction block (or, in autocommit
-                        inserted, existing = go(conn)  # mode outside one, a transaction of its own)
-            except psycopg.Error as exc:
-                raise BackendError(f"PostgreSQL error: {exc}") from exc
-        created_at = datetime.fromtimestamp(now, UTC)
-        out = []
-        for j in jobs:
-            if j.id in inserted:
-                out.append(j.as_job(created_at))
-            else:
-                assert j.unique_key is not None
-                out.append(existing[j.unique_key])
-        return out
+            return self._run(go, transaction=bool(keyed))  # one statement is a transaction of its own
+        conn = connection_of(connection)
+        try:
+            if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
+                # The insert opens the caller's transaction (as any statement would): it commits or rolls back
+                # with the caller's `commit()`/`rollback()`. A transaction block here would commit it at once.
+                return go(conn)
+            with conn.transaction():  # a savepoint in the caller's transaction block (or, in autocommit
+                return go(conn)  # mode outside one, a transaction of its own)
+        except psycopg.Error as exc:
+            raise BackendError(f"PostgreSQL error: {exc}") from exc
 
     # ------------------------------------------------------------------------------------------ reading
     def get_job(self, job_id: str) -> Job | None:
@@ -789,13 +755,8 @@ class PostgresBackend(Backend):
         return Stats.from_rows(by_type_rows, duration_rows, minutes, workers[0][0], since, window_s)
 
 
-_COPY_PARAMS = (
-    "ids", "types", "queues", "statuses", "priorities", "args", "max_retries", "timeouts", "run_ats", "tags",
-    "metadata",
-)
-
-
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+COPY_CHUNK_JOBS = 200  # rows per write: the server parses one chunk while the next is encoded
 
 
 def _copy_field(value: Any) -> str:
@@ -806,11 +767,61 @@ def _copy_field(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _copy_text(params: dict[str, Any], now: float) -> str:
-    """Rows in COPY's text format, built in one go (much cheaper than a call per row)."""
-    tail = f"\t{now!r}\t{now!r}\n"
-    columns = [params[k] for k in _COPY_PARAMS]
-    return "".join("\t".join(map(_copy_field, row)) + tail for row in zip(*columns, strict=True))
+def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float, created_at: datetime) -> list[Job]:
+    """COPY the jobs in, in COPY's text format (`copy_jobs`: id and args first, then the columns a batch shares).
+
+    A batch's jobs share everything but their id and args, so the shared columns are encoded once per distinct
+    combination and a row is two strings joined. The rows go out in chunks and the Job values are built between
+    them, while the server parses what it has: the client's and the server's work overlap."""
+    shared: dict[tuple[Any, ...], str] = {}
+    times = f"\t{now!r}\t{now!r}\n"
+    out: list[Job] = []
+    with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
+        for start in range(0, len(jobs), COPY_CHUNK_JOBS):
+            chunk = jobs[start : start + COPY_CHUNK_JOBS]
+            rows = []
+            for j in chunk:
+                key = (j.type, j.queue, j.scheduled, j.priority, j.max_retries, j.timeout, j.run_at, id(j.tags),
+                       id(j.metadata))
+                rest = shared.get(key)
+                if rest is None:
+                    status = "scheduled" if j.scheduled else "pending"
+                    fields = (j.type, j.queue, status, j.priority, j.max_retries, j.timeout, j.run_at,
+                              _dumps(j.tags), _dumps(j.metadata))
+                    rest = shared[key] = "\t" + "\t".join(map(_copy_field, fields)) + times
+                args = _dumps(j.args)  # JSON escapes tabs and newlines itself: only backslashes need COPY's escape
+                if "\\" in args:
+                    args = args.replace("\\", "\\\\")
+                rows.append(f"{j.id}\t{args}{rest}")
+            copy.write("".join(rows))
+            out.extend(j.as_job(created_at) for j in chunk)
+    return out
+
+
+def _insert_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
+    shared: dict[int, str] = {}  # a batch shares its tags and metadata objects: encode each once
+
+    def encode(value: Any) -> str:
+        key = id(value)
+        if key not in shared:
+            shared[key] = _dumps(value)
+        return shared[key]
+
+    return {
+        "ids": [j.id for j in jobs],
+        "types": [j.type for j in jobs],
+        "queues": [j.queue for j in jobs],
+        "statuses": ["scheduled" if j.scheduled else "pending" for j in jobs],
+        "priorities": [j.priority for j in jobs],
+        "args": [_dumps(j.args) for j in jobs],
+        "max_retries": [j.max_retries for j in jobs],
+        "timeouts": [j.timeout for j in jobs],
+        "run_ats": [j.run_at for j in jobs],
+        "tags": [encode(j.tags) for j in jobs],
+        "metadata": [encode(j.metadata) for j in jobs],
+        "unique_keys": [j.unique_key for j in jobs],
+        "now": now,
+    }
 
 
 def _connection_lost(exc: psycopg.OperationalError) -> bool:

@@ -476,12 +476,16 @@ def test_queue_concurrency_holds_across_workers(app: Conveyor) -> None:
 
 def test_big_batch_round_trips_awkward_text(app: Conveyor) -> None:
     awkward = {"text": "tab\there\nnew line\r\\back\\slash \\N \u00e9\u4e2d\U0001f600 'quote\" %s %(x)s", "n": 1.5e-7}
-    jobs = app.enqueue_many("demo.echo", [{**awkward, "i": i} for i in range(120)], tags=["a\tb", "c\\d"],
+    # 450 jobs: several of PostgreSQL's COPY chunks
+    jobs = app.enqueue_many("demo.echo", [{**awkward, "i": i} for i in range(450)], tags=["a\tb", "c\\d"],
                             metadata={"why": "line\nbreak"}, timeout=2.5, priority=-3)
-    got = app.require_job(jobs[77].id)
-    assert got.args == {**awkward, "i": 77}
-    assert (got.tags, got.metadata, got.timeout, got.priority) == (["a\tb", "c\\d"], {"why": "line\nbreak"}, 2.5, -3)
-    assert len(app.list_jobs(tag="c\\d", limit=1000).jobs) == 120
+    for i in (0, 77, 449):
+        got = app.require_job(jobs[i].id)
+        assert got.args == {**awkward, "i": i}
+        assert (got.tags, got.metadata) == (["a\tb", "c\\d"], {"why": "line\nbreak"})
+        assert (got.timeout, got.priority) == (2.5, -3)
+        assert got == jobs[i]  # what enqueue_many returned is what was stored
+    assert len(app.list_jobs(tag="c\\d", limit=1000).jobs) == 450
 
 
 def test_claim_by_type(app: Conveyor) -> None:

@@ -41,7 +41,7 @@ DO NOTHING
 RETURNING id;
 
 -- name: copy_jobs
-COPY conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, created_at,
+COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeout, run_at, tags, metadata, created_at,
                     updated_at) FROM STDIN;
 
 -- name: get_open_by_unique_keys
