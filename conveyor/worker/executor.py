@@ -7,6 +7,7 @@ import contextlib
 import contextvars
 import functools
 import random
+import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Running:
 
     job: ClaimedJob
     ctx: JobContext
+    started: float = field(default_factory=time.monotonic)
     task: asyncio.Task[Outcome] | None = None
     stop_reason: str | None = None  # "cancel" (user), "shutdown" (worker stopping)
     stop_handle: asyncio.TimerHandle | None = field(default=None, repr=False)

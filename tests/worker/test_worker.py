@@ -920,3 +920,90 @@ def test_a_process_task_times_out_and_its_process_is_not_reused_meanwhile(sqlite
         assert app.require_job(quick.id).status is JobStatus.COMPLETED
     finally:
         app.close()
+
+
+# ---------------------------------------------------------------------------------------------- claiming ahead
+def record_claims(app: Conveyor, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The limit of every claim the worker's cycles ask for."""
+    limits: list[int] = []
+    original = app.backend.finish_and_claim
+
+    def recording(outcomes: Any, progress: Any, now: float, claim: ClaimParams | None) -> Any:
+        if claim is not None:
+            limits.append(claim.limit)
+        return original(outcomes, progress, now, claim)
+
+    monkeypatch.setattr(app.backend, "finish_and_claim", recording)
+    return limits
+
+
+def test_short_jobs_are_claimed_ahead_of_free_slots_and_slow_ones_are_not(
+    live_app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = live_app
+
+    @app.task
+    async def quick(ctx: JobContext, i: int) -> int:
+        return i
+
+    @app.task
+    async def slow(ctx: JobContext, i: int) -> int:
+        await asyncio.sleep(runtime.CLAIM_AHEAD_BELOW_S * 3)
+        return i
+
+    limits = record_claims(app, monkeypatch)
+    quick_jobs = app.enqueue_many("quick", [{"i": i} for i in range(200)])
+    asyncio.run(Worker(app, concurrency=2, burst=True).run())
+    assert all(status(app, j.id) is JobStatus.COMPLETED for j in quick_jobs)
+    assert limits[0] == 2  # nothing has run yet: no claim ahead
+    assert max(limits) == 2 + runtime.CLAIM_AHEAD_PER_SLOT * 2  # then up to two more per slot
+
+    limits.clear()
+    slow_jobs = app.enqueue_many("slow", [{"i": i} for i in range(6)])
+    asyncio.run(Worker(app, concurrency=2, burst=True).run())
+    assert all(status(app, j.id) is JobStatus.COMPLETED for j in slow_jobs)
+    assert max(limits) == 2  # slow jobs: never more than the free slots
+
+
+def test_jobs_held_ahead_start_best_first_cancel_at_once_and_go_back_unstarted_at_stop(live_app: Conveyor) -> None:
+    app = live_app
+    blocker_started = threading.Event()
+    release_blocker = threading.Event()
+
+    @app.task
+    async def quick(ctx: JobContext) -> None:
+        return None
+
+    @app.task
+    async def blocker(ctx: JobContext) -> str:
+        blocker_started.set()
+        while not release_blocker.is_set():
+            await asyncio.sleep(0.01)
+        return "done"
+
+    for _ in range(3):  # short jobs first: they teach the worker that jobs here are short
+        app.enqueue("quick", priority=10)
+        time.sleep(0.002)
+    block = app.enqueue("blocker", priority=5)
+    low = app.enqueue("demo.echo", {"n": 1}, priority=0, max_retries=2)
+    worker = Worker(app, concurrency=1, shutdown_grace_s=10)
+    with Background(worker) as bg:
+        assert blocker_started.wait(10)
+        wait_for(lambda: [j.id for j in worker._ahead] == [low.id], 10, what="the low job held ahead")
+        high = app.enqueue("demo.echo", {"n": 2}, priority=3, max_retries=2)
+        wait_for(lambda: [j.id for j in worker._ahead] == [high.id, low.id], 10, what="the high job held first")
+        assert status(app, high.id) is JobStatus.PROCESSING  # claimed: no other worker takes it meanwhile
+
+        app.cancel(low.id)  # held, not started: cancelled at once
+        wait_for(lambda: status(app, low.id) is JobStatus.CANCELLED, 10, what="the held job cancelled")
+        assert app.job_events(low.id)[-1].message == "cancelled before it started"
+
+        bg.stop()  # stopping: the held job must not start when the blocker's slot frees
+        release_blocker.set()
+        bg.join()
+    assert app.require_job(block.id).result == "done"
+    handed_back = app.require_job(high.id)
+    assert handed_back.status is JobStatus.PENDING and handed_back.result is None
+    assert app.job_events(high.id)[-1].message == "handed back unstarted by worker shutdown"
+    [again] = app.backend.claim_jobs(ClaimParams("next", 5, time.time(), time.time() + 60)).jobs
+    assert again.id == high.id and again.retries_left == 2  # the unstarted attempt did not count
