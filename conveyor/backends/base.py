@@ -297,6 +297,18 @@ class Backend(abc.ABC):
         lost = self.finish_jobs(outcomes, now) if outcomes else []
         return lost, self.claim_jobs(claim) if claim is not None else ClaimResult([])
 
+    async def finish_and_claim_async(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
+    ) -> tuple[list[str], ClaimResult] | None:
+        """`finish_and_claim` on the running event loop, for a backend with an asyncio driver: no hop to a thread
+        and back for each cycle. None when this backend (or this cycle) has no such path: the caller then runs
+        `finish_and_claim` in its database thread."""
+        return None
+
+    async def close_async(self) -> None:
+        """Close what `finish_and_claim_async` opened for the running event loop (a worker calls it as it stops)."""
+        return None
+
     @abc.abstractmethod
     def write_progress(self, updates: Sequence[ProgressUpdate], now: float) -> None: ...
 

@@ -9,6 +9,7 @@ connection in a thread that reconnects by itself), with the worker's poll interv
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -235,6 +236,8 @@ class PostgresBackend(Backend):
         self._leader_until = 0.0
         self._last_lead: float | None = None
         self._limited: tuple[float, list[str]] = (-math.inf, [])
+        # finish_and_claim_async: one asyncio connection per event loop that runs worker cycles
+        self._loop_conns: dict[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] = {}
         try:
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 self.conninfo,
@@ -485,6 +488,44 @@ class PostgresBackend(Backend):
             return lost, self._claim_with_limits(conn, claim, limited)
 
         return self._run(go, pipeline=True)
+
+    async def finish_and_claim_async(
+        self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
+    ) -> tuple[list[str], ClaimResult] | None:
+        """`finish_and_claim`'s one call of `conveyor_work`, on an asyncio connection of the running loop: a worker
+        cycle without a hop to its database thread and back. None (use `finish_and_claim`) when the claim may need
+        the per-queue locking path, or when the list of limited queues is due for a refresh (a blocking query)."""
+        if claim is not None:
+            at, names = self._limited
+            stale = time.monotonic() - at > LIMITED_QUEUES_TTL_S
+            if stale or [q for q in names if not claim.queues or q in claim.queues]:
+                return None
+        work = {**_work_batches(outcomes, progress), "now": now, **_claim_params(claim)}
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            conn = self._loop_conns.get(loop)
+            try:
+                if conn is None or conn.closed:
+                    conn = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+                    self._loop_conns[loop] = conn
+                cur = await conn.execute(Q["work"], work)
+                row = await cur.fetchone()
+            except psycopg.OperationalError as exc:
+                if conn is not None:
+                    await conn.close()
+                if attempt == 1 and _connection_lost(exc):
+                    continue  # the database restarted since this connection's last use: one more try on a new one
+                raise BackendError(f"PostgreSQL error: {exc}") from exc
+            except psycopg.Error as exc:
+                raise BackendError(f"PostgreSQL error: {exc}") from exc
+            assert row is not None
+            return row[0]["lost"], _claim_result(row[0], claim)
+        raise AssertionError("unreachable")
+
+    async def close_async(self) -> None:
+        conn = self._loop_conns.pop(asyncio.get_running_loop(), None)
+        if conn is not None:
+            await conn.close()
 
     def _limited_queues(self, now: float) -> list[str]:
         """Names of queues with a concurrency or rate limit, cached for a second: the claim statement itself skips

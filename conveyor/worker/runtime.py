@@ -178,6 +178,7 @@ class Worker:
                 service.cancel()
             await asyncio.gather(*services, return_exceptions=True)
             await self._flush()
+            await self.backend.close_async()
             with contextlib.suppress(BackendError):
                 await self._db(self.backend.remove_worker, self.id)
             self._db_thread.shutdown(wait=True)
@@ -243,7 +244,10 @@ class Worker:
                 now = self.clock()
                 params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues) if claim else None
                 try:
-                    lost, result = await self._db(self.backend.finish_and_claim, outcomes, [], now, params)
+                    cycle = await self.backend.finish_and_claim_async(outcomes, [], now, params)
+                    if cycle is None:  # no asyncio path for this backend or this cycle: the database thread
+                        cycle = await self._db(self.backend.finish_and_claim, outcomes, [], now, params)
+                    lost, result = cycle
                 except BackendError as exc:
                     self._outcomes[:0] = outcomes
                     log.warning("worker %s: claim failed, retrying: %s", self.id, exc)

@@ -3,7 +3,9 @@ and chaos on PostgreSQL), and PostgreSQL only: transactional enqueue, the SQL AP
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import math
 import os
 import random
 import signal
@@ -18,6 +20,7 @@ import psycopg
 import pytest
 
 from conveyor import Conveyor, JobStatus
+from conveyor.backends.base import ClaimParams, Completed
 from conveyor.backends.postgres import SCHEMA_VERSION, PostgresBackend
 from conveyor.settings import Settings
 from conveyor.testing import drain
@@ -328,6 +331,41 @@ def test_leader_runs_maintenance_once(pg_url: str) -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_worker_cycles_run_on_an_asyncio_connection_that_survives_losing_it(pg_app: Conveyor) -> None:
+    """`finish_and_claim_async`: a cycle on the event loop's own connection; after that connection dies (here: killed
+    by the server) the next cycle reconnects by itself; a queue with a limit, or a stale list of such queues, hands
+    the cycle back to the locking path in the worker's database thread (None)."""
+    backend = pg_app.backend
+    assert isinstance(backend, PostgresBackend)
+    pg_app.enqueue_many("demo.echo", [{"n": n} for n in range(4)])
+
+    def params(limit: int) -> ClaimParams:
+        now = time.time()
+        return ClaimParams("w", limit, now, now + 30)
+
+    async def cycles() -> None:
+        backend._limited_queues(time.time())  # a fresh list of limited queues: none
+        first = await backend.finish_and_claim_async([], [], time.time(), params(2))
+        assert first is not None and len(first[1].jobs) == 2
+        conn = backend._loop_conns[asyncio.get_running_loop()]
+        with psycopg.connect(pg_app.database_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        done = [Completed(job.id, job.lease, {"n": job.args["n"]}) for job in first[1].jobs]
+        second = await backend.finish_and_claim_async(done, [], time.time(), params(5))
+        assert second is not None and second[0] == [] and len(second[1].jobs) == 2
+        assert backend._loop_conns[asyncio.get_running_loop()] is not conn  # a new connection
+        pg_app.set_queue("default", concurrency=1)
+        backend._limited = (-math.inf, [])  # the list is stale: refreshing it would block the loop
+        assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
+        backend._limited_queues(time.time())  # fresh again, and the worker's queue is limited
+        assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
+        await backend.close_async()
+        assert conn.closed and not backend._loop_conns
+
+    asyncio.run(cycles())
+    assert sum(1 for j in pg_app.list_jobs(limit=10).jobs if j.status is JobStatus.COMPLETED) == 2
 
 
 # ------------------------------------------------------------------------------------------------ slow
