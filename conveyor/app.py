@@ -20,7 +20,6 @@ from conveyor.errors import (
     JobNotFoundError,
     UnknownTaskError,
 )
-from conveyor.ids import uuid7_many
 from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
@@ -185,10 +184,12 @@ class Conveyor:
         return task
 
     # ------------------------------------------------------------------------------------------ enqueue
-    def _new_jobs(
+    def _new_jobs(self, task: Task, payloads: list[dict[str, Any]], **options: Any) -> list[NewJob]:
+        return self._template(task, **options).batch(payloads)
+
+    def _template(
         self,
         task: Task,
-        payloads: list[dict[str, Any]],
         *,
         queue: str | None,
         priority: int | None,
@@ -200,7 +201,8 @@ class Conveyor:
         tags: Sequence[str] | None,
         metadata: dict[str, Any] | None,
         now: float,
-    ) -> list[NewJob]:
+    ) -> NewJob:
+        """The options of a job (or of each job of a batch), checked; its id and args are left empty."""
         queue = _check_name("queue", queue if queue is not None else task.queue)
         if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
             raise InvalidArgumentsError(f"priority must be an integer, got {priority!r}")
@@ -236,12 +238,9 @@ class Conveyor:
         scheduled = start > now
         prio = priority if priority is not None else task.priority
         meta = metadata or {}
-        first_run, name = (start if scheduled else now), task.name
-        # positional: a batch enqueue builds thousands of these (NewJob's fields, in order)
-        return [
-            NewJob(job_id, name, queue, prio, args, retries, timeout, first_run, tag_list, meta, unique_key, scheduled)
-            for job_id, args in zip(uuid7_many(len(payloads)), payloads, strict=True)
-        ]
+        first_run = start if scheduled else now
+        name = task.name
+        return NewJob("", name, queue, prio, {}, retries, timeout, first_run, tag_list, meta, unique_key, scheduled)
 
     def enqueue(
         self,
@@ -306,9 +305,8 @@ class Conveyor:
         if not payloads:
             return []
         now = self.clock()
-        jobs = self._new_jobs(
+        template = self._template(
             task,
-            payloads,
             queue=queue,
             priority=priority,
             max_retries=max_retries,
@@ -321,8 +319,8 @@ class Conveyor:
             now=now,
         )
         if connection is not None:
-            return self.backend.insert_jobs(jobs, now, connection=connection)
-        return self.backend.insert_jobs(jobs, now)
+            return self.backend.insert_many(template, payloads, now, connection=connection)
+        return self.backend.insert_many(template, payloads, now)
 
     # ------------------------------------------------------------------------------------------ reading
     def get_job(self, job_id: str) -> Job | None:

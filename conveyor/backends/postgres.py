@@ -48,6 +48,7 @@ from conveyor.backends.base import (
 )
 from conveyor.backends.queries import load_queries, sql_text
 from conveyor.errors import BackendError, ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
+from conveyor.ids import uuid7_many
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo, to_datetime
 
 log = logging.getLogger("conveyor.postgres")
@@ -393,8 +394,22 @@ class PostgresBackend(Backend):
             # a job whose unique key an open job already holds is that job
             return [j.as_job(created_at) if j.id in inserted else existing[j.unique_key or ""] for j in jobs]
 
+        return self._write(go, bool(keyed), connection)
+
+    def insert_many(
+        self, template: NewJob, payloads: Sequence[dict[str, Any]], now: float, connection: Any = None
+    ) -> list[Job]:
+        """A batch of one task with the same options: streamed in by COPY as its ids, rows and Job values are made,
+        so the server works on the first rows while the client makes the next (see `_copy_many`)."""
+        if template.unique_key is not None or len(payloads) < COPY_MIN_JOBS:
+            return super().insert_many(template, payloads, now, connection)
+        created_at = datetime.fromtimestamp(now, UTC)
+        return self._write(lambda conn: _copy_many(conn, template, payloads, now, created_at), False, connection)
+
+    def _write(self, go: Callable[[psycopg.Connection[Any]], T], transaction: bool, connection: Any) -> T:
+        """Run an insert on a pooled connection, or with `connection` in the caller's transaction."""
         if connection is None:
-            return self._run(go, transaction=bool(keyed))  # one statement is a transaction of its own
+            return self._run(go, transaction=transaction)  # one statement is a transaction of its own
         conn = connection_of(connection)
         try:
             if not conn.autocommit and conn.info.transaction_status == TransactionStatus.IDLE:
@@ -808,14 +823,40 @@ def _copy_field(value: Any) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
-def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float, created_at: datetime) -> list[Job]:
-    """COPY the jobs in, in COPY's text format (`copy_jobs`: id and args first, then the columns a batch shares).
+def _copy_shared(job: NewJob, now: float) -> str:
+    """The end of a COPY row (`copy_jobs`: id and args come first), from the columns a batch's jobs share."""
+    status = "scheduled" if job.scheduled else "pending"
+    fields = (job.type, job.queue, status, job.priority, job.max_retries, job.timeout, job.run_at, _dumps(job.tags),
+              _dumps(job.metadata))
+    return "\t" + "\t".join(map(_copy_field, fields)) + f"\t{now!r}\t{now!r}\n"
 
-    A batch's jobs share everything but their id and args, so the shared columns are encoded once per distinct
-    combination and a row is two strings joined. The rows go out in chunks and the Job values are built between
-    them, while the server parses what it has: the client's and the server's work overlap."""
+
+def _copy_args(args: dict[str, Any]) -> str:
+    text = _dumps(args)  # JSON escapes tabs and newlines itself: only backslashes need COPY's escape
+    return text.replace("\\", "\\\\") if "\\" in text else text
+
+
+def _copy_many(
+    conn: psycopg.Connection[Any], template: NewJob, payloads: Sequence[dict[str, Any]], now: float,
+    created_at: datetime,
+) -> list[Job]:
+    """COPY a batch that shares `template`'s options, chunk by chunk: each chunk's ids, rows and Job values are made
+    while the server parses the chunk before, so the client's work overlaps the server's."""
+    shared = _copy_shared(template, now)
+    out: list[Job] = []
+    with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
+        for start in range(0, len(payloads), COPY_CHUNK_JOBS):
+            chunk = payloads[start : start + COPY_CHUNK_JOBS]
+            ids = uuid7_many(len(chunk))
+            pairs = list(zip(ids, chunk, strict=True))
+            copy.write("".join([f"{job_id}\t{_copy_args(args)}{shared}" for job_id, args in pairs]))
+            out.extend([template.as_job(created_at, job_id, args) for job_id, args in pairs])
+    return out
+
+
+def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float, created_at: datetime) -> list[Job]:
+    """COPY jobs of any options (`enqueue_batch`): the shared columns are encoded once per distinct combination."""
     shared: dict[tuple[Any, ...], str] = {}
-    times = f"\t{now!r}\t{now!r}\n"
     out: list[Job] = []
     with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
         for start in range(0, len(jobs), COPY_CHUNK_JOBS):
@@ -826,14 +867,8 @@ def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float
                        id(j.metadata))
                 rest = shared.get(key)
                 if rest is None:
-                    status = "scheduled" if j.scheduled else "pending"
-                    fields = (j.type, j.queue, status, j.priority, j.max_retries, j.timeout, j.run_at,
-                              _dumps(j.tags), _dumps(j.metadata))
-                    rest = shared[key] = "\t" + "\t".join(map(_copy_field, fields)) + times
-                args = _dumps(j.args)  # JSON escapes tabs and newlines itself: only backslashes need COPY's escape
-                if "\\" in args:
-                    args = args.replace("\\", "\\\\")
-                rows.append(f"{j.id}\t{args}{rest}")
+                    rest = shared[key] = _copy_shared(j, now)
+                rows.append(f"{j.id}\t{_copy_args(j.args)}{rest}")
             copy.write("".join(rows))
             out.extend(j.as_job(created_at) for j in chunk)
     return out

@@ -170,17 +170,21 @@ def test_transactional_enqueue(pg_app: Conveyor, pg_url: str) -> None:
         with contextlib.suppress(RuntimeError), conn.transaction():
             conn.execute("INSERT INTO orders (item) VALUES ('lost')")
             doomed = pg_app.enqueue("demo.echo", {"order": "lost"}, connection=conn)
+            doomed_batch = pg_app.enqueue_many("demo.echo", [{"n": n} for n in range(300)], connection=conn)  # COPY
             raise RuntimeError("the business transaction fails")
         with conn.transaction() as tx:
             conn.execute("INSERT INTO orders (item) VALUES ('kept')")
             kept = pg_app.enqueue("demo.echo", {"order": "kept"}, connection=tx)
             many = pg_app.enqueue_many("demo.echo", [{"n": 1}, {"n": 2}], connection=conn)
+            batch = pg_app.enqueue_many("demo.echo", [{"n": n} for n in range(300)], connection=conn)  # COPY
             assert pg_app.get_job(kept.id) is None  # not visible outside the transaction before it commits
         assert pg_app.get_job(doomed.id) is None
+        assert not any(pg_app.get_job(j.id) for j in doomed_batch)
+        assert [pg_app.get_job(j.id) for j in batch] == batch  # stored as returned
         assert pg_app.require_job(kept.id).args == {"order": "kept"}
         assert all(pg_app.get_job(j.id) is not None for j in many)
         assert conn.execute("SELECT item FROM orders").fetchall() == [("kept",)]
-    assert drain(pg_app) == 3
+    assert drain(pg_app) == 303
     with psycopg.connect(pg_url) as conn:  # no transaction block: the enqueue opens the connection's transaction
         first = pg_app.enqueue("demo.echo", {"n": "first statement"}, connection=conn)
         conn.execute("INSERT INTO orders (item) VALUES ('undone')")
