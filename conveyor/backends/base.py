@@ -18,7 +18,7 @@ from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInf
 
 
 # ----------------------------------------------------------------------------------------------------- params
-@dataclass(slots=True)  # not frozen: a batch enqueue builds thousands, and a frozen init costs twice as much
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A job to insert; `args`, `tags` and `metadata` are already validated and JSON-ready."""
 

@@ -840,24 +840,24 @@ def _copy_many(
     conn: psycopg.Connection[Any], template: NewJob, payloads: Sequence[dict[str, Any]], now: float,
     created_at: datetime,
 ) -> list[Job]:
-    """COPY a batch that shares `template`'s options, chunk by chunk: each chunk's ids, rows and Job values are made
-    while the server parses the chunk before, so the client's work overlaps the server's."""
+    """COPY a batch that shares `template`'s options. The rows go out chunk by chunk as they are made (the server
+    parses one chunk while the next is encoded); the Job values are built after the last chunk, while the server
+    still parses, and before the end of the COPY (after which it runs the insert trigger and commits)."""
     shared = _copy_shared(template, now)
-    out: list[Job] = []
+    ids: list[str] = []
     with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
         for start in range(0, len(payloads), COPY_CHUNK_JOBS):
             chunk = payloads[start : start + COPY_CHUNK_JOBS]
-            ids = uuid7_many(len(chunk))
-            pairs = list(zip(ids, chunk, strict=True))
-            copy.write("".join([f"{job_id}\t{_copy_args(args)}{shared}" for job_id, args in pairs]))
-            out.extend([template.as_job(created_at, job_id, args) for job_id, args in pairs])
-    return out
+            chunk_ids = uuid7_many(len(chunk))
+            rows = [f"{job_id}\t{_copy_args(args)}{shared}" for job_id, args in zip(chunk_ids, chunk, strict=True)]
+            copy.write("".join(rows))
+            ids.extend(chunk_ids)
+        return [template.as_job(created_at, job_id, args) for job_id, args in zip(ids, payloads, strict=True)]
 
 
 def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float, created_at: datetime) -> list[Job]:
     """COPY jobs of any options (`enqueue_batch`): the shared columns are encoded once per distinct combination."""
     shared: dict[tuple[Any, ...], str] = {}
-    out: list[Job] = []
     with conn.cursor() as cur, cur.copy(Q["copy_jobs"]) as copy:
         for start in range(0, len(jobs), COPY_CHUNK_JOBS):
             chunk = jobs[start : start + COPY_CHUNK_JOBS]
@@ -870,8 +870,7 @@ def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float
                     rest = shared[key] = _copy_shared(j, now)
                 rows.append(f"{j.id}\t{_copy_args(j.args)}{rest}")
             copy.write("".join(rows))
-            out.extend(j.as_job(created_at) for j in chunk)
-    return out
+        return [j.as_job(created_at) for j in jobs]  # while the server parses the last rows (see _copy_many)
 
 
 def _insert_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
