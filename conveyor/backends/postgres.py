@@ -385,7 +385,11 @@ class PostgresBackend(Backend):
                 # COPY: the fastest way in; with no unique key nothing can conflict, so every row goes in.
                 return _copy_jobs(conn, jobs, now, created_at)
             with conn.cursor(row_factory=tuple_row) as cur:
-                inserted = {str(r[0]) for r in cur.execute(Q["insert_jobs"], _insert_params(jobs, now)).fetchall()}
+                if len(jobs) == 1:
+                    cur.execute(Q["insert_job"], _insert_one(jobs[0], now))
+                else:
+                    cur.execute(Q["insert_jobs"], _insert_params(jobs, now))
+                inserted = {str(r[0]) for r in cur.fetchall()}
             existing: dict[str, Job] = {}
             if keyed and len(inserted) < len(jobs):
                 with conn.cursor(row_factory=dict_row) as cur:
@@ -871,6 +875,24 @@ def _copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float
                 rows.append(f"{j.id}\t{_copy_args(j.args)}{rest}")
             copy.write("".join(rows))
         return [j.as_job(created_at) for j in jobs]  # while the server parses the last rows (see _copy_many)
+
+
+def _insert_one(job: NewJob, now: float) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "type": job.type,
+        "queue": job.queue,
+        "status": "scheduled" if job.scheduled else "pending",
+        "priority": job.priority,
+        "args": _dumps(job.args),
+        "max_retries": job.max_retries,
+        "timeout": job.timeout,
+        "run_at": job.run_at,
+        "tags": _dumps(job.tags),
+        "metadata": _dumps(job.metadata),
+        "unique_key": job.unique_key,
+        "now": now,
+    }
 
 
 def _insert_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:

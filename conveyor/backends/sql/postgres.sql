@@ -40,6 +40,17 @@ ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled'
 DO NOTHING
 RETURNING id;
 
+-- name: insert_job
+-- One job: scalar parameters (adapting a dozen one-element arrays cost the client more than the insert itself).
+INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
+                           unique_key, created_at, updated_at)
+VALUES (%(id)s::uuid, %(type)s, %(queue)s, %(status)s, %(priority)s::int, %(args)s::jsonb, %(max_retries)s::int,
+        %(timeout)s::float8, %(run_at)s::float8, %(tags)s::jsonb, %(metadata)s::jsonb, %(unique_key)s::text,
+        %(now)s::float8, %(now)s::float8)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
+DO NOTHING
+RETURNING id;
+
 -- name: copy_jobs
 COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeout, run_at, tags, metadata, created_at,
                     updated_at) FROM STDIN;
