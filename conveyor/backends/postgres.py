@@ -17,6 +17,7 @@ import math
 import threading
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -237,8 +238,11 @@ class PostgresBackend(Backend):
         self._leader_until = 0.0
         self._last_lead: float | None = None
         self._limited: tuple[float, list[str]] = (-math.inf, [])
-        # finish_and_claim_async: one asyncio connection per event loop that runs worker cycles
-        self._loop_conns: dict[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] = {}
+        # finish_and_claim_async: one asyncio connection per event loop that runs worker cycles (weak: a loop that
+        # ends without close_async does not stay referenced here)
+        self._loop_conns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, psycopg.AsyncConnection[Any]] = (
+            weakref.WeakKeyDictionary()
+        )
         try:
             self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 self.conninfo,
