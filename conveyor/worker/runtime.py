@@ -124,7 +124,8 @@ class Worker:
         return self.concurrency - len(self._running) - len(self._executor.abandoned)
 
     def _wanted(self) -> int:
-        """How many jobs the next claim asks for: the free slots, plus, while jobs are short, one per slot ahead."""
+        """How many jobs the next claim asks for: the free slots, plus, while jobs are short, CLAIM_AHEAD_PER_SLOT
+        per slot ahead, less what is already held."""
         ahead = CLAIM_AHEAD_PER_SLOT * self.concurrency if self._mean_run_s < CLAIM_AHEAD_BELOW_S else 0
         return max(0, self._free_slots() + ahead - len(self._ahead))
 
@@ -177,6 +178,7 @@ class Worker:
             for service in services:
                 service.cancel()
             await asyncio.gather(*services, return_exceptions=True)
+            self._release_ahead()  # (already done on a normal stop; this covers a fetch loop that failed)
             await self._flush()
             await self.backend.close_async()
             with contextlib.suppress(BackendError):
