@@ -491,9 +491,7 @@ class PostgresBackend(Backend):
         once), and lost progress is only progress. Outcomes, enqueues and steering always wait for the disk, so no
         completed job runs again."""
         batches = _work_batches(outcomes, progress)
-        limited: list[str] = []
-        if claim is not None:
-            limited = [q for q in self._limited_queues(now) if not claim.queues or q in claim.queues]
+        limited = self._limited_for(claim)
         if not limited:
             work = {**batches, "now": now, **_claim_params(claim)}
             doc = self._run(lambda conn: conn.execute(Q["work"], work).fetchone(), transaction=False)
@@ -518,11 +516,8 @@ class PostgresBackend(Backend):
         """`finish_and_claim`'s one call of `conveyor_work`, on an asyncio connection of the running loop: a worker
         cycle without a hop to its database thread and back. None (use `finish_and_claim`) when the claim may need
         the per-queue locking path, or when the list of limited queues is due for a refresh (a blocking query)."""
-        if claim is not None:
-            at, names = self._limited
-            stale = time.monotonic() - at > LIMITED_QUEUES_TTL_S
-            if stale or [q for q in names if not claim.queues or q in claim.queues]:
-                return None
+        if self._limited_for(claim, refresh=False) != []:  # limited queues, or a list to refresh first
+            return None
         work = {**_work_batches(outcomes, progress), "now": now, **_claim_params(claim)}
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
@@ -550,14 +545,19 @@ class PostgresBackend(Backend):
         if conn is not None:
             await conn.close()
 
-    def _limited_queues(self, now: float) -> list[str]:
-        """Names of queues with a concurrency or rate limit, cached for a second: the claim statement itself skips
-        such queues (and paused ones) at once; this list only says which need the slower per-queue claim."""
+    def _limited_for(self, claim: ClaimParams | None, refresh: bool = True) -> list[str] | None:
+        """The claim's queues that have a concurrency or rate limit, from a list cached for a second: the claim
+        statement itself skips such queues (and paused ones) at once; this list only says which need the slower
+        per-queue claim. None when the list is stale and `refresh` is off (refreshing it is a blocking query)."""
+        if claim is None:
+            return []
         at, names = self._limited
         if time.monotonic() - at > LIMITED_QUEUES_TTL_S:
+            if not refresh:
+                return None
             names = [r[0] for r in self._query("limited_queues")]
             self._limited = (time.monotonic(), names)
-        return names
+        return [q for q in names if not claim.queues or q in claim.queues]
 
     @staticmethod
     def _claim_with_limits(conn: psycopg.Connection[Any], params: ClaimParams, limited: list[str]) -> ClaimResult:

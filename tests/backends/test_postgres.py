@@ -350,7 +350,7 @@ def test_worker_cycles_run_on_an_asyncio_connection_that_survives_losing_it(pg_a
         return ClaimParams("w", limit, now, now + 30)
 
     async def cycles() -> None:
-        backend._limited_queues(time.time())  # a fresh list of limited queues: none
+        assert backend._limited_for(params(1)) == []  # a fresh list of limited queues: none
         first = await backend.finish_and_claim_async([], [], time.time(), params(2))
         assert first is not None and len(first[1].jobs) == 2
         conn = backend._loop_conns[asyncio.get_running_loop()]
@@ -363,7 +363,7 @@ def test_worker_cycles_run_on_an_asyncio_connection_that_survives_losing_it(pg_a
         pg_app.set_queue("default", concurrency=1)
         backend._limited = (-math.inf, [])  # the list is stale: refreshing it would block the loop
         assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
-        backend._limited_queues(time.time())  # fresh again, and the worker's queue is limited
+        assert backend._limited_for(params(1)) == ["default"]  # fresh again, and the worker's queue is limited
         assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
         await backend.close_async()
         assert conn.closed and not backend._loop_conns
