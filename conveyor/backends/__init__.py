@@ -17,7 +17,7 @@ def open_backend(url: str) -> Backend:
         return SQLiteBackend(url)
     if scheme in {"postgresql", "postgres"} or scheme.startswith("postgresql+"):
         try:
-            from conveyor.backends.postgres import PostgresBackend  # type: ignore[import-not-found,unused-ignore]
+            from conveyor.backends.postgres import PostgresBackend
         except ImportError as exc:
             raise ConfigError(
                 f"the PostgreSQL backend needs psycopg 3 ({exc}): pip install 'conveyor-jobs[postgres]'"

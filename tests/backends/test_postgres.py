@@ -353,20 +353,20 @@ def test_worker_cycles_run_on_an_asyncio_connection_that_survives_losing_it(pg_a
         assert backend._limited_for(params(1)) == []  # a fresh list of limited queues: none
         first = await backend.finish_and_claim_async([], [], time.time(), params(2))
         assert first is not None and len(first[1].jobs) == 2
-        conn = backend._loop_conns[asyncio.get_running_loop()]
+        conn = backend._loop_conns.conns[asyncio.get_running_loop()]
         with psycopg.connect(pg_app.database_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
         done = [Completed(job.id, job.lease, {"n": job.args["n"]}) for job in first[1].jobs]
         second = await backend.finish_and_claim_async(done, [], time.time(), params(5))
         assert second is not None and second[0] == [] and len(second[1].jobs) == 2
-        assert backend._loop_conns[asyncio.get_running_loop()] is not conn  # a new connection
+        assert backend._loop_conns.conns[asyncio.get_running_loop()] is not conn  # a new connection
         pg_app.set_queue("default", concurrency=1)
         backend._limited = (-math.inf, [])  # the list is stale: refreshing it would block the loop
         assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
         assert backend._limited_for(params(1)) == ["default"]  # fresh again, and the worker's queue is limited
         assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
         await backend.close_async()
-        assert conn.closed and not backend._loop_conns
+        assert conn.closed and not backend._loop_conns.conns
 
     asyncio.run(cycles())
     assert sum(1 for j in pg_app.list_jobs(limit=10).jobs if j.status is JobStatus.COMPLETED) == 2

@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS conveyor_schema (
 );
 
 -- name: migration_lock
-SELECT pg_advisory_xact_lock(%(key)s);
+-- The advisory lock that serialises concurrent migrations (0x636F6E76: "conv").
+SELECT pg_advisory_xact_lock(1668247158);
 
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM conveyor_schema;
@@ -58,6 +59,10 @@ COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeou
 -- name: get_open_by_unique_keys
 SELECT * FROM conveyor_jobs
 WHERE unique_key = ANY(%(unique_keys)s::text[]) AND status IN ('scheduled', 'pending', 'processing');
+
+-- name: get_open_by_unique_key
+SELECT * FROM conveyor_jobs
+WHERE unique_key = %(unique_key)s AND status IN ('scheduled', 'pending', 'processing');
 
 -- name: get_job
 SELECT * FROM conveyor_jobs WHERE id = %(id)s::uuid;
@@ -109,31 +114,17 @@ ORDER BY name;
 SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
 WHERE name = %(queue)s FOR UPDATE;
 
--- name: claim_jobs_with_limits
--- Candidates from the unlimited queues and from each limited queue up to what it allows now (`allowed`), then the
--- best of them all by priority: a limited queue's jobs must not jump ahead of better jobs elsewhere, nor be starved.
-WITH allowance AS (
-    SELECT * FROM unnest(%(limited)s::text[], %(allowed)s::int[]) AS a(queue, n)
-), candidates AS (
-    (SELECT id, priority, run_at FROM conveyor_jobs
-     WHERE status = 'pending'
-       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
-       AND queue NOT IN (SELECT name FROM conveyor_queues
-                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
-     ORDER BY priority DESC, run_at, id
-     LIMIT %(limit)s)
-    UNION ALL
-    SELECT c.id, c.priority, c.run_at FROM allowance, LATERAL (
-        SELECT id, priority, run_at FROM conveyor_jobs
-        WHERE status = 'pending' AND queue = allowance.queue
-          AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
-        ORDER BY priority DESC, run_at, id
-        LIMIT allowance.n) c
-), picked AS (
-    SELECT j.id FROM conveyor_jobs j
-    WHERE j.id IN (SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT %(limit)s)
-      AND j.status = 'pending'
+-- name: claim_jobs
+-- The claim of the shared backend's transaction (conveyor_work has the same in one function call).
+WITH picked AS (
+    SELECT id FROM conveyor_jobs
+    WHERE status = 'pending'
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND queue NOT IN (SELECT name FROM conveyor_queues
+                        WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
 UPDATE conveyor_jobs j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
@@ -141,6 +132,36 @@ SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s,
 FROM picked WHERE j.id = picked.id
 RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts, j.attempts_base, j.max_retries,
           j.timeout;
+
+-- name: ready_jobs
+-- With limited queues about, the claim reads candidates (these, plus ready_jobs_in_queue of each limited queue up to
+-- its allowance), picks the best across all of them (limits.py), then claims those with claim_chosen. Candidates are
+-- locked (SKIP LOCKED: another worker's candidates are not waited for); those not chosen are free again at commit.
+-- The first column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
+SELECT id::text, queue, priority, run_at FROM conveyor_jobs
+WHERE status = 'pending'
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND queue NOT IN (SELECT name FROM conveyor_queues
+                    WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: ready_jobs_in_queue
+SELECT id::text, queue, priority, run_at FROM conveyor_jobs
+WHERE status = 'pending' AND queue = %(queue)s
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: claim_chosen
+UPDATE conveyor_jobs
+SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
+    updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
+WHERE id = ANY(%(refs)s::uuid[]) AND status = 'pending'
+RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = %(queue)s;
