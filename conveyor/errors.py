@@ -42,10 +42,11 @@ class UnknownTaskError(ConveyorError):
 
     code = "unknown_task"
 
-    def __init__(self, task_type: str, known: list[str] | None = None) -> None:
+    def __init__(self, task_type: str, known: list[str] | None = None, where: str | None = None) -> None:
         self.task_type = task_type
+        self.known = known
         hint = f"; registered: {', '.join(sorted(known))}" if known else ""
-        super().__init__(f"unknown task type {task_type!r}{hint}")
+        super().__init__(f"{where + ': ' if where else ''}unknown task type {task_type!r}{hint}")
 
 
 class InvalidArgumentsError(ConveyorError):

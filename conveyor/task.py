@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from conveyor.errors import InvalidArgumentsError
+from conveyor.jsonsafe import json_problem
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -130,7 +131,15 @@ class Task:
                 f"{self.name}: invalid arguments: {_format_errors(exc)}",
                 errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
-        return model.model_dump(mode="json", exclude_unset=True)
+        dumped: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+        self._check_json(dumped, "args")
+        return dumped
+
+    def _check_json(self, value: Any, where: str) -> None:
+        """Arguments JSON cannot hold as given (NaN, infinity, a NUL character) are refused, never altered."""
+        problem = json_problem(value, where)
+        if problem is not None:
+            raise InvalidArgumentsError(f"{self.name}: invalid arguments: {problem}")
 
     def validate_many(self, payloads: list[Any]) -> list[dict[str, Any]]:
         for i, args in enumerate(payloads):
@@ -144,6 +153,7 @@ class Task:
                 errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
         dumped: list[dict[str, Any]] = self._list_adapter.dump_python(models, mode="json", exclude_unset=True)
+        self._check_json(dumped, "args")
         return dumped
 
     def parse(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,7 +115,7 @@ class SQLBackend(Backend):
                     out.append(job.as_job(created_at))
                 else:  # a job whose unique key an open job already holds is that job
                     found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
-                    out.append(job_from_row(found[0], self._decode))
+                    out.append(replace(job_from_row(found[0], self._decode), existing=True))
             return out
 
         return self.driver.write(go)

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -124,7 +125,7 @@ class PostgresBackend(SQLBackend):
             existing: dict[str, Job] = {}
             if keyed and len(inserted) < len(jobs):
                 for row in tx.dicts("get_open_by_unique_keys", {"unique_keys": keyed}):
-                    existing[row["unique_key"]] = job_from_row(row, self._decode)
+                    existing[row["unique_key"]] = replace(job_from_row(row, self._decode), existing=True)
             # a job whose unique key an open job already holds is that job
             return [j.as_job(created_at) if j.id in inserted else existing[j.unique_key or ""] for j in jobs]
 
