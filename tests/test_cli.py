@@ -87,7 +87,7 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["enqueue", "demo.sleep", "--args", '{"seconds": "long"}'], "invalid arguments"),
         (["enqueue", "demo.echo", "--delay", "-5"], "invalid duration '-5': it must not be negative"),
         (["enqueue", "demo.echo", "--delay", "soon"], "invalid duration"),
-        (["enqueue", "demo.echo", "--priority", str(2**64)], "priority: Input should be less than or equal to 2147483647"),
+        (["enqueue", "demo.echo", "--priority", str(2**64)], "priority: Input should be less than or equal to"),
         (["jobs", "show", "nope"], "job nope not found"),
         (["jobs", "list", "--status", "bogus"], "unknown status"),
         (["jobs", "purge", "--status", "pending"], "purge deletes finished jobs only"),
