@@ -1,5 +1,6 @@
-"""A dialect's SQL: its queries (`<dialect>/queries.sql`, each under a `-- name: <query>` header, loaded once) and its
-numbered migrations (`<dialect>/migrations/NNN_<what>.sql`)."""
+"""A dialect's SQL: its queries (every `<dialect>/*.sql` file, one per noun: `queries.sql` for jobs, queues and
+workers, `workflows.sql`, ...; each query under a `-- name: <query>` header, names unique across the files, loaded
+once) and its numbered migrations (`<dialect>/migrations/NNN_<what>.sql`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ def _folder(package: str, dialect: str) -> Traversable:
 
 @cache
 def load_queries(dialect: str, package: str = "conveyor.backends") -> dict[str, str]:
-    return parse_queries(_folder(package, dialect).joinpath("queries.sql").read_text(encoding="utf-8"))
+    queries: dict[str, str] = {}
+    files = sorted((f for f in _folder(package, dialect).iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
+    for entry in files:
+        found = parse_queries(entry.read_text(encoding="utf-8"))
+        twice = set(found) & set(queries)
+        if twice:
+            raise ValueError(f"queries defined twice in {dialect}: {sorted(twice)} (again in {entry.name})")
+        queries.update(found)
+    return queries
 
 
 @cache
