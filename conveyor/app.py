@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats
+from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats, TaskInfo
 from conveyor.errors import (
     ConfigError,
     InvalidArgumentsError,
@@ -168,6 +168,14 @@ class Conveyor:
             return task
 
         return register(fn) if fn is not None else register
+
+    def task_infos(self) -> list[TaskInfo]:
+        """Each task's effective defaults (what a job of it gets when the enqueue gives no option)."""
+        infos = []
+        for task in self.tasks.values():
+            template = JobOptions().resolve(task, self.settings, 0.0)
+            infos.append(TaskInfo(task.name, template.queue, template.priority, template.max_retries, template.timeout))
+        return infos
 
     def get_task(self, task_type: str) -> Task:
         task = self.tasks.get(task_type)

@@ -33,6 +33,6 @@ async def fail(ctx: JobContext, message: str = "demo failure", times: int = -1) 
 
 
 def register_demo_tasks(app: Conveyor) -> None:
-    app.task(name="demo.echo", max_retries=0)(echo)
+    app.task(name="demo.echo")(echo)
     app.task(name="demo.sleep")(sleep)
     app.task(name="demo.fail", retry_backoff=0.5, retry_backoff_max=5.0)(fail)

@@ -172,6 +172,7 @@ class WorkerInfo:
     started_at: datetime
     heartbeat_at: datetime
     running: list[str] = field(default_factory=list)
+    types: list[str] | None = None  # the task types it runs (None: any)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -183,6 +184,7 @@ class WorkerInfo:
             "started_at": iso(self.started_at),
             "heartbeat_at": iso(self.heartbeat_at),
             "running": self.running,
+            "types": self.types,
         }
 
 

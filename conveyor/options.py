@@ -8,7 +8,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Protocol, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from conveyor.backends.params import NewJob
 from conveyor.errors import InvalidArgumentsError
@@ -77,11 +86,11 @@ class JobOptions(BaseModel):
             raise ValueError("must be an integer")
         return value
 
-    @field_validator("metadata")
+    @field_validator("metadata", "tags")
     @classmethod
-    def _json(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _json(cls, value: Any, info: ValidationInfo) -> Any:
         if value is not None:
-            check_json(value, "metadata")
+            check_json(value, str(info.field_name))
         return value
 
     @model_validator(mode="after")

@@ -68,7 +68,10 @@ def build_args_model(name: str, fn: Callable[..., Any]) -> tuple[type[pydantic.B
         annotation = hints.get(p.name, Any)
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (annotation, default)
-    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)  # type: ignore[typeddict-item]
+    # NaN and infinity stay what they are in the dump (pydantic would write null): `validate` refuses them.
+    config = pydantic.ConfigDict(  # type: ignore[typeddict-item]
+        extra=extra, arbitrary_types_allowed=True, ser_json_inf_nan="constants"
+    )
     model = pydantic.create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
     return model, takes_ctx
 
@@ -103,7 +106,10 @@ class Task:
         self.args_model, self.takes_context = build_args_model(self.name, self.fn)
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.__doc__ = self.fn.__doc__
-        self._list_adapter = pydantic.TypeAdapter(list[self.args_model])  # type: ignore[name-defined]
+        self._list_adapter = pydantic.TypeAdapter(
+            list[self.args_model],  # type: ignore[name-defined]
+            config=pydantic.ConfigDict(ser_json_inf_nan="constants"),
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)

@@ -159,6 +159,7 @@ class WorkerOut(BaseModel):
     started_at: datetime
     heartbeat_at: datetime
     running: list[str]
+    types: list[str] | None = Field(default=None, description="the task types it runs (null: any)")
 
 
 class WorkerList(BaseModel):
@@ -171,6 +172,9 @@ class StatsOut(BaseModel):
     durations: dict[str, dict[str, float]]
     throughput: list[dict[str, Any]]
     workers: int
+    unserved: list[dict[str, Any]] = Field(
+        default_factory=list, description="types with jobs waiting that no live worker runs: {type, pending, scheduled}"
+    )
 
 
 class ClaimedJobOut(BaseModel):

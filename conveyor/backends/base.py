@@ -26,6 +26,7 @@ from conveyor.backends.params import (
     ProgressUpdate,
     QueueChange,
     Released,
+    TaskInfo,
     WorkerBeat,
 )
 from conveyor.backends.stats import Stats
@@ -48,6 +49,7 @@ __all__ = [
     "QueueChange",
     "Released",
     "Stats",
+    "TaskInfo",
     "WorkerBeat",
 ]
 
@@ -133,6 +135,10 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def remove_worker(self, worker_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def register_tasks(self, tasks: Sequence[TaskInfo], now: float) -> None:
+        """Record the tasks' effective defaults (a worker does at start), for paths that enqueue without Python."""
 
     @abc.abstractmethod
     def rescue_expired(self, now: float) -> int:

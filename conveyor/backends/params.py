@@ -178,6 +178,18 @@ class WorkerBeat:
     # only these when given, so a job claimed by a call whose answer never arrived (the connection broke at commit)
     # is not kept alive by heartbeats forever: its lease runs out and it is rescued. None: renew all of the worker's.
     holding: tuple[str, ...] | None = None
+    types: tuple[str, ...] | None = None  # the task types the worker runs (None: any)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskInfo:
+    """A task's effective defaults, registered so that other paths (the SQL API) give its jobs the same options."""
+
+    name: str
+    queue: str
+    priority: int
+    max_retries: int
+    timeout: float | None
 
 
 @dataclass(frozen=True, slots=True)

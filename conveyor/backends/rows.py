@@ -90,6 +90,7 @@ def worker_from_row(row: dict[str, Any], decode: Decode) -> WorkerInfo:
         started_at=to_datetime(row["started_at"]),  # type: ignore[arg-type]
         heartbeat_at=to_datetime(row["heartbeat_at"]),  # type: ignore[arg-type]
         running=list(decode(row["running"]) or []),
+        types=decode(row["types"]),
     )
 
 

@@ -25,6 +25,7 @@ from conveyor.backends.params import (
     Outcome,
     ProgressUpdate,
     QueueChange,
+    TaskInfo,
     WorkerBeat,
 )
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
@@ -224,6 +225,7 @@ class SQLBackend(Backend):
             "started_at": beat.started_at,
             "now": beat.now,
             "lease_until": beat.lease_until,
+            "types": dumps(list(beat.types)) if beat.types is not None else None,
         }
         holding = self.driver.array(beat.holding) if beat.holding is not None else None
         renew = {"worker_id": beat.id, "lease_until": beat.lease_until, "holding": holding}
@@ -240,6 +242,12 @@ class SQLBackend(Backend):
 
     def remove_worker(self, worker_id: str) -> None:
         self.driver.write(lambda tx: tx.execute("remove_worker", {"id": worker_id}))
+
+    def register_tasks(self, tasks: Sequence[TaskInfo], now: float) -> None:
+        rows = [{"name": t.name, "queue": t.queue, "priority": t.priority, "max_retries": t.max_retries,
+                 "timeout": t.timeout, "now": now} for t in tasks]
+        if rows:
+            self.driver.write(lambda tx: tx.executemany("register_task", rows))
 
     # ------------------------------------------------------------------------------------------ maintenance
     def rescue_expired(self, now: float) -> int:
@@ -375,8 +383,10 @@ class SQLBackend(Backend):
                 tx.rows("counts_by_type"),
                 tx.rows("recent_durations", {"since": since}),
                 tx.rows("throughput", {"since": since}),
-                tx.rows("count_live_workers", {"now": now}),
+                tx.rows("live_worker_types", {"now": now}),
             )
 
         by_type, durations, minutes, workers = self.driver.read(go)
-        return Stats.from_rows(by_type, durations, minutes, workers[0][0], since, window_s)
+        types = [self._decode(r[0]) for r in workers]
+        served = None if any(t is None for t in types) else {name for t in types for name in t}
+        return Stats.from_rows(by_type, durations, minutes, len(workers), since, window_s, served)

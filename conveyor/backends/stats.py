@@ -19,6 +19,8 @@ class Stats:
     throughput: list[dict[str, Any]]
     workers: int
     extra: dict[str, Any] = field(default_factory=dict)
+    # Types with jobs waiting that no live worker runs ("no worker for `order`: 120 pending"), largest first.
+    unserved: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_rows(
@@ -29,9 +31,11 @@ class Stats:
         workers: int,
         since: float,
         window_s: float,
+        served: set[str] | None = None,
     ) -> Stats:
         """Assemble the figures from what every backend's stats queries return: (type, status, count) rows,
-        (type, duration, minute) rows of the window's completed jobs, and (minute, status, count) rows."""
+        (type, duration, minute) rows of the window's completed jobs, and (minute, status, count) rows. `served`:
+        the types live workers run (None: some worker runs any type)."""
         by_type: dict[str, dict[str, int]] = {}
         for type_, status, n in by_type_rows:
             by_type.setdefault(type_, {})[status] = n
@@ -47,6 +51,7 @@ class Stats:
             throughput=_per_minute(minute_rows, since, window_s),
             workers=int(workers),
             extra={"duration_series": _duration_series(by_minute, since, window_s)},
+            unserved=[] if served is None else _unserved(by_type, served),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,6 +61,7 @@ class Stats:
             "durations": self.durations,
             "throughput": self.throughput,
             "workers": self.workers,
+            "unserved": self.unserved,
             **self.extra,
         }
 
@@ -69,6 +75,16 @@ def _duration_series(by_minute: dict[int, list[float]], since: float, window_s: 
         summary = _summary(values) if values else {"count": 0, "avg": None, "p50": None, "p95": None}
         series.append({"minute": iso(to_datetime(since + 60 * i)), **summary})
     return series
+
+
+def _unserved(by_type: dict[str, dict[str, int]], served: set[str]) -> list[dict[str, Any]]:
+    waiting = ("pending", "scheduled")
+    rows = [
+        {"type": t, **{s: counts.get(s, 0) for s in waiting}}
+        for t, counts in by_type.items()
+        if t not in served and any(counts.get(s, 0) for s in waiting)
+    ]
+    return sorted(rows, key=lambda r: (-r["pending"] - r["scheduled"], r["type"]))
 
 
 def _summary(values: list[float]) -> dict[str, float]:

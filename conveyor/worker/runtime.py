@@ -79,6 +79,7 @@ class Worker:
         self.backend = app.backend
         self.concurrency = settings.concurrency
         self.queues = queues if queues is not None else settings.queues
+        self.types = tuple(sorted(app.tasks))  # it claims only jobs it can run: others wait for a worker that can
         self.burst = burst
         self.lease_s = settings.lease_s
         self.grace_s = settings.shutdown_grace_s
@@ -155,6 +156,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         log.info("worker %s started: %d slots, queues %s", self.id, self.concurrency, self.queues or "all")
+        await self._db(self.backend.register_tasks, self.app.task_infos(), self.clock())
         await self._beat()
         wake = self._wake
 
@@ -229,7 +231,7 @@ class Worker:
     # ------------------------------------------------------------------------------------------ fetcher
     async def _claim(self, free: int) -> ClaimResult:
         now = self.clock()
-        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues)
+        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues, self.types)
         return await self._db(self.backend.claim_jobs, params)
 
     async def _fetch_loop(self) -> None:
@@ -244,7 +246,9 @@ class Worker:
                 token = self.backend.wake_token()
                 outcomes, self._outcomes = self._outcomes, []
                 now = self.clock()
-                params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues) if claim else None
+                params = None
+                if claim:
+                    params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types)
                 try:
                     cycle = await self.backend.finish_and_claim_async(outcomes, [], now, params)
                     if cycle is None:  # no asyncio path for this backend or this cycle: the database thread
@@ -429,6 +433,7 @@ class Worker:
         beat = WorkerBeat(
             self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s,
             holding=(*self._running, *(j.id for j in self._ahead), *(o.job_id for o in self._outcomes)),
+            types=self.types,
         )
         return await self._db(self.backend.heartbeat, beat)
 

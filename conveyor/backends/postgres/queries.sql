@@ -181,9 +181,18 @@ SELECT EXISTS (
       AND queue NOT IN (SELECT name FROM conveyor_queues WHERE paused));
 
 -- name: upsert_worker
-INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at)
-VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::jsonb, %(slots)s, %(started_at)s, %(now)s, %(lease_until)s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at;
+INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at, types)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::jsonb, %(slots)s, %(started_at)s, %(now)s, %(lease_until)s,
+        %(types)s::jsonb)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at,
+                               types = excluded.types;
+
+-- name: register_task
+INSERT INTO conveyor_tasks (name, queue, priority, max_retries, timeout, updated_at)
+VALUES (%(name)s, %(queue)s, %(priority)s, %(max_retries)s, %(timeout)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET queue = excluded.queue, priority = excluded.priority,
+                                 max_retries = excluded.max_retries, timeout = excluded.timeout,
+                                 updated_at = excluded.updated_at;
 
 -- name: renew_leases
 UPDATE conveyor_jobs SET lease_expires_at = %(lease_until)s
@@ -272,13 +281,13 @@ SET paused = coalesce(%(paused)s::boolean, paused),
 WHERE name = %(name)s;
 
 -- name: live_workers
-SELECT w.id, w.host, w.pid, w.queues, w.slots, w.started_at, w.heartbeat_at,
+SELECT w.id, w.host, w.pid, w.queues, w.slots, w.started_at, w.heartbeat_at, w.types,
        coalesce((SELECT array_agg(j.id::text ORDER BY j.id) FROM conveyor_jobs j
                  WHERE j.status = 'processing' AND j.worker_id = w.id), '{}') AS running
 FROM conveyor_workers w WHERE w.expires_at >= %(now)s ORDER BY w.started_at;
 
--- name: count_live_workers
-SELECT count(*) FROM conveyor_workers WHERE expires_at >= %(now)s;
+-- name: live_worker_types
+SELECT types FROM conveyor_workers WHERE expires_at >= %(now)s;
 
 -- name: counts_by_type
 SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;

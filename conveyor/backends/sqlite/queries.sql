@@ -132,6 +132,8 @@ UPDATE conveyor_jobs
 SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'completed' END,
     result = CASE WHEN cancel_requested THEN NULL ELSE :result END,
     progress = CASE WHEN cancel_requested THEN progress ELSE 100 END,
+    error = CASE WHEN cancel_requested THEN error END,  -- a completed job keeps no error of an earlier attempt
+    error_detail = CASE WHEN cancel_requested THEN error_detail END,
     completed_at = :now, updated_at = :now, lease_expires_at = NULL,
     status_message = CASE WHEN cancel_requested THEN 'cancelled while running' ELSE NULL END
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
@@ -169,9 +171,17 @@ SET progress = :progress, progress_info = :info, updated_at = :now
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
 
 -- name: upsert_worker
-INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at)
-VALUES (:id, :host, :pid, :queues, :slots, :started_at, :now, :lease_until)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at;
+INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at, types)
+VALUES (:id, :host, :pid, :queues, :slots, :started_at, :now, :lease_until, :types)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at,
+                               types = excluded.types;
+
+-- name: register_task
+INSERT INTO conveyor_tasks (name, queue, priority, max_retries, timeout, updated_at)
+VALUES (:name, :queue, :priority, :max_retries, :timeout, :now)
+ON CONFLICT (name) DO UPDATE SET queue = excluded.queue, priority = excluded.priority,
+                                 max_retries = excluded.max_retries, timeout = excluded.timeout,
+                                 updated_at = excluded.updated_at;
 
 -- name: renew_leases
 UPDATE conveyor_jobs SET lease_expires_at = :lease_until
@@ -253,8 +263,8 @@ SELECT w.*, (SELECT json_group_array(j.id) FROM conveyor_jobs j
              WHERE j.status = 'processing' AND j.worker_id = w.id) AS running
 FROM conveyor_workers w WHERE w.expires_at >= :now ORDER BY w.started_at;
 
--- name: count_live_workers
-SELECT count(*) FROM conveyor_workers WHERE expires_at >= :now;
+-- name: live_worker_types
+SELECT types FROM conveyor_workers WHERE expires_at >= :now;
 
 -- name: counts_by_type
 SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;
