@@ -91,7 +91,9 @@ class Conveyor:
         if self._backend is None:
             with self._backend_lock:
                 if self._backend is None:
-                    self._backend = open_backend(self.settings.database_url)
+                    self._backend = open_backend(
+                        self.settings.database_url, connect_timeout_s=self.settings.connect_timeout_s
+                    )
         return self._backend
 
     def close(self) -> None:

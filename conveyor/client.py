@@ -5,7 +5,8 @@
 ...     job = conveyor.enqueue("generate_report", {"contract_name": "A"}, priority=5)
 ...     done = conveyor.wait(job.id, timeout=300)                       # SSE, falling back to polling
 
-Errors are the core's: `JobNotFoundError` (404), `InvalidStateError` (409), `InvalidArgumentsError` (400, 413, 422),
+Errors are the core's: `JobNotFoundError` (404), `InvalidStateError` (409), `UnknownTaskError` (422 `unknown_task`),
+`InvalidArgumentsError` (400, 413, other 422s),
 `JobFailed` and `TimeoutError` from `wait`, and `ApiError` for anything else (401, 5xx), all `ConveyorError`s.
 """
 
@@ -22,7 +23,14 @@ from typing import Any
 
 import httpx
 
-from conveyor.errors import ConveyorError, InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError
+from conveyor.errors import (
+    ConveyorError,
+    InvalidArgumentsError,
+    InvalidStateError,
+    JobFailed,
+    JobNotFoundError,
+    UnknownTaskError,
+)
 from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus
 
 __all__ = ["ApiError", "AsyncClient", "Client", "job_from_dict"]
@@ -120,6 +128,8 @@ def _check(request: _Request, response: httpx.Response) -> Any:
         raise JobNotFoundError(request.job_id)
     if status == 409:
         raise InvalidStateError(message)
+    if code == "unknown_task":  # the same exception as the Python API's for the same mistake
+        raise UnknownTaskError.from_message(message)
     if status in (400, 413, 422):
         raise InvalidArgumentsError(message)
     raise ApiError(status, code, message)

@@ -12,6 +12,7 @@ ConveyorError
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -47,6 +48,14 @@ class UnknownTaskError(ConveyorError):
         self.known = known
         hint = f"; registered: {', '.join(sorted(known))}" if known else ""
         super().__init__(f"{where + ': ' if where else ''}unknown task type {task_type!r}{hint}")
+
+    @classmethod
+    def from_message(cls, message: str) -> UnknownTaskError:
+        """The error as an API answered it (the client raises it for code `unknown_task`)."""
+        match = re.search(r"unknown task type '([^']*)'", message)
+        error = cls(match.group(1) if match else "")
+        error.args = (message,)
+        return error
 
 
 class InvalidArgumentsError(ConveyorError):

@@ -69,8 +69,8 @@ def build_args_model(name: str, fn: Callable[..., Any]) -> tuple[type[pydantic.B
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (annotation, default)
     # NaN and infinity stay what they are in the dump (pydantic would write null): `validate` refuses them.
-    config = pydantic.ConfigDict(  # type: ignore[typeddict-item]
-        extra=extra, arbitrary_types_allowed=True, ser_json_inf_nan="constants"
+    config = pydantic.ConfigDict(
+        extra=extra, arbitrary_types_allowed=True, ser_json_inf_nan="constants"  # type: ignore[typeddict-item]
     )
     model = pydantic.create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
     return model, takes_ctx

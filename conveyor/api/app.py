@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.api")
 
 API_PREFIX = "/api/v1"
-MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024  # multipart framing and form fields around the file
 
 
@@ -93,7 +92,7 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
 
     app.openapi = lambda: _openapi(app, conveyor)  # type: ignore[method-assign]
     upload_limit = settings.max_upload_mb * 1024 * 1024 + UPLOAD_OVERHEAD_BYTES
-    app.add_middleware(BodyLimit, max_bytes=MAX_JSON_BODY_BYTES, max_upload_bytes=upload_limit)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_mb * 1024 * 1024, max_upload_bytes=upload_limit)
     app.add_middleware(TokenAuth, token=settings.api_token)
     return app
 

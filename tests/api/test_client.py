@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from conveyor.client import ApiError, AsyncClient, Client
-from conveyor.errors import InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError
+from conveyor.errors import InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError, UnknownTaskError
 from conveyor.job import JobStatus
 from conveyor.settings import Settings
 from tests.api.conftest import RunningServer
@@ -50,7 +50,7 @@ def test_sync_client_methods(server: RunningServer) -> None:
         assert client.get(job.id) is None
         with pytest.raises(JobNotFoundError):
             client.cancel(job.id)
-        with pytest.raises(InvalidArgumentsError):
+        with pytest.raises(UnknownTaskError):  # as from the Python API
             client.enqueue("no.such.task")
         with pytest.raises(InvalidArgumentsError):
             client.enqueue("demo.echo", nonsense=1)

@@ -40,8 +40,15 @@ class PostgresBackend(SQLBackend):
     dialect = "postgres"
     driver: PostgresDriver
 
-    def __init__(self, url: str, *, pool_max_size: int = POOL_MAX_SIZE, migrate: bool = True) -> None:
-        self.driver = PostgresDriver(url, pool_max_size=pool_max_size)
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_max_size: int = POOL_MAX_SIZE,
+        migrate: bool = True,
+        connect_timeout_s: float | None = None,
+    ) -> None:
+        self.driver = PostgresDriver(url, pool_max_size=pool_max_size, connect_timeout_s=connect_timeout_s)
         self.url = url
         self.conninfo = self.driver.conninfo
         self.holder = f"{uuid.uuid4()}"

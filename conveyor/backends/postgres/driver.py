@@ -4,10 +4,12 @@ dead (the database restarted) is replaced and the call tried once more, but only
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -20,7 +22,7 @@ log = logging.getLogger("conveyor.postgres")
 T = TypeVar("T")
 POOL_MAX_SIZE = 8
 POOL_TIMEOUT_S = 30.0  # how long a call waits for a connection (covers a database restart)
-CONNECT_TIMEOUT_S = 10.0  # how long opening the pool waits for its first connection
+CONNECT_TIMEOUT_S = 5.0  # how long reaching the server may take at start (CONVEYOR_CONNECT_TIMEOUT_S)
 
 
 def conninfo(url: str) -> str:
@@ -40,6 +42,14 @@ def connection_of(handle: Any) -> psycopg.Connection[Any]:
     raise ConfigError(
         f"connection= takes a psycopg (sync) Connection, Transaction or Cursor, not {type(handle).__name__}"
     )
+
+
+def _reason(exc: psycopg.OperationalError) -> str:
+    """libpq's message, shortened to its cause: 'connection refused', 'database "x" does not exist', ..."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    cause = text.rsplit("failed: ", 1)[-1].strip()
+    cause = cause.removeprefix("FATAL:").strip()
+    return cause[:1].lower() + cause[1:] if cause else text
 
 
 def connection_lost(exc: psycopg.OperationalError) -> bool:
@@ -75,10 +85,19 @@ class PostgresTx:
 class PostgresDriver:
     dialect = "postgres"
 
-    def __init__(self, url: str, *, pool_max_size: int = POOL_MAX_SIZE, queries: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_max_size: int = POOL_MAX_SIZE,
+        queries: dict[str, str] | None = None,
+        connect_timeout_s: float | None = None,
+    ) -> None:
         self.url = url
         self.conninfo = conninfo(url)
         self.queries = queries if queries is not None else load_queries("postgres")
+        timeout = connect_timeout_s or CONNECT_TIMEOUT_S
+        self._first_connect(timeout)  # one clear error, before the pool's background attempts log theirs
         try:
             self.pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
                 self.conninfo,
@@ -89,9 +108,29 @@ class PostgresDriver:
                 name="conveyor",
                 open=False,
             )
-            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            self.pool.open(wait=True, timeout=timeout)
         except (psycopg.Error, PoolTimeout) as exc:
-            raise ConfigError(f"cannot connect to PostgreSQL at {url!r}: {exc}") from exc
+            raise ConfigError(f"cannot connect to PostgreSQL at {self.where}: {exc}") from None
+
+    @property
+    def where(self) -> str:
+        """The server as people say it (`host:port/database`), never the password."""
+        try:
+            parts = conninfo_to_dict(self.conninfo)
+        except psycopg.Error:
+            return "the configured server"
+        host = parts.get("host") or "localhost"
+        port = parts.get("port") or "5432"
+        return f"{host}:{port}" + (f"/{parts['dbname']}" if parts.get("dbname") else "")
+
+    def _first_connect(self, timeout: float) -> None:
+        """Open one connection with a deadline: an unreachable server is one line (`connection refused`, `timeout
+        expired`, `password authentication failed ...`), not the pool's retries and warnings."""
+        deadline = max(2, math.ceil(timeout))  # libpq's connect_timeout: whole seconds, at least 2
+        try:
+            psycopg.connect(self.conninfo, connect_timeout=deadline).close()
+        except psycopg.OperationalError as exc:
+            raise ConfigError(f"cannot connect to PostgreSQL at {self.where}: {_reason(exc)}") from None
 
     def run(self, fn: Callable[[psycopg.Connection[Any]], T], *, transaction: bool = True) -> T:
         """Run `fn` on a pooled connection (in a transaction unless `transaction` is off). A connection found dead is
