@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import math
 import threading
@@ -23,6 +24,7 @@ from conveyor.errors import (
 from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
+from conveyor.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
@@ -527,10 +529,6 @@ class Conveyor:
     ) -> None:
         """Run a worker in this process until it is stopped (SIGTERM/SIGINT), or, with `burst`, until no job is
         left to claim."""
-        import asyncio
-
-        from conveyor.worker import Worker
-
         worker = Worker(
             self,
             concurrency=concurrency,

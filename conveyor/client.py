@@ -11,6 +11,7 @@ Errors are the core's: `JobNotFoundError` (404), `InvalidStateError` (409), `Inv
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import json
 import os
@@ -354,8 +355,6 @@ class AsyncClient:
 
     async def wait(self, job_id: str, timeout: float | None = None, poll_interval: float = 1.0) -> Job:
         """As `Client.wait`."""
-        import asyncio
-
         deadline = None if timeout is None else time.monotonic() + timeout
         use_sse = True
         while True:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from conveyor.context import JobContext
 from conveyor.errors import InvalidArgumentsError
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ def _takes_context(fn: Callable[..., Any], params: list[inspect.Parameter], hint
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
         return False
     first = params[0]
-    from conveyor.context import JobContext
-
     return first.name == "ctx" or hints.get(first.name) is JobContext
 
 

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic.json_schema import models_json_schema
 
+from conveyor import __version__
 from conveyor.api.errors import ErrorRoute, error_response, install_error_handlers
 from conveyor.api.events import EventHub
 from conveyor.api.metrics import metrics_registry, render
@@ -57,7 +58,7 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
     app = FastAPI(
         title="Conveyor",
         summary="A durable background job system: enqueue, watch and steer jobs.",
-        version=_version(),
+        version=__version__,
         lifespan=lifespan,
         responses={},
     )
@@ -96,12 +97,6 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
     app.add_middleware(BodyLimit, max_bytes=MAX_JSON_BODY_BYTES, max_upload_bytes=upload_limit)
     app.add_middleware(TokenAuth, token=settings.api_token)
     return app
-
-
-def _version() -> str:
-    from conveyor import __version__
-
-    return __version__
 
 
 def _openapi(app: FastAPI, conveyor: Conveyor) -> dict[str, Any]:
