@@ -22,6 +22,8 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.plugins import Plugin
+from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
 from conveyor.settings import Settings
 from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
 from conveyor.worker import Worker
@@ -45,22 +47,14 @@ def _epoch(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def _register_ingest_tasks(app: Conveyor) -> None:
-    """The built-in ingestion tasks (SPEC section 5), when the `ingest` extra is installed; imports nothing heavy."""
-    import importlib.util
-
-    if importlib.util.find_spec("numpy") is None:
-        return
-    from conveyor.ingest.tasks import register_ingest_tasks
-
-    register_ingest_tasks(app)
-
-
 class Conveyor:
     """A job system bound to one database.
 
     >>> app = Conveyor()                       # CONVEYOR_DATABASE_URL, default sqlite:///./conveyor.db
     >>> app = Conveyor("sqlite:////tmp/jobs.db")
+
+    It registers the built-in demo tasks (`demo_tasks`) and ingestion tasks (`ingest_tasks`, default: as
+    `demo_tasks`); `plugins` adds parts of your own (tasks, routes, dashboard pages: see `conveyor.plugins`).
     """
 
     def __init__(
@@ -71,6 +65,7 @@ class Conveyor:
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
         ingest_tasks: bool | None = None,
+        plugins: Sequence[Plugin] = (),
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -78,12 +73,20 @@ class Conveyor:
         self.tasks: dict[str, Task] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
-        if demo_tasks:
-            from conveyor.demo import register_demo_tasks
+        self.plugins = self._plug_in(plugins, demo_tasks, demo_tasks if ingest_tasks is None else ingest_tasks)
 
-            register_demo_tasks(self)
-        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
-            _register_ingest_tasks(self)
+    def _plug_in(self, plugins: Sequence[Plugin], demo_tasks: bool, ingest_tasks: bool) -> tuple[Plugin, ...]:
+        """The built-in plugins and the given ones; registers their tasks (the built-ins' only if asked)."""
+        chosen = (*BUILTIN_PLUGINS, *plugins)
+        names = [p.name for p in chosen]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(f"two plugins share a name: {', '.join(twice)}")
+        with_tasks = {DEMO.name: demo_tasks, INGESTION.name: ingest_tasks}
+        for plugin in chosen:
+            if plugin.tasks is not None and with_tasks.get(plugin.name, True):
+                plugin.tasks(self)
+        return chosen
 
     # ------------------------------------------------------------------------------------------ set-up
     @property

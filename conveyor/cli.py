@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -23,6 +24,7 @@ from rich.table import Table
 from conveyor.app import Conveyor
 from conveyor.errors import ConfigError, ConveyorError, JobFailed
 from conveyor.job import TERMINAL_STATUSES, Job, JobStatus
+from conveyor.plugins.builtin import BUILTIN_PLUGINS
 from conveyor.settings import parse_duration, parse_queues
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -558,20 +560,16 @@ def _redact(url: str) -> str:
     return url
 
 
-def _register_optional_commands() -> None:
-    """Commands of optional parts (ingestion) appear when those parts are installed."""
-    try:
-        ingest = importlib.import_module("conveyor.ingest.cli")
-    except ImportError:
-        return
-    cli.add_typer(ingest.ingest_app, name="ingest")
-    cli.command("search")(ingest.search_command)
-
-
-_register_optional_commands()
+@functools.cache
+def add_plugin_commands() -> None:
+    """The built-in plugins' commands (`ingest`, `search`); `main` adds them before it runs."""
+    for plugin in BUILTIN_PLUGINS:
+        if plugin.cli is not None:
+            plugin.cli(cli)
 
 
 def main() -> None:
+    add_plugin_commands()
     cli()
 
 
@@ -579,4 +577,4 @@ if __name__ == "__main__":  # pragma: no cover
     main()
 
 
-__all__ = ["cli", "main"]
+__all__ = ["add_plugin_commands", "cli", "main"]

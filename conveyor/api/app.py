@@ -1,10 +1,9 @@
-"""`create_app`: the whole HTTP service (API, health, metrics, docs, and the optional dashboard and ingestion)."""
+"""`create_app`: the whole HTTP service (API, health, metrics, docs, and the routes of each plugin: the dashboard, the
+ingestion)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -33,16 +32,6 @@ log = logging.getLogger("conveyor.api")
 API_PREFIX = "/api/v1"
 MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024  # multipart framing and form fields around the file
-
-
-def _optional_router(module: str, factory: str, conveyor: Conveyor) -> Any:
-    """The router of an optional part (dashboard, ingestion) if it is installed, else None."""
-    try:
-        if importlib.util.find_spec(module) is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    return getattr(importlib.import_module(module), factory)(conveyor)
 
 
 def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: EventHub | None = None) -> FastAPI:
@@ -85,12 +74,9 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
     def metrics() -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
-    ingest = _optional_router("conveyor.ingest.routes", "create_router", conveyor)
-    if ingest is not None:
-        app.include_router(ingest, prefix=API_PREFIX)
-    dashboard = _optional_router("conveyor.dashboard", "create_dashboard", conveyor)
-    if dashboard is not None:
-        app.include_router(dashboard)
+    for plugin in conveyor.plugins:  # the ingestion's routes, the dashboard, a user's parts
+        if plugin.router is not None:
+            app.include_router(plugin.router(conveyor))
 
     app.openapi = lambda: _openapi(app, conveyor)  # type: ignore[method-assign]
     upload_limit = settings.max_upload_mb * 1024 * 1024 + UPLOAD_OVERHEAD_BYTES
