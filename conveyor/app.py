@@ -24,8 +24,9 @@ from conveyor.errors import (
 from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.plugins import Plugin
 from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
+from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, RetryPolicy
 from conveyor.settings import Settings
-from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
+from conveyor.task import Task
 from conveyor.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -173,8 +174,7 @@ class Conveyor:
                 priority=priority,
                 max_retries=max_retries,
                 timeout=timeout,
-                retry_backoff=retry_backoff,
-                retry_backoff_max=retry_backoff_max,
+                retry_policy=RetryPolicy(retry_backoff, retry_backoff_max),
                 process=process,
             )
             self.tasks[task.name] = task

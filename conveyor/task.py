@@ -13,13 +13,12 @@ import pydantic
 
 from conveyor.context import JobContext
 from conveyor.errors import InvalidArgumentsError
+from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.job import Job
 
-DEFAULT_RETRY_BACKOFF_S = 1.0
-DEFAULT_RETRY_BACKOFF_MAX_S = 300.0
 _UNSET: Any = object()
 
 
@@ -81,7 +80,8 @@ def _format_errors(exc: pydantic.ValidationError) -> str:
 
 @dataclass(eq=False)
 class Task:
-    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it."""
+    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it.
+    `retry_policy` says when a failed attempt runs again (the worker asks it)."""
 
     app: Conveyor
     name: str
@@ -90,8 +90,7 @@ class Task:
     priority: int = 0
     max_retries: int | None = None
     timeout: float | None = None
-    retry_backoff: float = DEFAULT_RETRY_BACKOFF_S
-    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     process: bool = False
     args_model: type[pydantic.BaseModel] = field(init=False)
     takes_context: bool = field(init=False)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import random
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import Cancelled, ClaimedJob, Completed, Failed, Outcome, Released
 from conveyor.context import Cancel, JobContext, Retry
-from conveyor.job import LATEST_RUN_AT_S, json_value
+from conveyor.job import json_value
 from conveyor.worker.processes import make_pool, run_in_child
 
 if TYPE_CHECKING:
@@ -26,13 +25,6 @@ if TYPE_CHECKING:
 
 MAX_ERROR_CHARS = 2000
 MAX_DETAIL_CHARS = 20000
-
-
-def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with equal jitter: the delay after failed attempt `attempt` (1-based)."""
-    ceiling = float(min(cap, base * 2.0 ** max(0, attempt - 1)))
-    jitter: float = (rng or random).uniform(0, ceiling / 2)
-    return float(ceiling / 2 + jitter)
 
 
 @dataclass(eq=False)
@@ -90,7 +82,7 @@ class Executor:
         except Cancel as exc:
             return Cancelled(job.id, job.lease, exc.reason)
         except Retry as exc:
-            retry_at = min(self.clock() + max(0.0, exc.after), LATEST_RUN_AT_S)  # Retry(after=inf): a far future
+            retry_at = task.retry_policy.retry_at(job.retries_used + 1, self.clock(), after=exc.after)
             return Failed(job.id, job.lease, exc.reason, None, retry_at)
         except TimeoutError:
             running.ctx._request_cancel()
@@ -148,5 +140,5 @@ class Executor:
         work.add_done_callback(done)
 
     def _failure(self, task: Task, job: ClaimedJob, error: str, detail: str | None) -> Failed:
-        delay = backoff_s(job.retries_used + 1, task.retry_backoff, task.retry_backoff_max)
-        return Failed(job.id, job.lease, error[:MAX_ERROR_CHARS], detail, self.clock() + delay)
+        retry_at = task.retry_policy.retry_at(job.retries_used + 1, self.clock())
+        return Failed(job.id, job.lease, error[:MAX_ERROR_CHARS], detail, retry_at)

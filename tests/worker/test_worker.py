@@ -5,7 +5,6 @@ writer, live queue settings, drain)."""
 from __future__ import annotations
 
 import asyncio
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from conveyor import Cancel, Conveyor, JobContext, JobStatus, Retry, Settings
 from conveyor.backends.base import ClaimParams, NewJob
 from conveyor.ids import uuid7
 from conveyor.worker import Worker, runtime
-from conveyor.worker.executor import backoff_s
 from tests.conftest import wait_for
 
 T0 = 1_800_000_000.0
@@ -196,15 +194,6 @@ def test_a_job_of_a_type_this_worker_does_not_know_fails(app: Conveyor) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- retries
-@pytest.mark.parametrize("seed", range(5))
-def test_backoff_is_exponential_with_equal_jitter_and_capped(seed: int) -> None:
-    rng = random.Random(seed)
-    for attempt in range(1, 12):
-        ceiling = min(60.0, 2.0 * 2 ** (attempt - 1))
-        delay = backoff_s(attempt, 2.0, 60.0, rng)
-        assert ceiling / 2 <= delay <= ceiling
-
-
 def test_retries_with_backoff_then_completed(app: Conveyor, clock: Clock) -> None:
     @app.task(max_retries=3, retry_backoff=2.0, retry_backoff_max=5.0)
     def flaky(ctx: JobContext) -> int:
