@@ -18,21 +18,21 @@ import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from conveyor.blocking import BlockingCalls
 from conveyor.errors import ConveyorError
 from conveyor.job import Job
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.backends.base import JobChange
 
 log = logging.getLogger("conveyor.api.events")
-T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.05  # how often the hub asks the database whether anything changed (a cheap read)
 RESYNC_S = 1.0  # read the outbox at least this often, even if the change token did not move
@@ -116,20 +116,15 @@ class EventHub:
         self.closed = False
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
-        self._db_thread: ThreadPoolExecutor | None = None
+        self._calls = BlockingCalls("conveyor-events")
         self._listener: Any = None  # the backend's LISTEN connection, when it has one
-
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._db_thread is None:
-            self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-events")
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
     async def start(self) -> None:
         """Start polling (once); the first subscriber does it, so a mounted router needs no lifespan hook."""
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
             try:
-                self.position = await self._db(self.conveyor.backend.last_change_id)
+                self.position = await self._calls.run(self.conveyor.backend.last_change_id)
             except BaseException as exc:
                 started, self._started = self._started, None
                 if isinstance(exc, Exception):
@@ -155,10 +150,8 @@ class EventHub:
             self._task = None
         if self._listener is not None:
             listener, self._listener = self._listener, None
-            await asyncio.get_running_loop().run_in_executor(None, listener.close)
-        if self._db_thread is not None:
-            self._db_thread.shutdown(wait=False)
-            self._db_thread = None
+            await self._calls.run(listener.close)
+        self._calls.close(wait=False)
 
     def close_soon(self) -> None:
         """`close` from a signal handler or another thread of the server's loop."""
@@ -184,11 +177,11 @@ class EventHub:
         """The frames of changes in (after_id, until_id] matching the filter: what a resuming client missed."""
         frames: list[bytes] = []
         while after_id < until_id:
-            changes = await self._db(self.conveyor.backend.changes_since, after_id, READ_BATCH)
+            changes = await self._calls.run(self.conveyor.backend.changes_since, after_id, READ_BATCH)
             changes = [c for c in changes if c.id <= until_id]
             if not changes:
                 break
-            jobs = await self._db(self._load, [c.job_id for c in changes if flt.job_id in (None, c.job_id)])
+            jobs = await self._calls.run(self._load, [c.job_id for c in changes if flt.job_id in (None, c.job_id)])
             for change in changes:
                 job = jobs.get(change.job_id)
                 if job is not None and flt.matches(job):
@@ -221,7 +214,7 @@ class EventHub:
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            counter = await self._db(self._change_counter)
+            counter = await self._calls.run(self._change_counter)
         except Exception as exc:  # noqa: BLE001 - no LISTEN connection: poll the change token instead
             log.warning("event hub: cannot listen for changes (%s); polling", exc)
             counter = self.conveyor.backend.change_token
@@ -233,7 +226,7 @@ class EventHub:
         while True:
             try:
                 now = loop.time()
-                current = await self._db(counter)
+                current = await self._calls.run(counter)
                 if current != token or now - last_read >= resync_s:
                     token, last_read = current, now
                     await self._read_new()
@@ -248,34 +241,41 @@ class EventHub:
     async def _read_new(self) -> None:
         backend = self.conveyor.backend
         while True:
-            changes = await self._db(backend.changes_since, self.position, READ_BATCH)
+            changes = await self._calls.run(backend.changes_since, self.position, READ_BATCH)
             if not changes:
                 return
             if self.subscribers:
-                # Streams that follow single jobs (clients waiting for a result) need only those jobs loaded.
-                wanted: set[str] | None = set()
-                for sub in self.subscribers:
-                    if sub.filter.job_id is None:
-                        wanted = None
-                        break
-                    wanted.add(sub.filter.job_id)  # type: ignore[union-attr]
-                jobs = await self._db(self._load, [c.job_id for c in changes if wanted is None or c.job_id in wanted])
-                for change in changes:
-                    job = jobs.get(change.job_id)
-                    encoded: bytes | None = None
-                    for sub in list(self.subscribers):
-                        if job is not None and sub.filter.matches(job):
-                            encoded = encoded or frame(change.id, job)
-                        elif job is None and sub.filter.matches_deleted(change.job_id):
-                            encoded = encoded or deleted_frame(change.id, change.job_id)
-                        else:
-                            continue
-                        sub.offer(encoded)
-                        if sub.dropped:
-                            self.subscribers.discard(sub)
+                wanted = self._followed_jobs()
+                ids = [c.job_id for c in changes if wanted is None or c.job_id in wanted]
+                self._fan_out(changes, await self._calls.run(self._load, ids))
             self.position = changes[-1].id
             if len(changes) < READ_BATCH:
                 return
+
+    def _followed_jobs(self) -> set[str] | None:
+        """The jobs the subscribers follow, when each follows one (clients waiting for a result); None: all."""
+        wanted: set[str] = set()
+        for sub in self.subscribers:
+            if sub.filter.job_id is None:
+                return None
+            wanted.add(sub.filter.job_id)
+        return wanted
+
+    def _fan_out(self, changes: Sequence[JobChange], jobs: dict[str, Job]) -> None:
+        """Each change's frame, encoded once, to every subscriber it matches; a subscriber too far behind is dropped."""
+        for change in changes:
+            job = jobs.get(change.job_id)
+            encoded: bytes | None = None
+            for sub in list(self.subscribers):
+                if job is not None and sub.filter.matches(job):
+                    encoded = encoded or frame(change.id, job)
+                elif job is None and sub.filter.matches_deleted(change.job_id):
+                    encoded = encoded or deleted_frame(change.id, change.job_id)
+                else:
+                    continue
+                sub.offer(encoded)
+                if sub.dropped:
+                    self.subscribers.discard(sub)
 
 
 class EventStreamResponse(Response):

@@ -4,13 +4,12 @@ plugins' pages."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 from urllib.parse import quote, unquote
 
 from fastapi import APIRouter
@@ -18,6 +17,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from conveyor.blocking import BlockingCalls
 from conveyor.dashboard._actions import Actions
 from conveyor.dashboard._auth import Auth
 from conveyor.dashboard._formatting import environment
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.plugins import DashboardPage
 
+P = ParamSpec("P")
 T = TypeVar("T")
 FLASH_COOKIE = "conveyor_flash"
 _STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".svg": "image/svg+xml"}
@@ -78,6 +79,7 @@ class Dashboard:
         self.static = _static_files()
         self.version = hashlib.sha256(b"".join(etag.encode() for _, _, etag in self.static.values())).hexdigest()[:10]
         self.router = APIRouter(route_class=_SecureRoute, include_in_schema=False)
+        self._calls = BlockingCalls("conveyor-dashboard", threads=None)  # pages load in parallel
         self.auth = Auth(self)
         self.plugin_pages: list[DashboardPage] = [
             page for plugin in conveyor.plugins if plugin.dashboard_pages for page in plugin.dashboard_pages()
@@ -91,9 +93,9 @@ class Dashboard:
             page.add_routes(self)
         pages.add_feeds()
 
-    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """Backend calls block; run them off the event loop."""
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        return await self._calls.run(fn, *args, **kwargs)
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> HTMLResponse:
         flash = unquote(request.cookies.get(FLASH_COOKIE, ""))

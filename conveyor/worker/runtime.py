@@ -1,7 +1,7 @@
 """The worker: a fetcher that claims jobs into free slots, an executor per job, a completer that writes outcomes and
 progress in batches, a heartbeat that renews leases and picks up cancel requests, and maintenance (rescue, prune).
 
-All backend calls run in one dedicated thread, so the event loop never blocks on the database.
+All backend calls run in one dedicated thread (`conveyor.blocking`), so the event loop never blocks on the database.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import (
     Cancelled,
@@ -29,6 +29,7 @@ from conveyor.backends.base import (
     Released,
     WorkerBeat,
 )
+from conveyor.blocking import BlockingCalls
 from conveyor.context import JobContext
 from conveyor.errors import BackendError
 from conveyor.worker.executor import Executor, Running
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.worker")
-T = TypeVar("T")
 
 IDLE_CHECK_S = 0.002  # how often an idle worker asks the database whether anything changed (a cheap read)
 PROGRESS_FLUSH_S = 0.2
@@ -95,7 +95,7 @@ class Worker:
         self._mean_run_s = math.inf  # moving average of how long jobs ran; inf until one ended
         self._outcomes: list[Outcome] = []
         self._progress: dict[str, ProgressUpdate] = {}
-        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-db")
+        self._calls = BlockingCalls("conveyor-db")
         self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
         self._executor = Executor(app, self._task_threads, self.clock, min(self.concurrency, os.cpu_count() or 1))
         self._executor.on_abandoned_done = self._slot_freed
@@ -143,10 +143,6 @@ class Worker:
             self._start(self._ahead.pop(0))
         self._wake_up()
 
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await asyncio.shield(loop.run_in_executor(self._db_thread, fn, *args))
-
     # ------------------------------------------------------------------------------------------ lifecycle
     async def run(self, handle_signals: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -182,8 +178,8 @@ class Worker:
             await self._flush()
             await self.backend.close_async()
             with contextlib.suppress(BackendError):
-                await self._db(self.backend.remove_worker, self.id)
-            self._db_thread.shutdown(wait=True)
+                await self._calls.run(self.backend.remove_worker, self.id)
+            self._calls.close()
             self._task_threads.shutdown(wait=False, cancel_futures=True)
             self._executor.close()
             if handle_signals:
@@ -208,7 +204,7 @@ class Worker:
 
     def close(self) -> None:
         """Release threads and processes (after `run_once` calls; `run` does it itself)."""
-        self._db_thread.shutdown(wait=True)
+        self._calls.close()
         self._task_threads.shutdown(wait=True)
         self._executor.close()
 
@@ -230,7 +226,7 @@ class Worker:
     async def _claim(self, free: int) -> ClaimResult:
         now = self.clock()
         params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues)
-        return await self._db(self.backend.claim_jobs, params)
+        return await self._calls.run(self.backend.claim_jobs, params)
 
     async def _fetch_loop(self) -> None:
         """One database call per cycle: write the outcomes of finished jobs, then claim into the free slots."""
@@ -248,7 +244,7 @@ class Worker:
                 try:
                     cycle = await self.backend.finish_and_claim_async(outcomes, [], now, params)
                     if cycle is None:  # no asyncio path for this backend or this cycle: the database thread
-                        cycle = await self._db(self.backend.finish_and_claim, outcomes, [], now, params)
+                        cycle = await self._calls.run(self.backend.finish_and_claim, outcomes, [], now, params)
                     lost, result = cycle
                 except BackendError as exc:
                     self._outcomes[:0] = outcomes
@@ -263,7 +259,7 @@ class Worker:
                     due_at = result.next_run_at
                     idle = not (result.jobs or self._running or self._ahead or self._outcomes)
                     if self.burst and idle:
-                        if not await self._db(self.backend.has_ready_jobs, self.queues, self.clock()):
+                        if not await self._calls.run(self.backend.has_ready_jobs, self.queues, self.clock()):
                             return
                 continue
             woke = await self._wait(token, due_at)
@@ -399,7 +395,7 @@ class Worker:
             if self._progress:
                 progress, self._progress = self._progress, {}
                 try:
-                    await self._db(self.backend.write_progress, list(progress.values()), self.clock())
+                    await self._calls.run(self.backend.write_progress, list(progress.values()), self.clock())
                 except BackendError as exc:
                     log.warning("worker %s: writing progress failed: %s", self.id, exc)
 
@@ -410,7 +406,7 @@ class Worker:
         if not outcomes and not progress:
             return
         try:
-            lost, _ = await self._db(
+            lost, _ = await self._calls.run(
                 self.backend.finish_and_claim, outcomes, list(progress.values()), self.clock(), None
             )
         except BackendError:
@@ -430,7 +426,7 @@ class Worker:
             self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s,
             holding=(*self._running, *(j.id for j in self._ahead), *(o.job_id for o in self._outcomes)),
         )
-        return await self._db(self.backend.heartbeat, beat)
+        return await self._calls.run(self.backend.heartbeat, beat)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -445,7 +441,7 @@ class Worker:
             await asyncio.sleep(CANCEL_CHECK_S)
             if self._running or self._ahead:
                 try:
-                    self._cancel_running(await self._db(self.backend.cancel_requests, self.id))
+                    self._cancel_running(await self._calls.run(self.backend.cancel_requests, self.id))
                 except BackendError as exc:
                     log.warning("worker %s: cancel check failed: %s", self.id, exc)
 
@@ -459,11 +455,11 @@ class Worker:
 
     async def _maintain(self) -> None:
         now = self.clock()
-        rescued = await self._db(self.backend.rescue_expired, now)
+        rescued = await self._calls.run(self.backend.rescue_expired, now)
         if rescued:
             log.warning("worker %s: %d jobs of lost workers returned to the queue", self.id, rescued)
         if now - self._last_prune >= PRUNE_EVERY_S:
             self._last_prune = now
             cutoff = now - self.app.settings.retention_days * 86400
-            await self._db(self.backend.prune, cutoff, now)
-            await self._db(self.backend.prune_changes, now - CHANGES_KEEP_S)
+            await self._calls.run(self.backend.prune, cutoff, now)
+            await self._calls.run(self.backend.prune_changes, now - CHANGES_KEEP_S)
