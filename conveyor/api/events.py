@@ -6,6 +6,10 @@ changes once, loads each changed job once, encodes the SSE frame once, and hands
 bounded queue. A subscriber whose queue is full is dropped (its stream ends); the client reconnects with
 `Last-Event-ID` and resumes from the outbox, so a slow client loses nothing and never slows the others.
 
+`EventStreamResponse` serves a subscriber's frames with sse-starlette (heartbeats, client disconnects, server
+shutdown); what is ours is the resume: frames are encoded once by the hub with the outbox id, and a reconnecting
+client's `Last-Event-ID` replays what it missed from the outbox (`EventHub.replay`).
+
 Each change is one `event: job` whose data is the job as the hub reads it: several changes read in one pass (a job
 created, claimed and completed within a few milliseconds) each keep their own id but carry the newest state. A
 deleted job's change is an `event: deleted` with `{"id": ...}` (for subscribers not filtering by type, queue, tag).
@@ -17,12 +21,11 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from conveyor.blocking import BlockingCalls
 from conveyor.errors import ConveyorError
@@ -278,78 +281,38 @@ class EventHub:
                     self.subscribers.discard(sub)
 
 
-class EventStreamResponse(Response):
-    """A `text/event-stream` of the subscriber's frames, with a heartbeat comment; ends when the client leaves,
-    when the subscriber is dropped for being too slow, or when the server shuts down."""
-
-    media_type = "text/event-stream"
+class EventStreamResponse(EventSourceResponse):
+    """A `text/event-stream` of the subscriber's frames (sse-starlette), with a heartbeat comment; ends when the
+    client leaves, when the subscriber is dropped for being too slow, or when the server shuts down."""
 
     def __init__(self, hub: EventHub, sub: Subscriber, backlog: list[bytes]) -> None:
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
-        self.hub = hub
-        self.sub = sub
-        self.backlog = backlog
+        super().__init__(
+            _frames(hub, sub, backlog),
+            ping=hub.heartbeat_s,
+            sep="\n",
+            ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
+            headers={"Cache-Control": "no-cache"},
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gone = asyncio.Event()
 
-        async def watch_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    gone.set()
-                    return
-
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            if self.backlog:
-                await send({"type": "http.response.body", "body": b"".join(self.backlog), "more_body": True})
-                self.backlog = []
-            await self._pump(send, gone)
-            if not gone.is_set():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the client went away mid-write
-        finally:
-            watcher.cancel()
-            self.hub.unsubscribe(self.sub)
-
-    async def _pump(self, send: Send, gone: asyncio.Event) -> None:
-        queue = self.sub.queue
-        gone_wait = asyncio.ensure_future(gone.wait())
-        try:
-            while not gone.is_set():
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, gone_wait}, timeout=self.hub.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter not in done:
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
-                    if gone.is_set():
-                        return
-                    if getter.cancelled():
-                        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
-                        continue
-                item = getter.result()
-                chunks: list[bytes] = []
-                while item is not None:
-                    chunks.append(item)
-                    if queue.empty() or len(chunks) >= 256:
-                        break
-                    item = queue.get_nowait()
-                if chunks:
-                    await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
-                if item is None:
-                    return
-        finally:
-            gone_wait.cancel()
+async def _frames(hub: EventHub, sub: Subscriber, backlog: list[bytes]) -> AsyncIterator[bytes]:
+    """The stream's bytes: a first comment, the backlog, then the live frames, many joined in one write."""
+    try:
+        yield b": connected\n\n"
+        if backlog:
+            yield b"".join(backlog)
+        queue = sub.queue
+        while True:
+            item = await queue.get()
+            chunks: list[bytes] = []
+            while item is not None:
+                chunks.append(item)
+                if queue.empty() or len(chunks) >= 256:
+                    break
+                item = queue.get_nowait()
+            if chunks:
+                yield b"".join(chunks)
+            if item is None:
+                return
+    finally:
+        hub.unsubscribe(sub)
