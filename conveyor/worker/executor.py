@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 MAX_ERROR_CHARS = 2000
 MAX_DETAIL_CHARS = 20000
+CANCEL_GRACE_S = 10.0  # a sync task that ignores ctx.cancelled is abandoned after this
 
 
 @dataclass(eq=False)
@@ -128,6 +129,20 @@ class Executor:
             if not work.done():
                 self._abandon(work, loop)
 
+    def cancel(self, running: Running) -> bool:
+        """Stop a job at a user's request: an async task is interrupted at once, a sync one sees `ctx.cancelled` and
+        is abandoned after CANCEL_GRACE_S. False if the job is already being stopped."""
+        if running.stop_reason is not None or running.task is None:
+            return False
+        running.stop_reason = "cancel"
+        running.ctx._request_cancel()
+        task = self.app.tasks.get(running.job.type)
+        if task is not None and task.is_async:
+            running.task.cancel()
+        else:
+            running.stop_handle = asyncio.get_running_loop().call_later(CANCEL_GRACE_S, running.task.cancel)
+        return True
+
     def _abandon(self, work: Future[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.abandoned.add(work)
 
@@ -142,3 +157,14 @@ class Executor:
     def _failure(self, task: Task, job: ClaimedJob, error: str, detail: str | None) -> Failed:
         retry_at = task.retry_policy.retry_at(job.retries_used + 1, self.clock())
         return Failed(job.id, job.lease, error[:MAX_ERROR_CHARS], detail, retry_at)
+
+
+def settled(running: Running, task: asyncio.Task[Outcome]) -> Outcome:
+    """What a job's ended asyncio task comes to: its outcome, or, if the worker itself cancelled or broke it, the job
+    released for another attempt."""
+    job = running.job
+    if task.cancelled():
+        return Released(job.id, job.lease, "interrupted by worker shutdown")
+    if task.exception() is not None:
+        return Released(job.id, job.lease, f"worker error: {task.exception()!r}")
+    return task.result()
