@@ -13,9 +13,12 @@ from conveyor.blocking import BlockingCalls
 def test_calls_run_in_threads_of_their_own_with_arguments() -> None:
     calls = BlockingCalls("conveyor-test")
 
+    def add(a: int, b: int = 0) -> int:
+        return a + b
+
     async def main() -> tuple[str, int]:
         name = await calls.run(lambda: threading.current_thread().name)
-        total = await calls.run(lambda a, b=0: a + b, 2, b=3)
+        total = await calls.run(add, 2, b=3)
         return name, total
 
     try:
