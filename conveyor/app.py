@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import threading
 import time
@@ -21,8 +22,12 @@ from conveyor.errors import (
 from conveyor.ids import uuid7
 from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 from conveyor.options import MAX_NAME, EnqueueSpec, JobOptions
+from conveyor.plugins import Plugin
+from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
+from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, RetryPolicy
 from conveyor.settings import Settings
-from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
+from conveyor.task import Task
+from conveyor.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
@@ -35,15 +40,6 @@ def _check_name(kind: str, value: Any) -> str:
     return value
 
 
-def _register_ingest_tasks(app: Conveyor) -> None:
-    """The built-in ingestion tasks (SPEC section 5), when the `ingest` extra is installed; imports nothing heavy."""
-    import importlib.util
-
-    if importlib.util.find_spec("numpy") is None:
-        return
-    from conveyor.ingest.tasks import register_ingest_tasks
-
-    register_ingest_tasks(app)
 
 
 class Conveyor:
@@ -51,6 +47,9 @@ class Conveyor:
 
     >>> app = Conveyor()                       # CONVEYOR_DATABASE_URL, default sqlite:///./conveyor.db
     >>> app = Conveyor("sqlite:////tmp/jobs.db")
+
+    It registers the built-in demo tasks (`demo_tasks`) and ingestion tasks (`ingest_tasks`, default: as
+    `demo_tasks`); `plugins` adds parts of your own (tasks, routes, dashboard pages: see `conveyor.plugins`).
     """
 
     def __init__(
@@ -61,6 +60,7 @@ class Conveyor:
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
         ingest_tasks: bool | None = None,
+        plugins: Sequence[Plugin] = (),
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -68,12 +68,20 @@ class Conveyor:
         self.tasks: dict[str, Task] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
-        if demo_tasks:
-            from conveyor.demo import register_demo_tasks
+        self.plugins = self._plug_in(plugins, demo_tasks, demo_tasks if ingest_tasks is None else ingest_tasks)
 
-            register_demo_tasks(self)
-        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
-            _register_ingest_tasks(self)
+    def _plug_in(self, plugins: Sequence[Plugin], demo_tasks: bool, ingest_tasks: bool) -> tuple[Plugin, ...]:
+        """The built-in plugins and the given ones; registers their tasks (the built-ins' only if asked)."""
+        chosen = (*BUILTIN_PLUGINS, *plugins)
+        names = [p.name for p in chosen]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(f"two plugins share a name: {', '.join(twice)}")
+        with_tasks = {DEMO.name: demo_tasks, INGESTION.name: ingest_tasks}
+        for plugin in chosen:
+            if plugin.tasks is not None and with_tasks.get(plugin.name, True):
+                plugin.tasks(self)
+        return chosen
 
     # ------------------------------------------------------------------------------------------ set-up
     @property
@@ -162,8 +170,7 @@ class Conveyor:
                 priority=priority,
                 max_retries=max_retries,
                 timeout=timeout,
-                retry_backoff=retry_backoff,
-                retry_backoff_max=retry_backoff_max,
+                retry_policy=RetryPolicy(retry_backoff, retry_backoff_max),
                 process=process,
             )
             self.tasks[task.name] = task
@@ -420,10 +427,6 @@ class Conveyor:
     ) -> None:
         """Run a worker in this process until it is stopped (SIGTERM/SIGINT), or, with `burst`, until no job is
         left to claim."""
-        import asyncio
-
-        from conveyor.worker import Worker
-
         worker = Worker(
             self,
             concurrency=concurrency,

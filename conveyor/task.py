@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from conveyor.context import JobContext
 from conveyor.errors import InvalidArgumentsError
 from conveyor.jsonsafe import json_problem
+from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.job import Job
 
-DEFAULT_RETRY_BACKOFF_S = 1.0
-DEFAULT_RETRY_BACKOFF_MAX_S = 300.0
 _UNSET: Any = object()
 
 
@@ -27,8 +27,6 @@ def _takes_context(fn: Callable[..., Any], params: list[inspect.Parameter], hint
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
         return False
     first = params[0]
-    from conveyor.context import JobContext
-
     return first.name == "ctx" or hints.get(first.name) is JobContext
 
 
@@ -86,7 +84,8 @@ def _format_errors(exc: pydantic.ValidationError) -> str:
 
 @dataclass(eq=False)
 class Task:
-    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it."""
+    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it.
+    `retry_policy` says when a failed attempt runs again (the worker asks it)."""
 
     app: Conveyor
     name: str
@@ -95,8 +94,7 @@ class Task:
     priority: int = 0
     max_retries: int | None = None
     timeout: float | None = None
-    retry_backoff: float = DEFAULT_RETRY_BACKOFF_S
-    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     process: bool = False
     args_model: type[pydantic.BaseModel] = field(init=False)
     takes_context: bool = field(init=False)

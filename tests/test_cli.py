@@ -338,3 +338,35 @@ def test_job_data_is_printed_as_it_is_never_as_markup(runner: CliRunner, sqlite_
     app.cancel(job.id)
     result = invoke(runner, sqlite_url, "jobs", "wait", job.id, code=1)
     assert "cancelled" in result.stderr
+
+
+def test_the_plugins_commands_join_when_the_command_line_runs() -> None:
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert "ingest" in result.stdout and "search" in result.stdout  # the ingestion plugin's
+
+
+def test_a_plugins_commands_import_before_the_command_line() -> None:
+    """The ingestion's commands use `conveyor.cli.common`; imported first, they still find the CLI whole."""
+    code = (
+        "import conveyor.ingest.cli, conveyor.cli\n"
+        "conveyor.cli.add_plugin_commands(); conveyor.cli.add_plugin_commands()\n"  # once, however often asked
+        "import typer.main\n"
+        "print(sorted(typer.main.get_command(conveyor.cli.cli).commands))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'ingest'" in out and "'search'" in out and out.count("'search'") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://me:secret@db:5432/jobs", "postgresql://me:***@db:5432/jobs"),
+        ("postgresql://me@db/jobs", "postgresql://me@db/jobs"),
+        ("sqlite:///./conveyor.db", "sqlite:///./conveyor.db"),
+    ],
+)
+def test_check_shows_the_database_without_its_password(url: str, shown: str) -> None:
+    from conveyor.cli.check import redact
+
+    assert redact(url) == shown

@@ -13,8 +13,7 @@ from conveyor.api.errors import ApiError
 from conveyor.api.models import ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest
 from conveyor.backends.base import ClaimParams, Completed, Failed, Lease, ProgressUpdate, WorkerBeat
 from conveyor.job import JobStatus, iso, to_datetime
-from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S
-from conveyor.worker.executor import backoff_s
+from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -95,14 +94,10 @@ class WorkerProtocol:
 
     def fail(self, job_id: str, body: FailRequest) -> dict[str, Any]:
         retry_at = None
-        if body.retry:
-            delay = body.retry_after
-            if delay is None:
-                task = self.conveyor.tasks.get(self.conveyor.require_job(job_id).type)
-                base = task.retry_backoff if task else DEFAULT_RETRY_BACKOFF_S
-                cap = task.retry_backoff_max if task else DEFAULT_RETRY_BACKOFF_MAX_S
-                delay = backoff_s(body.attempt, base, cap)
-            retry_at = self.conveyor.clock() + delay
+        if body.retry:  # when: the task's policy (a default one for a type this server does not register)
+            task = self.conveyor.tasks.get(self.conveyor.require_job(job_id).type)
+            policy = task.retry_policy if task is not None else RetryPolicy()
+            retry_at = policy.retry_at(body.attempt, self.conveyor.clock(), after=body.retry_after)
         outcome = Failed(job_id, Lease(body.worker_id, body.attempt), body.error, body.detail, retry_at)
         return self._finish(job_id, outcome)
 

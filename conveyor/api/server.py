@@ -23,10 +23,10 @@ import uvicorn
 from conveyor.api.app import create_app
 from conveyor.api.events import EventHub
 from conveyor.errors import ConfigError
+from conveyor.worker import Worker
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.worker import Worker
 
 log = logging.getLogger("conveyor.serve")
 
@@ -169,8 +169,6 @@ def serve(
     app = create_app(conveyor, hub=hub)
     worker_thread: WorkerThread | None = None
     if worker:
-        from conveyor.worker import Worker
-
         worker_thread = WorkerThread(
             Worker(conveyor, concurrency=concurrency, queues=tuple(queues) if queues else None)
         )

@@ -20,7 +20,7 @@ from tests.dashboard.conftest import Server
 def test_public_names() -> None:
     import conveyor.dashboard
 
-    assert conveyor.dashboard.__all__ == ["create_dashboard"]
+    assert conveyor.dashboard.__all__ == ["Dashboard", "create_dashboard"]  # Dashboard: for plugins' pages
 
 
 def test_form_fields_follow_the_task_schema(server: Server) -> None:
