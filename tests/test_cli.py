@@ -298,6 +298,26 @@ def test_stats(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
     assert "demo.echo" in human and "live workers: 0" in human
 
 
+def test_stats_name_types_that_no_live_worker_runs(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
+    import time
+
+    from conveyor.backends.base import WorkerBeat
+
+    other = Conveyor(sqlite_url)
+
+    @other.task
+    def order(n: int) -> int:
+        return n
+
+    other.enqueue_many("order", [{"n": 1}, {"n": 2}])
+    now = time.time()
+    app.backend.heartbeat(WorkerBeat("w", "h", 1, None, 4, now, now, now + 60, types=tuple(app.tasks)))
+    stats = as_json(invoke(runner, sqlite_url, "stats", "--json"))
+    assert stats["unserved"] == [{"type": "order", "pending": 2, "scheduled": 0}]
+    assert "no worker for order: 2 pending" in invoke(runner, sqlite_url, "stats").stdout
+    other.close()
+
+
 def test_check_runs_a_round_trip_without_a_worker(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
     result = invoke(runner, sqlite_url, "check")
     assert result.stdout.count("ok") == 3 and "round trip" in result.stdout

@@ -34,3 +34,6 @@ def stats(db: DbOption = None, app: AppOption = None, as_json: JsonOption = Fals
     per_minute = ", ".join(str(m["completed"]) for m in recent)
     out.print(f"completed per minute (last {len(recent)}): {per_minute}")
     out.print(f"live workers: {summary.workers}")
+    for u in summary.unserved:  # jobs that wait for a worker registering their type
+        waiting = f"{u['pending']} pending" + (f", {u['scheduled']} scheduled" if u["scheduled"] else "")
+        out.print(f"[yellow]no worker for [bold]{escape(u['type'])}[/bold]: {waiting}[/]")

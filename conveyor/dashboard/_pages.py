@@ -71,6 +71,7 @@ class Pages:
             "throughput": stats.throughput,
             "duration_series": stats.extra.get("duration_series", []),
             "durations": stats.durations,
+            "unserved": stats.unserved,
             "generated_at": datetime.now(UTC).isoformat(),
         }
 
