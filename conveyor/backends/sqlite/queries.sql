@@ -127,48 +127,73 @@ SELECT EXISTS (
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND queue NOT IN (SELECT name FROM conveyor_queues WHERE paused));
 
--- name: complete_job
+-- A worker cycle's outcomes, one statement per kind for the whole batch: `:batch` is a JSON array of rows
+-- (`[id, worker_id, attempt, ...]`), read with json_each; each job is found by id and guarded by its lease. RETURNING
+-- names the jobs written: the others' lease was lost.
+
+-- name: complete_jobs
 UPDATE conveyor_jobs
 SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'completed' END,
-    result = CASE WHEN cancel_requested THEN NULL ELSE :result END,
+    result = CASE WHEN cancel_requested THEN NULL ELSE o.result END,
     progress = CASE WHEN cancel_requested THEN progress ELSE 100 END,
     error = CASE WHEN cancel_requested THEN error END,  -- a completed job keeps no error of an earlier attempt
     error_detail = CASE WHEN cancel_requested THEN error_detail END,
     completed_at = :now, updated_at = :now, lease_expires_at = NULL,
     status_message = CASE WHEN cancel_requested THEN 'cancelled while running' ELSE NULL END
-WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS worker_id, value ->> 2 AS attempt, value -> 3 AS result
+      FROM json_each(:batch)) AS o
+WHERE conveyor_jobs.id = o.id AND conveyor_jobs.status = 'processing' AND conveyor_jobs.worker_id = o.worker_id
+  AND conveyor_jobs.attempts = o.attempt
+RETURNING conveyor_jobs.id;
 
--- name: fail_job
+-- name: fail_jobs
 UPDATE conveyor_jobs
 SET status = CASE WHEN cancel_requested THEN 'cancelled'
-                  WHEN :retry_at IS NOT NULL AND attempts - attempts_base <= max_retries THEN 'scheduled'
+                  WHEN o.retry_at IS NOT NULL AND attempts - attempts_base <= max_retries THEN 'scheduled'
                   ELSE 'failed' END,
-    run_at = CASE WHEN NOT cancel_requested AND :retry_at IS NOT NULL AND attempts - attempts_base <= max_retries
-                  THEN :retry_at ELSE run_at END,
-    completed_at = CASE WHEN NOT cancel_requested AND :retry_at IS NOT NULL
+    run_at = CASE WHEN NOT cancel_requested AND o.retry_at IS NOT NULL AND attempts - attempts_base <= max_retries
+                  THEN o.retry_at ELSE run_at END,
+    completed_at = CASE WHEN NOT cancel_requested AND o.retry_at IS NOT NULL
                              AND attempts - attempts_base <= max_retries
                         THEN NULL ELSE :now END,
-    error = :error, error_detail = :detail, updated_at = :now, lease_expires_at = NULL,
-    status_message = :error
-WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+    error = o.error, error_detail = o.detail, updated_at = :now, lease_expires_at = NULL,
+    status_message = o.error
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS worker_id, value ->> 2 AS attempt, value ->> 3 AS error,
+             value ->> 4 AS detail, value ->> 5 AS retry_at
+      FROM json_each(:batch)) AS o
+WHERE conveyor_jobs.id = o.id AND conveyor_jobs.status = 'processing' AND conveyor_jobs.worker_id = o.worker_id
+  AND conveyor_jobs.attempts = o.attempt
+RETURNING conveyor_jobs.id;
 
--- name: cancel_running_job
+-- name: cancel_running_jobs
 UPDATE conveyor_jobs
 SET status = 'cancelled', completed_at = :now, updated_at = :now, lease_expires_at = NULL,
-    status_message = :reason
-WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+    status_message = o.reason
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS worker_id, value ->> 2 AS attempt, value ->> 3 AS reason
+      FROM json_each(:batch)) AS o
+WHERE conveyor_jobs.id = o.id AND conveyor_jobs.status = 'processing' AND conveyor_jobs.worker_id = o.worker_id
+  AND conveyor_jobs.attempts = o.attempt
+RETURNING conveyor_jobs.id;
 
--- name: release_job
+-- name: release_jobs
 UPDATE conveyor_jobs
 SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
     completed_at = CASE WHEN cancel_requested THEN :now ELSE NULL END,
-    attempts_base = attempts_base + 1, updated_at = :now, lease_expires_at = NULL, status_message = :reason
-WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+    attempts_base = attempts_base + 1, updated_at = :now, lease_expires_at = NULL, status_message = o.reason
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS worker_id, value ->> 2 AS attempt, value ->> 3 AS reason
+      FROM json_each(:batch)) AS o
+WHERE conveyor_jobs.id = o.id AND conveyor_jobs.status = 'processing' AND conveyor_jobs.worker_id = o.worker_id
+  AND conveyor_jobs.attempts = o.attempt
+RETURNING conveyor_jobs.id;
 
 -- name: write_progress
 UPDATE conveyor_jobs
-SET progress = :progress, progress_info = :info, updated_at = :now
-WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
+SET progress = o.progress, progress_info = o.info, updated_at = :now
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS worker_id, value ->> 2 AS attempt, value ->> 3 AS progress,
+             value -> 4 AS info
+      FROM json_each(:batch)) AS o
+WHERE conveyor_jobs.id = o.id AND conveyor_jobs.status = 'processing' AND conveyor_jobs.worker_id = o.worker_id
+  AND conveyor_jobs.attempts = o.attempt;
 
 -- name: upsert_worker
 INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at, types)
