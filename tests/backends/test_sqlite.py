@@ -93,7 +93,8 @@ def transitions(backend: SQLiteBackend, job_id: str) -> list[tuple[str | None, s
 # ---------------------------------------------------------------------------------------------- sql files
 def test_every_query_parses_and_runs_against_the_schema(backend: SQLiteBackend) -> None:
     queries = load_queries("sqlite")
-    assert {"claim_jobs", "complete_jobs", "fail_jobs", "rescue_expired", "release_jobs", "changes_since"} <= set(queries)
+    expected = {"claim_jobs", "complete_jobs", "fail_jobs", "rescue_expired", "release_jobs", "changes_since"}
+    assert expected <= set(queries)
     for sql in queries.values():
         # EXPLAIN compiles the statement: a typo, a missing column or table fails here
         params = {p: None for p in _param_names(sql)}
