@@ -7,14 +7,17 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.backends.driver import Tx, dumps, run_migrations
-from conveyor.backends.params import Cancelled, Completed, Failed, Outcome, ProgressUpdate, Released
+from conveyor.backends.params import Cancelled, Completed, Failed, NewJob, Outcome, ProgressUpdate, Released
 from conveyor.backends.queries import load_migrations
-from conveyor.backends.sql_backend import SQLBackend
+from conveyor.backends.sql_backend import SQLBackend, insert_row
 from conveyor.backends.sqlite.driver import SQLiteDriver
 from conveyor.errors import BackendError
+from conveyor.ids import uuid7_many
+from conveyor.job import Job
 
 MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -51,6 +54,49 @@ class SQLiteBackend(SQLBackend):
             except sqlite3.Error as exc:
                 raise BackendError(f"SQLite error: {exc}") from exc
 
+    # ------------------------------------------------------------------------------------------ producing
+    def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        """Without unique keys: one statement for the whole batch (a single job: a statement that commits itself).
+        With unique keys, the shared path (a job whose key an open job holds is that job)."""
+        if connection is not None or not jobs or any(j.unique_key is not None for j in jobs):
+            return super().insert_jobs(jobs, now, connection)
+        created_at = datetime.fromtimestamp(now, UTC)
+        if len(jobs) == 1:
+            self.driver.write_statement("insert_job", insert_row(jobs[0], now))
+            return [jobs[0].as_job(created_at)]
+        rows = [
+            [j.id, j.type, j.queue, "scheduled" if j.scheduled else "pending", j.priority, j.args, j.max_retries,
+             j.timeout, j.run_at, j.tags, j.metadata]
+            for j in jobs
+        ]
+        self.driver.write_statement("insert_jobs_batch", {"batch": dumps(rows), "now": now})
+        return [j.as_job(created_at) for j in jobs]
+
+    def insert_many(
+        self, template: NewJob, payloads: Sequence[dict[str, Any]], now: float, connection: Any = None
+    ) -> list[Job]:
+        """A batch of one task with the same options: the options once, the ids and args as one JSON document."""
+        if connection is not None or template.unique_key is not None or len(payloads) < 2:
+            return super().insert_many(template, payloads, now, connection)
+        created_at = datetime.fromtimestamp(now, UTC)
+        ids = uuid7_many(len(payloads))
+        params = {
+            "type": template.type,
+            "queue": template.queue,
+            "status": "scheduled" if template.scheduled else "pending",
+            "priority": template.priority,
+            "max_retries": template.max_retries,
+            "timeout": template.timeout,
+            "run_at": template.run_at,
+            "tags": dumps(template.tags),
+            "metadata": dumps(template.metadata),
+            "now": now,
+            "batch": dumps(list(zip(ids, payloads, strict=True))),
+        }
+        self.driver.write_statement("insert_batch", params)
+        return [template.as_job(created_at, job_id, args) for job_id, args in zip(ids, payloads, strict=True)]
+
+    # ------------------------------------------------------------------------------------------ working
     def _finish(
         self, tx: Tx, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float
     ) -> list[str]:

@@ -123,6 +123,17 @@ class SQLiteDriver:
             self.local_writes += 1
             return result
 
+    def write_statement(self, query: str, params: Params) -> int:
+        """One statement that is its own transaction (SQLite's autocommit: the same locks and commit as `write`,
+        without the two extra calls of BEGIN and COMMIT); returns how many rows it changed."""
+        with self._lock:
+            try:
+                changed = self._tx.execute(query, params)
+            except sqlite3.Error as exc:
+                raise BackendError(f"SQLite error: {exc}") from exc
+            self.local_writes += 1
+            return changed
+
     def read(self, fn: Callable[[SQLiteTx], T]) -> T:
         with self._lock:
             try:

@@ -22,6 +22,24 @@ VALUES (:id, :type, :queue, :status, :priority, :args, :max_retries, :timeout, :
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING;
 
+-- name: insert_batch
+-- A batch of one task with the same options (enqueue_many): the options once, `:batch` a JSON array of [id, args],
+-- one statement for the whole batch (C-speed encode and parse instead of a statement per row).
+INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
+                           created_at, updated_at)
+SELECT value ->> 0, :type, :queue, :status, :priority, value -> 1, :max_retries, :timeout, :run_at, :tags, :metadata,
+       :now, :now
+FROM json_each(:batch);
+
+-- name: insert_jobs_batch
+-- Jobs of any options without unique keys (enqueue_batch): `:batch` a JSON array of
+-- [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata].
+INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
+                           created_at, updated_at)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value -> 5, value ->> 6, value ->> 7,
+       value ->> 8, value -> 9, value -> 10, :now, :now
+FROM json_each(:batch);
+
 -- name: get_open_by_unique_key
 SELECT * FROM conveyor_jobs
 WHERE unique_key = :unique_key AND status IN ('scheduled', 'pending', 'processing');
