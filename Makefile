@@ -4,6 +4,9 @@
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
+# pytest-xdist processes: the suite mostly waits (on workers, servers, the database), so more than the 2 cores pay;
+# the tests marked `serial` (they restart PostgreSQL under everyone) run alone afterwards
+PYTEST_WORKERS ?= 4
 
 .PHONY: run test lint bench clean
 
@@ -33,7 +36,8 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy conveyor
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m 'not serial'
+	$(BIN)/pytest -m serial
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py

@@ -383,6 +383,7 @@ def pg_ctl(action: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.serial
 @pytest.mark.timeout(240)
 @pytest.mark.usefixtures("pg_workers")
 def test_database_restart_mid_run(pg_app: Conveyor, workers: Workers, tmp_path: Path) -> None:
