@@ -32,8 +32,9 @@ run: $(BIN)/.run-installed
 	$(BIN)/conveyor serve
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check conveyor tests bench
+	$(BIN)/ruff check conveyor tests bench examples docs
 	$(BIN)/mypy conveyor
+	for example in examples/*/*.py; do $(BIN)/mypy --strict "$$example" || exit 1; done  # one by one: several app.py
 
 test: lint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m 'not serial'
