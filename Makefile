@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # the tests marked `serial` (they restart PostgreSQL under everyone) run alone afterwards
 PYTEST_WORKERS ?= 4
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint docs bench clean
 
 $(BIN)/pip:
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,10 @@ lint: $(BIN)/.installed
 	$(BIN)/mypy conveyor
 	for example in examples/*/*.py; do $(BIN)/mypy --strict "$$example" || exit 1; done  # one by one: several app.py
 
-test: lint
+docs: $(BIN)/.installed
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet  # the site in ./site (not committed)
+
+test: lint docs
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m 'not serial'
 	$(BIN)/pytest -m serial || [ $$? -eq 5 ]  # 5: no test is marked serial
 
@@ -44,4 +47,4 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache
