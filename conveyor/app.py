@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
 from typing import Any, TypeVar, overload
 
 from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats
+from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats, TaskInfo
 from conveyor.errors import (
     ConfigError,
     InvalidArgumentsError,
@@ -20,38 +19,27 @@ from conveyor.errors import (
     JobNotFoundError,
     UnknownTaskError,
 )
-from conveyor.job import LATEST_RUN_AT_S, TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.ids import uuid7
+from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.options import MAX_NAME, EnqueueSpec, JobOptions
+from conveyor.plugins import Plugin
+from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
+from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, RetryPolicy
 from conveyor.settings import Settings
-from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, Task
+from conveyor.task import Task
+from conveyor.worker import Worker
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
 _UNSET: Any = object()
-_MAX_NAME = 200
-_MAX_INT = 2**31 - 1  # priority and max_retries fit a 32-bit column on every backend
 
 
 def _check_name(kind: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > _MAX_NAME:
-        raise InvalidArgumentsError(f"{kind} must be a non-empty string of at most {_MAX_NAME} characters")
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
+        raise InvalidArgumentsError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters")
     return value
 
 
-def _epoch(moment: datetime) -> float:
-    if moment.tzinfo is None:
-        raise InvalidArgumentsError("run_at must be timezone-aware (for example datetime.now(UTC))")
-    return moment.timestamp()
-
-
-def _register_ingest_tasks(app: Conveyor) -> None:
-    """The built-in ingestion tasks (SPEC section 5), when the `ingest` extra is installed; imports nothing heavy."""
-    import importlib.util
-
-    if importlib.util.find_spec("numpy") is None:
-        return
-    from conveyor.ingest.tasks import register_ingest_tasks
-
-    register_ingest_tasks(app)
 
 
 class Conveyor:
@@ -59,6 +47,9 @@ class Conveyor:
 
     >>> app = Conveyor()                       # CONVEYOR_DATABASE_URL, default sqlite:///./conveyor.db
     >>> app = Conveyor("sqlite:////tmp/jobs.db")
+
+    It registers the built-in demo tasks (`demo_tasks`) and ingestion tasks (`ingest_tasks`, default: as
+    `demo_tasks`); `plugins` adds parts of your own (tasks, routes, dashboard pages: see `conveyor.plugins`).
     """
 
     def __init__(
@@ -69,6 +60,7 @@ class Conveyor:
         clock: Callable[[], float] = time.time,
         demo_tasks: bool = True,
         ingest_tasks: bool | None = None,
+        plugins: Sequence[Plugin] = (),
     ) -> None:
         base = settings or Settings.from_env()
         self.settings = base.with_changes(database_url=database_url)
@@ -76,12 +68,20 @@ class Conveyor:
         self.tasks: dict[str, Task] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
-        if demo_tasks:
-            from conveyor.demo import register_demo_tasks
+        self.plugins = self._plug_in(plugins, demo_tasks, demo_tasks if ingest_tasks is None else ingest_tasks)
 
-            register_demo_tasks(self)
-        if demo_tasks if ingest_tasks is None else ingest_tasks:  # the built-ins: demo and ingestion tasks
-            _register_ingest_tasks(self)
+    def _plug_in(self, plugins: Sequence[Plugin], demo_tasks: bool, ingest_tasks: bool) -> tuple[Plugin, ...]:
+        """The built-in plugins and the given ones; registers their tasks (the built-ins' only if asked)."""
+        chosen = (*BUILTIN_PLUGINS, *plugins)
+        names = [p.name for p in chosen]
+        if len(set(names)) < len(names):
+            twice = sorted({n for n in names if names.count(n) > 1})
+            raise ConfigError(f"two plugins share a name: {', '.join(twice)}")
+        with_tasks = {DEMO.name: demo_tasks, INGESTION.name: ingest_tasks}
+        for plugin in chosen:
+            if plugin.tasks is not None and with_tasks.get(plugin.name, True):
+                plugin.tasks(self)
+        return chosen
 
     # ------------------------------------------------------------------------------------------ set-up
     @property
@@ -99,7 +99,9 @@ class Conveyor:
         if self._backend is None:
             with self._backend_lock:
                 if self._backend is None:
-                    self._backend = open_backend(self.settings.database_url)
+                    self._backend = open_backend(
+                        self.settings.database_url, connect_timeout_s=self.settings.connect_timeout_s
+                    )
         return self._backend
 
     def close(self) -> None:
@@ -168,14 +170,21 @@ class Conveyor:
                 priority=priority,
                 max_retries=max_retries,
                 timeout=timeout,
-                retry_backoff=retry_backoff,
-                retry_backoff_max=retry_backoff_max,
+                retry_policy=RetryPolicy(retry_backoff, retry_backoff_max),
                 process=process,
             )
             self.tasks[task.name] = task
             return task
 
         return register(fn) if fn is not None else register
+
+    def task_infos(self) -> list[TaskInfo]:
+        """Each task's effective defaults (what a job of it gets when the enqueue gives no option)."""
+        infos = []
+        for task in self.tasks.values():
+            template = JobOptions().resolve(task, self.settings, 0.0)
+            infos.append(TaskInfo(task.name, template.queue, template.priority, template.max_retries, template.timeout))
+        return infos
 
     def get_task(self, task_type: str) -> Task:
         task = self.tasks.get(task_type)
@@ -184,143 +193,64 @@ class Conveyor:
         return task
 
     # ------------------------------------------------------------------------------------------ enqueue
-    def _new_jobs(self, task: Task, payloads: list[dict[str, Any]], **options: Any) -> list[NewJob]:
-        return self._template(task, **options).batch(payloads)
-
-    def _template(
-        self,
-        task: Task,
-        *,
-        queue: str | None,
-        priority: int | None,
-        max_retries: int | None,
-        timeout: float | None,
-        delay: float | None,
-        run_at: datetime | None,
-        unique_key: str | None,
-        tags: Sequence[str] | None,
-        metadata: dict[str, Any] | None,
-        now: float,
-    ) -> NewJob:
-        """The options of a job (or of each job of a batch), checked; its id and args are left empty."""
-        queue = _check_name("queue", queue if queue is not None else task.queue)
-        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)):
-            raise InvalidArgumentsError(f"priority must be an integer, got {priority!r}")
-        retries = max_retries if max_retries is not None else task.max_retries
-        if retries is None:
-            retries = self.settings.max_retries
-        if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise InvalidArgumentsError(f"max_retries must be a non-negative integer, got {retries!r}")
-        if retries > _MAX_INT or (priority is not None and abs(priority) > _MAX_INT):
-            raise InvalidArgumentsError(f"priority and max_retries must lie within ±{_MAX_INT}")
-        if timeout is not None and (not isinstance(timeout, int | float) or not 0 < timeout < math.inf):
-            raise InvalidArgumentsError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if delay is not None and run_at is not None:
-            raise InvalidArgumentsError("give delay or run_at, not both")
-        start = now
-        if delay is not None:
-            if isinstance(delay, timedelta):
-                delay = delay.total_seconds()
-            if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay < math.inf:
-                raise InvalidArgumentsError(f"delay must be a non-negative number of seconds, got {delay!r}")
-            start = now + delay
-        elif run_at is not None:
-            start = _epoch(run_at)
-        tag_list = list(tags or [])
-        if not all(isinstance(t, str) and t for t in tag_list):
-            raise InvalidArgumentsError("tags must be non-empty strings")
-        if metadata is not None and not isinstance(metadata, dict):
-            raise InvalidArgumentsError("metadata must be a JSON object")
-        if unique_key is not None:
-            _check_name("unique_key", unique_key)
-        if not start <= LATEST_RUN_AT_S:  # also NaN and infinity
-            raise InvalidArgumentsError("the job would start after the year 9999: give a shorter delay or run_at")
-        scheduled = start > now
-        prio = priority if priority is not None else task.priority
-        meta = metadata or {}
-        first_run = start if scheduled else now
-        name = task.name
-        return NewJob("", name, queue, prio, {}, retries, timeout, first_run, tag_list, meta, unique_key, scheduled)
-
     def enqueue(
         self,
         task_type: str,
         args: dict[str, Any] | None = None,
         *,
-        queue: str | None = None,
-        priority: int | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        unique_key: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: dict[str, Any] | None = None,
         connection: Any = None,
+        **options: Any,
     ) -> Job:
-        """Validate and store one job. With a `unique_key` that an open job holds, that job is returned.
-        `connection` (PostgreSQL): the caller's psycopg connection or transaction; the job then exists only if the
-        caller's transaction commits."""
+        """Validate and store one job. Options (`queue`, `priority`, `max_retries`, `timeout`, `delay` or `run_at`,
+        `unique_key`, `tags`, `metadata`: see `JobOptions`) left out take the task's defaults. With a `unique_key`
+        that an open job holds, that job is returned (its `existing` is True). `connection` (PostgreSQL): the
+        caller's psycopg connection or transaction; the job then exists only if the caller's transaction commits."""
         task = self.get_task(task_type)
         payload = task.validate({} if args is None else args)
         now = self.clock()
-        jobs = self._new_jobs(
-            task,
-            [payload],
-            queue=queue,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            delay=delay,
-            run_at=run_at,
-            unique_key=unique_key,
-            tags=tags,
-            metadata=metadata,
-            now=now,
-        )
+        job = JobOptions.of(**options).resolve(task, self.settings, now).with_payload(uuid7(), payload)
         if connection is not None:
-            return self.backend.insert_jobs(jobs, now, connection=connection)[0]
-        return self.backend.insert_jobs(jobs, now)[0]
+            return self.backend.insert_jobs([job], now, connection=connection)[0]
+        return self.backend.insert_jobs([job], now)[0]
 
     def enqueue_many(
         self,
         task_type: str,
         args_list: Sequence[dict[str, Any]],
         *,
-        queue: str | None = None,
-        priority: int | None = None,
-        max_retries: int | None = None,
-        timeout: float | None = None,
-        delay: float | None = None,
-        run_at: datetime | None = None,
-        unique_key: str | None = None,
-        tags: Sequence[str] | None = None,
-        metadata: dict[str, Any] | None = None,
         connection: Any = None,
+        **options: Any,
     ) -> list[Job]:
-        """Validate every payload, then store all jobs in one transaction; one bad payload stores nothing.
-        `connection` (PostgreSQL): write in the caller's transaction, as `enqueue` does."""
+        """Validate every payload, then store all jobs in one transaction, each with these options; one bad payload
+        stores nothing. `connection` (PostgreSQL): write in the caller's transaction, as `enqueue` does."""
         task = self.get_task(task_type)
+        chosen = JobOptions.of(**options)
         payloads = task.validate_many(list(args_list))
         if not payloads:
             return []
         now = self.clock()
-        template = self._template(
-            task,
-            queue=queue,
-            priority=priority,
-            max_retries=max_retries,
-            timeout=timeout,
-            delay=delay,
-            run_at=run_at,
-            unique_key=unique_key,
-            tags=tags,
-            metadata=metadata,
-            now=now,
-        )
+        template = chosen.resolve(task, self.settings, now)
         if connection is not None:
             return self.backend.insert_many(template, payloads, now, connection=connection)
         return self.backend.insert_many(template, payloads, now)
+
+    def enqueue_batch(self, specs: Sequence[dict[str, Any] | EnqueueSpec]) -> list[Job]:
+        """Enqueue jobs of any types, each with its own options, in one transaction: dicts with `type`, `args` and
+        the options of `enqueue`, or `EnqueueSpec` values. One bad job stores nothing; the error names its index
+        (`jobs[3]: ...`)."""
+        new_jobs: list[NewJob] = []
+        now = self.clock()
+        for i, spec in enumerate(specs):
+            try:
+                one = spec if isinstance(spec, EnqueueSpec) else EnqueueSpec.of(**spec)
+                task = self.get_task(one.type)
+                payload = task.validate(one.args)
+                new_jobs.append(one.resolve(task, self.settings, now).with_payload(uuid7(), payload))
+            except UnknownTaskError as exc:  # the same error as from `enqueue`, saying which job
+                raise UnknownTaskError(exc.task_type, exc.known, where=f"jobs[{i}]") from None
+            except InvalidArgumentsError as exc:
+                raise InvalidArgumentsError(f"jobs[{i}]: {exc.message}", errors=exc.errors) from None
+        return self.backend.insert_jobs(new_jobs, now) if new_jobs else []
 
     # ------------------------------------------------------------------------------------------ reading
     def get_job(self, job_id: str) -> Job | None:
@@ -410,36 +340,6 @@ class Conveyor:
             raise InvalidArgumentsError("purge deletes finished jobs only: completed, failed or cancelled")
         return self.backend.purge_jobs(chosen, self.clock() - older_than_s)
 
-    def enqueue_batch(self, specs: Sequence[dict[str, Any]]) -> list[Job]:
-        """Enqueue jobs of any types, each with its own options (the keyword arguments of `enqueue`), in one
-        transaction. One bad job stores nothing; the error names its index (`jobs[3]: ...`)."""
-        new_jobs: list[NewJob] = []
-        now = self.clock()
-        for i, spec in enumerate(specs):
-            options = dict(spec)
-            try:
-                task = self.get_task(options.pop("type", None))
-                payload = task.validate(options.pop("args", None) or {})
-                new_jobs += self._new_jobs(
-                    task,
-                    [payload],
-                    queue=options.pop("queue", None),
-                    priority=options.pop("priority", None),
-                    max_retries=options.pop("max_retries", None),
-                    timeout=options.pop("timeout", None),
-                    delay=options.pop("delay", None),
-                    run_at=options.pop("run_at", None),
-                    unique_key=options.pop("unique_key", None),
-                    tags=options.pop("tags", None),
-                    metadata=options.pop("metadata", None),
-                    now=now,
-                )
-                if options:
-                    raise InvalidArgumentsError(f"unknown enqueue options: {', '.join(sorted(options))}")
-            except (UnknownTaskError, InvalidArgumentsError) as exc:
-                raise InvalidArgumentsError(f"jobs[{i}]: {exc.message}") from None
-        return self.backend.insert_jobs(new_jobs, now) if new_jobs else []
-
     def bulk(
         self,
         action: str,
@@ -527,10 +427,6 @@ class Conveyor:
     ) -> None:
         """Run a worker in this process until it is stopped (SIGTERM/SIGINT), or, with `burst`, until no job is
         left to claim."""
-        import asyncio
-
-        from conveyor.worker import Worker
-
         worker = Worker(
             self,
             concurrency=concurrency,

@@ -5,24 +5,33 @@
 ...     job = conveyor.enqueue("generate_report", {"contract_name": "A"}, priority=5)
 ...     done = conveyor.wait(job.id, timeout=300)                       # SSE, falling back to polling
 
-Errors are the core's: `JobNotFoundError` (404), `InvalidStateError` (409), `InvalidArgumentsError` (400, 413, 422),
+Errors are the core's: `JobNotFoundError` (404), `InvalidStateError` (409), `UnknownTaskError` (422 `unknown_task`),
+`InvalidArgumentsError` (400, 413, other 422s),
 `JobFailed` and `TimeoutError` from `wait`, and `ApiError` for anything else (401, 5xx), all `ConveyorError`s.
 """
 
 from __future__ import annotations
 
+import asyncio
 import builtins
-import json
 import os
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse, connect_sse
 
-from conveyor.errors import ConveyorError, InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError
+from conveyor.errors import (
+    ConveyorError,
+    InvalidArgumentsError,
+    InvalidStateError,
+    JobFailed,
+    JobNotFoundError,
+    UnknownTaskError,
+)
 from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus
 
 __all__ = ["ApiError", "AsyncClient", "Client", "job_from_dict"]
@@ -120,6 +129,8 @@ def _check(request: _Request, response: httpx.Response) -> Any:
         raise JobNotFoundError(request.job_id)
     if status == 409:
         raise InvalidStateError(message)
+    if code == "unknown_task":  # the same exception as the Python API's for the same mistake
+        raise UnknownTaskError.from_message(message)
     if status in (400, 413, 422):
         raise InvalidArgumentsError(message)
     raise ApiError(status, code, message)
@@ -133,18 +144,9 @@ def _done(job: Job) -> Job | None:
     return None
 
 
-def _sse_jobs(lines: Iterator[str]) -> Iterator[dict[str, Any]]:
-    """The job objects of `event: job` frames in a stream of SSE lines."""
-    kind, data = "message", ""
-    for line in lines:
-        if line == "":
-            if kind == "job" and data:
-                yield json.loads(data)
-            kind, data = "message", ""
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data += line[5:].removeprefix(" ")
+def _job_data(event: ServerSentEvent) -> dict[str, Any] | None:
+    """The job object of an `event: job` frame (other events: None)."""
+    return event.json() if event.event == "job" and event.data else None
 
 
 def _headers(token: str | None) -> dict[str, str]:
@@ -258,9 +260,10 @@ class Client:
     def _wait_sse(self, job_id: str, deadline: float | None) -> Job | None:
         """Follow the job's events until it ends (the job), or the stream or the time runs out (None)."""
         left = None if deadline is None else max(0.01, deadline - time.monotonic())
-        with self.http.stream(
-            "GET", f"{PREFIX}/events", params={"job_id": job_id}, timeout=httpx.Timeout(30.0, read=left)
-        ) as response:
+        with connect_sse(
+            self.http, "GET", f"{PREFIX}/events", params={"job_id": job_id}, timeout=httpx.Timeout(30.0, read=left)
+        ) as source:
+            response = source.response
             if response.status_code != 200:
                 response.read()
                 _check(_Request("GET", "/events"), response)
@@ -271,8 +274,9 @@ class Client:
             if (finished := _done(job)) is not None:
                 return finished
             try:
-                for data in _sse_jobs(response.iter_lines()):
-                    if (finished := _done(job_from_dict(data))) is not None:
+                for event in source.iter_sse():
+                    data = _job_data(event)
+                    if data is not None and (finished := _done(job_from_dict(data))) is not None:
                         return finished
                     if deadline is not None and time.monotonic() >= deadline:
                         return None
@@ -354,8 +358,6 @@ class AsyncClient:
 
     async def wait(self, job_id: str, timeout: float | None = None, poll_interval: float = 1.0) -> Job:
         """As `Client.wait`."""
-        import asyncio
-
         deadline = None if timeout is None else time.monotonic() + timeout
         use_sse = True
         while True:
@@ -380,9 +382,10 @@ class AsyncClient:
 
     async def _wait_sse(self, job_id: str, deadline: float | None) -> Job | None:
         left = None if deadline is None else max(0.01, deadline - time.monotonic())
-        async with self.http.stream(
-            "GET", f"{PREFIX}/events", params={"job_id": job_id}, timeout=httpx.Timeout(30.0, read=left)
-        ) as response:
+        async with aconnect_sse(
+            self.http, "GET", f"{PREFIX}/events", params={"job_id": job_id}, timeout=httpx.Timeout(30.0, read=left)
+        ) as source:
+            response = source.response
             if response.status_code != 200:
                 await response.aread()
                 _check(_Request("GET", "/events"), response)
@@ -393,8 +396,9 @@ class AsyncClient:
             if (finished := _done(job)) is not None:
                 return finished
             try:
-                async for data in _async_sse_jobs(response.aiter_lines()):
-                    if (finished := _done(job_from_dict(data))) is not None:
+                async for event in source.aiter_sse():
+                    data = _job_data(event)
+                    if data is not None and (finished := _done(job_from_dict(data))) is not None:
                         return finished
                     if deadline is not None and time.monotonic() >= deadline:
                         return None
@@ -402,15 +406,3 @@ class AsyncClient:
                 return None
         return None
 
-
-async def _async_sse_jobs(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    kind, data = "message", ""
-    async for line in lines:
-        if line == "":
-            if kind == "job" and data:
-                yield json.loads(data)
-            kind, data = "message", ""
-        elif line.startswith("event:"):
-            kind = line[6:].strip()
-        elif line.startswith("data:"):
-            data += line[5:].removeprefix(" ")

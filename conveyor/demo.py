@@ -6,6 +6,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from conveyor.context import JobContext
+from conveyor.plugins import Plugin
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -33,6 +34,9 @@ async def fail(ctx: JobContext, message: str = "demo failure", times: int = -1) 
 
 
 def register_demo_tasks(app: Conveyor) -> None:
-    app.task(name="demo.echo", max_retries=0)(echo)
+    app.task(name="demo.echo")(echo)
     app.task(name="demo.sleep")(sleep)
     app.task(name="demo.fail", retry_backoff=0.5, retry_backoff_max=5.0)(fail)
+
+
+PLUGIN = Plugin("demo", tasks=register_demo_tasks)

@@ -12,6 +12,7 @@ ConveyorError
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -42,10 +43,19 @@ class UnknownTaskError(ConveyorError):
 
     code = "unknown_task"
 
-    def __init__(self, task_type: str, known: list[str] | None = None) -> None:
+    def __init__(self, task_type: str, known: list[str] | None = None, where: str | None = None) -> None:
         self.task_type = task_type
+        self.known = known
         hint = f"; registered: {', '.join(sorted(known))}" if known else ""
-        super().__init__(f"unknown task type {task_type!r}{hint}")
+        super().__init__(f"{where + ': ' if where else ''}unknown task type {task_type!r}{hint}")
+
+    @classmethod
+    def from_message(cls, message: str) -> UnknownTaskError:
+        """The error as an API answered it (the client raises it for code `unknown_task`)."""
+        match = re.search(r"unknown task type '([^']*)'", message)
+        error = cls(match.group(1) if match else "")
+        error.args = (message,)
+        return error
 
 
 class InvalidArgumentsError(ConveyorError):

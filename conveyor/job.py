@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic_core import to_jsonable_python
+
+from conveyor.jsonsafe import json_problem
 
 
 class JobStatus(StrEnum):
@@ -29,19 +30,16 @@ TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.
 LATEST_RUN_AT_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()  # a later run_at could not be read back as a datetime
 
 
-_strict_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-
-
 def json_value(value: Any, what: str) -> Any:
     """`value` as plain JSON data, as a job stores it (a result, progress details). Raises ValueError naming `what`
-    for what JSON cannot hold: objects pydantic cannot serialise, NaN and infinite floats (SQLite would store them,
-    PostgreSQL rejects them: the same job must behave the same on both)."""
+    for what JSON cannot hold or a backend would alter: objects pydantic cannot serialise, NaN and infinite floats,
+    strings with a NUL character (the same job must behave the same on both backends; see `jsonsafe`)."""
     try:
         plain = to_jsonable_python(value)
-        if not isinstance(plain, str | int | bool | None):  # floats and containers may hide a NaN
-            _strict_json(plain)
     except ValueError as exc:  # PydanticSerializationError is one
         raise ValueError(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(plain, int | bool | None) and (problem := json_problem(plain, what)) is not None:
+        raise ValueError(problem)
     return plain
 
 
@@ -81,6 +79,9 @@ class Job:
     completed_at: datetime | None
     worker_id: str | None
     cancel_requested: bool = False
+    # True when `enqueue` returned the open job that already held the `unique_key` instead of storing a new one
+    # (REST: 200 instead of 201). Not stored: a job read back later says False.
+    existing: bool = False
 
     @property
     def is_terminal(self) -> bool:
@@ -171,6 +172,7 @@ class WorkerInfo:
     started_at: datetime
     heartbeat_at: datetime
     running: list[str] = field(default_factory=list)
+    types: list[str] | None = None  # the task types it runs (None: any)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -182,6 +184,7 @@ class WorkerInfo:
             "started_at": iso(self.started_at),
             "heartbeat_at": iso(self.heartbeat_at),
             "running": self.running,
+            "types": self.types,
         }
 
 

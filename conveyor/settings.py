@@ -20,6 +20,8 @@ DEFAULT_RETENTION_DAYS = 7.0
 DEFAULT_DATA_DIR = "./conveyor-data"
 DEFAULT_MAX_UPLOAD_MB = 50
 DEFAULT_POLL_INTERVAL_S = 1.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0  # how long opening a PostgreSQL connection may take before it is an error
+DEFAULT_MAX_BODY_MB = 16  # the largest JSON request body the API reads (uploads have CONVEYOR_MAX_UPLOAD_MB)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNIT_S = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -65,6 +67,8 @@ class Settings:
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     crawl_allow_private: bool = False
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    max_body_mb: int = DEFAULT_MAX_BODY_MB
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -82,6 +86,10 @@ class Settings:
             raise ConfigError(f"max upload must be at least 1 MB, got {self.max_upload_mb}")
         if not 0 < self.poll_interval_s < math.inf:
             raise ConfigError(f"poll interval must be positive, got {self.poll_interval_s}s")
+        if not 0 < self.connect_timeout_s <= 3600:
+            raise ConfigError(f"connect timeout must be between 0 and 3600 s, got {self.connect_timeout_s}s")
+        if not 1 <= self.max_body_mb <= 1024:
+            raise ConfigError(f"max body must be 1 to 1024 MB, got {self.max_body_mb}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -111,6 +119,11 @@ class Settings:
             values["crawl_allow_private"] = _truthy(env["CONVEYOR_CRAWL_ALLOW_PRIVATE"])
         if "CONVEYOR_POLL_INTERVAL_S" in env:
             values["poll_interval_s"] = _number("CONVEYOR_POLL_INTERVAL_S", env["CONVEYOR_POLL_INTERVAL_S"], float)
+        if "CONVEYOR_CONNECT_TIMEOUT_S" in env:
+            timeout = env["CONVEYOR_CONNECT_TIMEOUT_S"]
+            values["connect_timeout_s"] = _number("CONVEYOR_CONNECT_TIMEOUT_S", timeout, float)
+        if "CONVEYOR_MAX_BODY_MB" in env:
+            values["max_body_mb"] = _number("CONVEYOR_MAX_BODY_MB", env["CONVEYOR_MAX_BODY_MB"], int)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 

@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import pydantic
 
+from conveyor.context import JobContext
 from conveyor.errors import InvalidArgumentsError
+from conveyor.jsonsafe import json_problem
+from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
     from conveyor.job import Job
 
-DEFAULT_RETRY_BACKOFF_S = 1.0
-DEFAULT_RETRY_BACKOFF_MAX_S = 300.0
 _UNSET: Any = object()
 
 
@@ -26,8 +27,6 @@ def _takes_context(fn: Callable[..., Any], params: list[inspect.Parameter], hint
     if not params or params[0].kind not in (params[0].POSITIONAL_ONLY, params[0].POSITIONAL_OR_KEYWORD):
         return False
     first = params[0]
-    from conveyor.context import JobContext
-
     return first.name == "ctx" or hints.get(first.name) is JobContext
 
 
@@ -67,7 +66,10 @@ def build_args_model(name: str, fn: Callable[..., Any]) -> tuple[type[pydantic.B
         annotation = hints.get(p.name, Any)
         default = ... if p.default is p.empty else p.default
         fields[p.name] = (annotation, default)
-    config = pydantic.ConfigDict(extra=extra, arbitrary_types_allowed=True)  # type: ignore[typeddict-item]
+    # NaN and infinity stay what they are in the dump (pydantic would write null): `validate` refuses them.
+    config = pydantic.ConfigDict(
+        extra=extra, arbitrary_types_allowed=True, ser_json_inf_nan="constants"  # type: ignore[typeddict-item]
+    )
     model = pydantic.create_model(f"{name.replace('.', '_')}_args", __config__=config, **fields)
     return model, takes_ctx
 
@@ -82,7 +84,8 @@ def _format_errors(exc: pydantic.ValidationError) -> str:
 
 @dataclass(eq=False)
 class Task:
-    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it."""
+    """A registered task. Calling it runs the function directly; `.enqueue(**args)` makes a job of it.
+    `retry_policy` says when a failed attempt runs again (the worker asks it)."""
 
     app: Conveyor
     name: str
@@ -91,8 +94,7 @@ class Task:
     priority: int = 0
     max_retries: int | None = None
     timeout: float | None = None
-    retry_backoff: float = DEFAULT_RETRY_BACKOFF_S
-    retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     process: bool = False
     args_model: type[pydantic.BaseModel] = field(init=False)
     takes_context: bool = field(init=False)
@@ -102,7 +104,10 @@ class Task:
         self.args_model, self.takes_context = build_args_model(self.name, self.fn)
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.__doc__ = self.fn.__doc__
-        self._list_adapter = pydantic.TypeAdapter(list[self.args_model])  # type: ignore[name-defined]
+        self._list_adapter = pydantic.TypeAdapter(
+            list[self.args_model],  # type: ignore[name-defined]
+            config=pydantic.ConfigDict(ser_json_inf_nan="constants"),
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -130,7 +135,15 @@ class Task:
                 f"{self.name}: invalid arguments: {_format_errors(exc)}",
                 errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
-        return model.model_dump(mode="json", exclude_unset=True)
+        dumped: dict[str, Any] = model.model_dump(mode="json", exclude_unset=True)
+        self._check_json(dumped, "args")
+        return dumped
+
+    def _check_json(self, value: Any, where: str) -> None:
+        """Arguments JSON cannot hold as given (NaN, infinity, a NUL character) are refused, never altered."""
+        problem = json_problem(value, where)
+        if problem is not None:
+            raise InvalidArgumentsError(f"{self.name}: invalid arguments: {problem}")
 
     def validate_many(self, payloads: list[Any]) -> list[dict[str, Any]]:
         for i, args in enumerate(payloads):
@@ -144,6 +157,7 @@ class Task:
                 errors=[dict(e) for e in exc.errors(include_url=False, include_context=False)],
             ) from None
         dumped: list[dict[str, Any]] = self._list_adapter.dump_python(models, mode="json", exclude_unset=True)
+        self._check_json(dumped, "args")
         return dumped
 
     def parse(self, args: dict[str, Any]) -> dict[str, Any]:

@@ -87,7 +87,7 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["enqueue", "demo.sleep", "--args", '{"seconds": "long"}'], "invalid arguments"),
         (["enqueue", "demo.echo", "--delay", "-5"], "invalid duration '-5': it must not be negative"),
         (["enqueue", "demo.echo", "--delay", "soon"], "invalid duration"),
-        (["enqueue", "demo.echo", "--priority", str(2**64)], "priority and max_retries must lie within"),
+        (["enqueue", "demo.echo", "--priority", str(2**64)], "priority: Input should be less than or equal to"),
         (["jobs", "show", "nope"], "job nope not found"),
         (["jobs", "list", "--status", "bogus"], "unknown status"),
         (["jobs", "purge", "--status", "pending"], "purge deletes finished jobs only"),
@@ -298,6 +298,26 @@ def test_stats(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
     assert "demo.echo" in human and "live workers: 0" in human
 
 
+def test_stats_name_types_that_no_live_worker_runs(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
+    import time
+
+    from conveyor.backends.base import WorkerBeat
+
+    other = Conveyor(sqlite_url)
+
+    @other.task
+    def order(n: int) -> int:
+        return n
+
+    other.enqueue_many("order", [{"n": 1}, {"n": 2}])
+    now = time.time()
+    app.backend.heartbeat(WorkerBeat("w", "h", 1, None, 4, now, now, now + 60, types=tuple(app.tasks)))
+    stats = as_json(invoke(runner, sqlite_url, "stats", "--json"))
+    assert stats["unserved"] == [{"type": "order", "pending": 2, "scheduled": 0}]
+    assert "no worker for order: 2 pending" in invoke(runner, sqlite_url, "stats").stdout
+    other.close()
+
+
 def test_check_runs_a_round_trip_without_a_worker(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
     result = invoke(runner, sqlite_url, "check")
     assert result.stdout.count("ok") == 3 and "round trip" in result.stdout
@@ -338,3 +358,35 @@ def test_job_data_is_printed_as_it_is_never_as_markup(runner: CliRunner, sqlite_
     app.cancel(job.id)
     result = invoke(runner, sqlite_url, "jobs", "wait", job.id, code=1)
     assert "cancelled" in result.stderr
+
+
+def test_the_plugins_commands_join_when_the_command_line_runs() -> None:
+    result = run("--help")
+    assert result.returncode == 0, result.stderr
+    assert "ingest" in result.stdout and "search" in result.stdout  # the ingestion plugin's
+
+
+def test_a_plugins_commands_import_before_the_command_line() -> None:
+    """The ingestion's commands use `conveyor.cli.common`; imported first, they still find the CLI whole."""
+    code = (
+        "import conveyor.ingest.cli, conveyor.cli\n"
+        "conveyor.cli.add_plugin_commands(); conveyor.cli.add_plugin_commands()\n"  # once, however often asked
+        "import typer.main\n"
+        "print(sorted(typer.main.get_command(conveyor.cli.cli).commands))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "'ingest'" in out and "'search'" in out and out.count("'search'") == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://me:secret@db:5432/jobs", "postgresql://me:***@db:5432/jobs"),
+        ("postgresql://me@db/jobs", "postgresql://me@db/jobs"),
+        ("sqlite:///./conveyor.db", "sqlite:///./conveyor.db"),
+    ],
+)
+def test_check_shows_the_database_without_its_password(url: str, shown: str) -> None:
+    from conveyor.cli.check import redact
+
+    assert redact(url) == shown

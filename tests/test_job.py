@@ -81,7 +81,7 @@ def test_event_queue_and_worker_json() -> None:
                                "cancelled": 0}
     assert (queue["paused"], queue["concurrency"], queue["rate_limit"]) == (False, None, None)
     worker = WorkerInfo("w", "h", 1, None, 4, AT, AT, ["j"]).to_dict()
-    assert set(worker) == {"id", "host", "pid", "queues", "slots", "started_at", "heartbeat_at", "running"}
+    assert set(worker) == {"id", "host", "pid", "queues", "slots", "started_at", "heartbeat_at", "running", "types"}
 
 
 def test_ids_are_uuid7_strings_increasing_within_a_process() -> None:

@@ -10,6 +10,7 @@ import pydantic
 import pytest
 
 from conveyor import ConfigError, Conveyor, InvalidArgumentsError, JobContext, Task
+from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from decimal import Decimal  # only for type checkers: unresolvable at run time
@@ -41,7 +42,7 @@ def test_bare_and_configured_registration(app: Conveyor) -> None:
     assert isinstance(plain, Task) and app.tasks["plain"] is plain
     assert app.get_task("custom.name") is configured
     assert (configured.queue, configured.priority, configured.max_retries, configured.timeout) == ("q", 4, 1, 9)
-    assert (configured.retry_backoff, configured.retry_backoff_max) == (2, 7)
+    assert configured.retry_policy == RetryPolicy(2, 7)
     assert (plain.queue, plain.priority, plain.max_retries, plain.timeout) == ("default", 0, None, None)
     assert configured.is_async and not plain.is_async
 

@@ -1,10 +1,9 @@
-"""`create_app`: the whole HTTP service (API, health, metrics, docs, and the optional dashboard and ingestion)."""
+"""`create_app`: the whole HTTP service (API, health, metrics, docs, and the routes of each plugin: the dashboard, the
+ingestion)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib
-import importlib.util
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -17,6 +16,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic.json_schema import models_json_schema
 
+from conveyor import __version__
 from conveyor.api.errors import ErrorRoute, error_response, install_error_handlers
 from conveyor.api.events import EventHub
 from conveyor.api.metrics import metrics_registry, render
@@ -34,18 +34,7 @@ API_PREFIX = "/api/v1"
 # Swagger UI's files, served from the fastapi-offline package, so /docs works offline. No ReDoc: its page fetches a logo
 # from its vendor's CDN, and Swagger UI covers the need.
 DOCS_ASSETS = "/docs/static"
-MAX_JSON_BODY_BYTES = 16 * 1024 * 1024
 UPLOAD_OVERHEAD_BYTES = 1024 * 1024  # multipart framing and form fields around the file
-
-
-def _optional_router(module: str, factory: str, conveyor: Conveyor) -> Any:
-    """The router of an optional part (dashboard, ingestion) if it is installed, else None."""
-    try:
-        if importlib.util.find_spec(module) is None:
-            return None
-    except ModuleNotFoundError:
-        return None
-    return getattr(importlib.import_module(module), factory)(conveyor)
 
 
 def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: EventHub | None = None) -> FastAPI:
@@ -61,7 +50,7 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
     app = FastAPIOffline(
         title="Conveyor",
         summary="A durable background job system: enqueue, watch and steer jobs.",
-        version=_version(),
+        version=__version__,
         lifespan=lifespan,
         responses={},
         static_url=DOCS_ASSETS,
@@ -91,24 +80,15 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
     def metrics() -> Response:
         return Response(render(registry), media_type=CONTENT_TYPE_LATEST)
 
-    ingest = _optional_router("conveyor.ingest.routes", "create_router", conveyor)
-    if ingest is not None:
-        app.include_router(ingest, prefix=API_PREFIX)
-    dashboard = _optional_router("conveyor.dashboard", "create_dashboard", conveyor)
-    if dashboard is not None:
-        app.include_router(dashboard)
+    for plugin in conveyor.plugins:  # the ingestion's routes, the dashboard, a user's parts
+        if plugin.router is not None:
+            app.include_router(plugin.router(conveyor))
 
     app.openapi = lambda: _openapi(app, conveyor)  # type: ignore[method-assign]
     upload_limit = settings.max_upload_mb * 1024 * 1024 + UPLOAD_OVERHEAD_BYTES
-    app.add_middleware(BodyLimit, max_bytes=MAX_JSON_BODY_BYTES, max_upload_bytes=upload_limit)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_mb * 1024 * 1024, max_upload_bytes=upload_limit)
     app.add_middleware(TokenAuth, token=settings.api_token)
     return app
-
-
-def _version() -> str:
-    from conveyor import __version__
-
-    return __version__
 
 
 def _openapi(app: FastAPI, conveyor: Conveyor) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request, Response, params
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -114,16 +114,30 @@ def to_response(exc: BaseException) -> JSONResponse:
     return error_response(500, "internal_error", "internal error")
 
 
+def _json_media_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
 class ErrorRoute(APIRoute):
     """A route whose errors (validation included) come out in the SPEC's shape, wherever its router is mounted."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        takes_json = self.body_field is not None and not isinstance(self.body_field.field_info, params.Form)
 
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (ApiError, ConveyorError, RequestValidationError, StarletteHTTPException) as exc:
+            except RequestValidationError as exc:
+                content_type = request.headers.get("content-type", "")
+                if takes_json and content_type and not _json_media_type(content_type):
+                    # FastAPI leaves such a body unread, then reports a missing or wrong body: say the real cause
+                    return error_response(
+                        400, "bad_request", f"Content-Type must be application/json, got {content_type[:100]}"
+                    )
+                return to_response(exc)
+            except (ApiError, ConveyorError, StarletteHTTPException) as exc:
                 return to_response(exc)
 
         return guarded

@@ -6,6 +6,10 @@ changes once, loads each changed job once, encodes the SSE frame once, and hands
 bounded queue. A subscriber whose queue is full is dropped (its stream ends); the client reconnects with
 `Last-Event-ID` and resumes from the outbox, so a slow client loses nothing and never slows the others.
 
+`EventStreamResponse` serves a subscriber's frames with sse-starlette (heartbeats, client disconnects, server
+shutdown); what is ours is the resume: frames are encoded once by the hub with the outbox id, and a reconnecting
+client's `Last-Event-ID` replays what it missed from the outbox (`EventHub.replay`).
+
 Each change is one `event: job` whose data is the job as the hub reads it: several changes read in one pass (a job
 created, claimed and completed within a few milliseconds) each keep their own id but carry the newest state. A
 deleted job's change is an `event: deleted` with `{"id": ...}` (for subscribers not filtering by type, queue, tag).
@@ -17,22 +21,21 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from conveyor.blocking import BlockingCalls
 from conveyor.errors import ConveyorError
 from conveyor.job import Job
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.backends.base import JobChange
 
 log = logging.getLogger("conveyor.api.events")
-T = TypeVar("T")
 
 POLL_INTERVAL_S = 0.05  # how often the hub asks the database whether anything changed (a cheap read)
 RESYNC_S = 1.0  # read the outbox at least this often, even if the change token did not move
@@ -116,20 +119,15 @@ class EventHub:
         self.closed = False
         self._task: asyncio.Task[None] | None = None
         self._started: asyncio.Future[None] | None = None
-        self._db_thread: ThreadPoolExecutor | None = None
+        self._calls = BlockingCalls("conveyor-events")
         self._listener: Any = None  # the backend's LISTEN connection, when it has one
-
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        if self._db_thread is None:
-            self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-events")
-        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)
 
     async def start(self) -> None:
         """Start polling (once); the first subscriber does it, so a mounted router needs no lifespan hook."""
         if self._started is None:
             self._started = asyncio.get_running_loop().create_future()
             try:
-                self.position = await self._db(self.conveyor.backend.last_change_id)
+                self.position = await self._calls.run(self.conveyor.backend.last_change_id)
             except BaseException as exc:
                 started, self._started = self._started, None
                 if isinstance(exc, Exception):
@@ -155,10 +153,8 @@ class EventHub:
             self._task = None
         if self._listener is not None:
             listener, self._listener = self._listener, None
-            await asyncio.get_running_loop().run_in_executor(None, listener.close)
-        if self._db_thread is not None:
-            self._db_thread.shutdown(wait=False)
-            self._db_thread = None
+            await self._calls.run(listener.close)
+        self._calls.close(wait=False)
 
     def close_soon(self) -> None:
         """`close` from a signal handler or another thread of the server's loop."""
@@ -184,11 +180,11 @@ class EventHub:
         """The frames of changes in (after_id, until_id] matching the filter: what a resuming client missed."""
         frames: list[bytes] = []
         while after_id < until_id:
-            changes = await self._db(self.conveyor.backend.changes_since, after_id, READ_BATCH)
+            changes = await self._calls.run(self.conveyor.backend.changes_since, after_id, READ_BATCH)
             changes = [c for c in changes if c.id <= until_id]
             if not changes:
                 break
-            jobs = await self._db(self._load, [c.job_id for c in changes if flt.job_id in (None, c.job_id)])
+            jobs = await self._calls.run(self._load, [c.job_id for c in changes if flt.job_id in (None, c.job_id)])
             for change in changes:
                 job = jobs.get(change.job_id)
                 if job is not None and flt.matches(job):
@@ -221,7 +217,7 @@ class EventHub:
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            counter = await self._db(self._change_counter)
+            counter = await self._calls.run(self._change_counter)
         except Exception as exc:  # noqa: BLE001 - no LISTEN connection: poll the change token instead
             log.warning("event hub: cannot listen for changes (%s); polling", exc)
             counter = self.conveyor.backend.change_token
@@ -233,7 +229,7 @@ class EventHub:
         while True:
             try:
                 now = loop.time()
-                current = await self._db(counter)
+                current = await self._calls.run(counter)
                 if current != token or now - last_read >= resync_s:
                     token, last_read = current, now
                     await self._read_new()
@@ -248,108 +244,75 @@ class EventHub:
     async def _read_new(self) -> None:
         backend = self.conveyor.backend
         while True:
-            changes = await self._db(backend.changes_since, self.position, READ_BATCH)
+            changes = await self._calls.run(backend.changes_since, self.position, READ_BATCH)
             if not changes:
                 return
             if self.subscribers:
-                # Streams that follow single jobs (clients waiting for a result) need only those jobs loaded.
-                wanted: set[str] | None = set()
-                for sub in self.subscribers:
-                    if sub.filter.job_id is None:
-                        wanted = None
-                        break
-                    wanted.add(sub.filter.job_id)  # type: ignore[union-attr]
-                jobs = await self._db(self._load, [c.job_id for c in changes if wanted is None or c.job_id in wanted])
-                for change in changes:
-                    job = jobs.get(change.job_id)
-                    encoded: bytes | None = None
-                    for sub in list(self.subscribers):
-                        if job is not None and sub.filter.matches(job):
-                            encoded = encoded or frame(change.id, job)
-                        elif job is None and sub.filter.matches_deleted(change.job_id):
-                            encoded = encoded or deleted_frame(change.id, change.job_id)
-                        else:
-                            continue
-                        sub.offer(encoded)
-                        if sub.dropped:
-                            self.subscribers.discard(sub)
+                wanted = self._followed_jobs()
+                ids = [c.job_id for c in changes if wanted is None or c.job_id in wanted]
+                self._fan_out(changes, await self._calls.run(self._load, ids))
             self.position = changes[-1].id
             if len(changes) < READ_BATCH:
                 return
 
+    def _followed_jobs(self) -> set[str] | None:
+        """The jobs the subscribers follow, when each follows one (clients waiting for a result); None: all."""
+        wanted: set[str] = set()
+        for sub in self.subscribers:
+            if sub.filter.job_id is None:
+                return None
+            wanted.add(sub.filter.job_id)
+        return wanted
 
-class EventStreamResponse(Response):
-    """A `text/event-stream` of the subscriber's frames, with a heartbeat comment; ends when the client leaves,
-    when the subscriber is dropped for being too slow, or when the server shuts down."""
+    def _fan_out(self, changes: Sequence[JobChange], jobs: dict[str, Job]) -> None:
+        """Each change's frame, encoded once, to every subscriber it matches; a subscriber too far behind is dropped."""
+        for change in changes:
+            job = jobs.get(change.job_id)
+            encoded: bytes | None = None
+            for sub in list(self.subscribers):
+                if job is not None and sub.filter.matches(job):
+                    encoded = encoded or frame(change.id, job)
+                elif job is None and sub.filter.matches_deleted(change.job_id):
+                    encoded = encoded or deleted_frame(change.id, change.job_id)
+                else:
+                    continue
+                sub.offer(encoded)
+                if sub.dropped:
+                    self.subscribers.discard(sub)
 
-    media_type = "text/event-stream"
+
+class EventStreamResponse(EventSourceResponse):
+    """A `text/event-stream` of the subscriber's frames (sse-starlette), with a heartbeat comment; ends when the
+    client leaves, when the subscriber is dropped for being too slow, or when the server shuts down."""
 
     def __init__(self, hub: EventHub, sub: Subscriber, backlog: list[bytes]) -> None:
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = [
-            (b"content-type", b"text/event-stream; charset=utf-8"),
-            (b"cache-control", b"no-cache"),
-            (b"x-accel-buffering", b"no"),
-        ]
-        self.hub = hub
-        self.sub = sub
-        self.backlog = backlog
+        super().__init__(
+            _frames(hub, sub, backlog),
+            ping=hub.heartbeat_s,
+            sep="\n",
+            ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
+            headers={"Cache-Control": "no-cache"},
+        )
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gone = asyncio.Event()
 
-        async def watch_disconnect() -> None:
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    gone.set()
-                    return
-
-        watcher = asyncio.create_task(watch_disconnect())
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
-            if self.backlog:
-                await send({"type": "http.response.body", "body": b"".join(self.backlog), "more_body": True})
-                self.backlog = []
-            await self._pump(send, gone)
-            if not gone.is_set():
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except OSError:
-            pass  # the client went away mid-write
-        finally:
-            watcher.cancel()
-            self.hub.unsubscribe(self.sub)
-
-    async def _pump(self, send: Send, gone: asyncio.Event) -> None:
-        queue = self.sub.queue
-        gone_wait = asyncio.ensure_future(gone.wait())
-        try:
-            while not gone.is_set():
-                getter = asyncio.ensure_future(queue.get())
-                done, _ = await asyncio.wait(
-                    {getter, gone_wait}, timeout=self.hub.heartbeat_s, return_when=asyncio.FIRST_COMPLETED
-                )
-                if getter not in done:
-                    getter.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await getter
-                    if gone.is_set():
-                        return
-                    if getter.cancelled():
-                        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
-                        continue
-                item = getter.result()
-                chunks: list[bytes] = []
-                while item is not None:
-                    chunks.append(item)
-                    if queue.empty() or len(chunks) >= 256:
-                        break
-                    item = queue.get_nowait()
-                if chunks:
-                    await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
-                if item is None:
-                    return
-        finally:
-            gone_wait.cancel()
+async def _frames(hub: EventHub, sub: Subscriber, backlog: list[bytes]) -> AsyncIterator[bytes]:
+    """The stream's bytes: a first comment, the backlog, then the live frames, many joined in one write."""
+    try:
+        yield b": connected\n\n"
+        if backlog:
+            yield b"".join(backlog)
+        queue = sub.queue
+        while True:
+            item = await queue.get()
+            chunks: list[bytes] = []
+            while item is not None:
+                chunks.append(item)
+                if queue.empty() or len(chunks) >= 256:
+                    break
+                item = queue.get_nowait()
+            if chunks:
+                yield b"".join(chunks)
+            if item is None:
+                return
+    finally:
+        hub.unsubscribe(sub)

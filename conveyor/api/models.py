@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.job import JobStatus
+from conveyor.options import EnqueueSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
@@ -19,24 +20,8 @@ class _Strict(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------------------- requests
-class EnqueueRequest(_Strict):
+class EnqueueRequest(EnqueueSpec):
     """One job to enqueue. `args` is validated against the task's argument schema (see `<task>_args`)."""
-
-    type: Name
-    args: dict[str, Any] = Field(default_factory=dict)
-    queue: Name | None = None
-    priority: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
-    max_retries: int | None = Field(default=None, ge=0, le=1000)
-    timeout: float | None = Field(default=None, gt=0, le=10 * 365 * 86400)
-    delay: float | None = Field(default=None, ge=0, le=10 * 365 * 86400, description="seconds from now")
-    run_at: AwareDatetime | None = None
-    tags: list[Tag] | None = Field(default=None, max_length=100)
-    metadata: dict[str, Any] | None = None
-    unique_key: Name | None = None
-
-    def options(self) -> dict[str, Any]:
-        """The enqueue options given (everything but type and args)."""
-        return self.model_dump(exclude={"type", "args"}, exclude_none=True)
 
 
 class BatchRequest(_Strict):
@@ -174,6 +159,7 @@ class WorkerOut(BaseModel):
     started_at: datetime
     heartbeat_at: datetime
     running: list[str]
+    types: list[str] | None = Field(default=None, description="the task types it runs (null: any)")
 
 
 class WorkerList(BaseModel):
@@ -186,6 +172,9 @@ class StatsOut(BaseModel):
     durations: dict[str, dict[str, float]]
     throughput: list[dict[str, Any]]
     workers: int
+    unserved: list[dict[str, Any]] = Field(
+        default_factory=list, description="types with jobs waiting that no live worker runs: {type, pending, scheduled}"
+    )
 
 
 class ClaimedJobOut(BaseModel):

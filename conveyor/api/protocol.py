@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.api.errors import ApiError
 from conveyor.api.models import ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest
-from conveyor.backends.base import ClaimParams, Completed, Failed, Lease, ProgressUpdate, Released, WorkerBeat
+from conveyor.backends.base import ClaimParams, Completed, Failed, Lease, ProgressUpdate, WorkerBeat
 from conveyor.job import JobStatus, iso, to_datetime
-from conveyor.task import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S
-from conveyor.worker.executor import backoff_s
+from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -29,10 +28,14 @@ class WorkerProtocol:
     def _lease_s(self, requested: float | None) -> float:
         return requested or self.conveyor.settings.lease_s
 
-    def _beat(self, worker_id: str, host: str, queues: list[str] | None, slots: int, lease_s: float) -> list[str]:
+    def _beat(
+        self, worker_id: str, host: str, queues: list[str] | None, slots: int, lease_s: float,
+        types: tuple[str, ...] | None = None,
+    ) -> list[str]:
         now = self.conveyor.clock()
         beat = WorkerBeat(
-            worker_id, host, HTTP_WORKER_PID, tuple(queues) if queues else None, slots, now, now, now + lease_s
+            worker_id, host, HTTP_WORKER_PID, tuple(queues) if queues else None, slots, now, now, now + lease_s,
+            types=types,
         )
         return self.conveyor.backend.heartbeat(beat)
 
@@ -40,17 +43,11 @@ class WorkerProtocol:
         backend = self.conveyor.backend
         worker_id = body.worker_id or f"http:{host}:{uuid.uuid4().hex[:12]}"
         lease_s = self._lease_s(body.lease_s)
-        self._beat(worker_id, host, body.queues, body.limit, lease_s)
+        types = tuple(body.types) if body.types else None  # only jobs of these types are claimed (None: any)
+        self._beat(worker_id, host, body.queues, body.limit, lease_s, types)
         now = self.conveyor.clock()
-        types = tuple(body.types) if body.types else None
         queues = tuple(body.queues) if body.queues else None
-        result = backend.claim_jobs(ClaimParams(worker_id, body.limit, now, now + lease_s, queues, types))
-        claimed = [j for j in result.jobs if types is None or j.type in types]
-        # A backend that ignores `types` must not hand this worker a job it cannot run: give those back at once.
-        unwanted = [Released(j.id, j.lease, "claimed type not served by the HTTP worker") for j in result.jobs
-                    if j not in claimed]
-        if unwanted:
-            backend.finish_jobs(unwanted, now)
+        claimed = backend.claim_jobs(ClaimParams(worker_id, body.limit, now, now + lease_s, queues, types)).jobs
         expires = iso(to_datetime(now + lease_s))
         return {
             "worker_id": worker_id,
@@ -97,14 +94,10 @@ class WorkerProtocol:
 
     def fail(self, job_id: str, body: FailRequest) -> dict[str, Any]:
         retry_at = None
-        if body.retry:
-            delay = body.retry_after
-            if delay is None:
-                task = self.conveyor.tasks.get(self.conveyor.require_job(job_id).type)
-                base = task.retry_backoff if task else DEFAULT_RETRY_BACKOFF_S
-                cap = task.retry_backoff_max if task else DEFAULT_RETRY_BACKOFF_MAX_S
-                delay = backoff_s(body.attempt, base, cap)
-            retry_at = self.conveyor.clock() + delay
+        if body.retry:  # when: the task's policy (a default one for a type this server does not register)
+            task = self.conveyor.tasks.get(self.conveyor.require_job(job_id).type)
+            policy = task.retry_policy if task is not None else RetryPolicy()
+            retry_at = policy.retry_at(body.attempt, self.conveyor.clock(), after=body.retry_after)
         outcome = Failed(job_id, Lease(body.worker_id, body.attempt), body.error, body.detail, retry_at)
         return self._finish(job_id, outcome)
 

@@ -6,7 +6,6 @@ blocks the event loop. Jobs are answered with `Job.to_dict()` directly (the resp
 
 from __future__ import annotations
 
-import math
 import socket
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -70,16 +69,13 @@ def create_router(conveyor: Conveyor, *, hub: EventHub | None = None) -> APIRout
     @router.post("/jobs", status_code=201, response_model=JobOut, tags=jobs_tag, summary="Enqueue a job")
     def enqueue(body: EnqueueRequest) -> Response:
         """201 and the job; 200 and the existing job when an open job holds the same `unique_key`."""
-        before = math.floor(conveyor.clock() * 1e6) / 1e6
-        job = conveyor.enqueue(body.type, body.args, **body.options())
-        existing = body.unique_key is not None and job.created_at.timestamp() < before
-        return _job_response(job.to_dict(), 200 if existing else 201)
+        job = conveyor.enqueue(body.type, body.args, **body.given())
+        return _job_response(job.to_dict(), 200 if job.existing else 201)
 
     @router.post("/jobs/batch", status_code=201, response_model=JobsOut, tags=jobs_tag, summary="Enqueue many")
     def enqueue_batch(body: BatchRequest) -> Response:
         """All or nothing: one bad job answers 422 naming its index, and nothing is stored."""
-        specs = [{"type": j.type, "args": j.args, **j.options()} for j in body.jobs]
-        jobs = conveyor.enqueue_batch(specs)
+        jobs = conveyor.enqueue_batch(body.jobs)
         return JSONResponse({"jobs": [j.to_dict() for j in jobs]}, status_code=201)
 
     @router.get("/jobs", response_model=JobList, tags=jobs_tag, summary="List jobs, newest first")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import signal
@@ -22,10 +23,10 @@ import uvicorn
 from conveyor.api.app import create_app
 from conveyor.api.events import EventHub
 from conveyor.errors import ConfigError
+from conveyor.worker import Worker
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.worker import Worker
 
 log = logging.getLogger("conveyor.serve")
 
@@ -44,6 +45,26 @@ def is_loopback(host: str) -> bool:
         except OSError:
             return False
         return bool(infos) and all(ipaddress.ip_address(str(info[4][0])).is_loopback for info in infos)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here (uvicorn serves it) so that a port in use is refused with one line
+    before the worker, the database or uvicorn's start-up messages."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart over TIME_WAIT
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason} (choose another with --port)") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def check_bind(host: str, token: str | None, insecure: bool) -> None:
@@ -142,13 +163,12 @@ def serve(
 ) -> None:
     """Serve until SIGTERM/SIGINT. Refuses a non-loopback `host` without an API token unless `insecure`."""
     check_bind(host, conveyor.settings.api_token, insecure)
+    listening = bind_socket(host, port)  # a busy port is one clear error, before anything starts
     conveyor.backend.migrate()
     hub = EventHub(conveyor)
     app = create_app(conveyor, hub=hub)
     worker_thread: WorkerThread | None = None
     if worker:
-        from conveyor.worker import Worker
-
         worker_thread = WorkerThread(
             Worker(conveyor, concurrency=concurrency, queues=tuple(queues) if queues else None)
         )
@@ -171,8 +191,9 @@ def serve(
         " with an integrated worker" if worker_thread else "",
     )
     try:
-        asyncio.run(server.serve())
+        asyncio.run(server.serve(sockets=[listening]))
     finally:
+        listening.close()
         if worker_thread is not None:
             worker_thread.stop()
             worker_thread.join(conveyor.settings.shutdown_grace_s + 15.0)

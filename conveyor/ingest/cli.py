@@ -1,7 +1,7 @@
 """`conveyor ingest file|text|url` and `conveyor search`: enqueue through the Python API, wait with a progress bar.
 
-The main CLI (`conveyor.cli`) adds these when this module imports; its helpers are imported inside the commands so
-that importing this module first does not import the main CLI half-way.
+The ingestion plugin (`conveyor.ingest.plugin`) adds these to the command line, built on its shared helpers
+(`conveyor.cli.common`).
 """
 
 from __future__ import annotations
@@ -12,30 +12,35 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.table import Table
+
+from conveyor.cli.common import (
+    AppOption,
+    DbOption,
+    JsonOption,
+    ago,
+    fail,
+    handle_errors,
+    load_app,
+    out,
+    print_json,
+    progress_bar,
+)
+from conveyor.ingest.service import Ingestion
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.ingest.service import Ingestion
     from conveyor.ingest.store import Source
     from conveyor.job import Job
 
 ingest_app = typer.Typer(help="Ingest files, text and websites into searchable vectors.", no_args_is_help=True)
 
-DbOption = Annotated[
-    str | None,
-    typer.Option("--db", help="Database URL (sqlite:///path.db or postgresql://...); default CONVEYOR_DATABASE_URL."),
-]
-AppOption = Annotated[str | None, typer.Option("--app", help="Your app as module:attribute, to load your tasks.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 NamespaceOption = Annotated[str, typer.Option("--namespace", "-n", help="The namespace (one per agent or project).")]
 NoWaitOption = Annotated[bool, typer.Option("--no-wait", help="Return at once with the source and job ids.")]
 TimeoutOption = Annotated[float | None, typer.Option(help="Give up waiting after this many seconds.")]
 
 
 def _open(db: str | None, app: str | None) -> tuple[Conveyor, Ingestion]:
-    from conveyor.cli import load_app
-    from conveyor.ingest.service import Ingestion
-
     conveyor = load_app(db, app)
     return conveyor, Ingestion(conveyor)
 
@@ -44,8 +49,6 @@ def _finish(
     conveyor: Conveyor, ingestion: Ingestion, source: Source, job: Job, *, wait: bool, as_json: bool,
     timeout: float | None,
 ) -> None:
-    from conveyor.cli import fail, out, print_json
-
     if wait:
         source = _wait(conveyor, ingestion, source, job, timeout, show_bar=not as_json)
     if as_json:
@@ -67,15 +70,8 @@ def _finish(
 def _wait(
     conveyor: Conveyor, ingestion: Ingestion, source: Source, job: Job, timeout: float | None, *, show_bar: bool
 ) -> Source:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from conveyor.cli import err, fail
-
     deadline = None if timeout is None else time.monotonic() + timeout
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-        console=err, disable=not (show_bar and err.is_terminal), transient=True,
-    ) as progress:
+    with progress_bar(show_bar) as progress:
         bar = progress.add_task(f"{job.type} {source.status}", total=100)
         current = job
         # Until the job ends (a crawl may retry after a failed attempt), not merely until the source looks done.
@@ -93,6 +89,7 @@ def _wait(
 
 
 @ingest_app.command("file")
+@handle_errors
 def ingest_file(
     path: Annotated[Path, typer.Argument(help="A PDF, DOCX, CSV, JSON, TXT or MD file.")],
     namespace: NamespaceOption = "default",
@@ -103,23 +100,16 @@ def ingest_file(
     as_json: JsonOption = False,
 ) -> None:
     """Upload a file and index it (job `process_file`)."""
-    from conveyor.cli import handle_errors
-
-    @handle_errors
-    def go() -> None:
-        from conveyor.cli import fail
-
-        conveyor, ingestion = _open(db, app)
-        if not path.is_file():
-            fail(f"no such file: {path}", 2)
-        with path.open("rb") as handle:
-            source, job = ingestion.add_file(namespace, path.name, handle)
-        _finish(conveyor, ingestion, source, job, wait=not no_wait, as_json=as_json, timeout=timeout)
-
-    go()
+    conveyor, ingestion = _open(db, app)
+    if not path.is_file():
+        fail(f"no such file: {path}", 2)
+    with path.open("rb") as handle:
+        source, job = ingestion.add_file(namespace, path.name, handle)
+    _finish(conveyor, ingestion, source, job, wait=not no_wait, as_json=as_json, timeout=timeout)
 
 
 @ingest_app.command("text")
+@handle_errors
 def ingest_text(
     text: Annotated[str, typer.Argument(help="The text; `-` reads it from standard input.")],
     namespace: NamespaceOption = "default",
@@ -131,19 +121,14 @@ def ingest_text(
     as_json: JsonOption = False,
 ) -> None:
     """Index a text (job `process_text`)."""
-    from conveyor.cli import handle_errors
-
-    @handle_errors
-    def go() -> None:
-        conveyor, ingestion = _open(db, app)
-        body = sys.stdin.read() if text == "-" else text
-        source, job = ingestion.add_text(namespace, body, name)
-        _finish(conveyor, ingestion, source, job, wait=not no_wait, as_json=as_json, timeout=timeout)
-
-    go()
+    conveyor, ingestion = _open(db, app)
+    body = sys.stdin.read() if text == "-" else text
+    source, job = ingestion.add_text(namespace, body, name)
+    _finish(conveyor, ingestion, source, job, wait=not no_wait, as_json=as_json, timeout=timeout)
 
 
 @ingest_app.command("url")
+@handle_errors
 def ingest_url(
     url: Annotated[str, typer.Argument(help="The start page (http or https).")],
     namespace: NamespaceOption = "default",
@@ -156,18 +141,13 @@ def ingest_url(
     as_json: JsonOption = False,
 ) -> None:
     """Crawl a website and index its pages (job `crawl_website`)."""
-    from conveyor.cli import handle_errors
-
-    @handle_errors
-    def go() -> None:
-        conveyor, ingestion = _open(db, app)
-        source, job = ingestion.add_website(namespace, url, max_pages, subpages)
-        _finish(conveyor, ingestion, source, job, wait=not no_wait, as_json=as_json, timeout=timeout)
-
-    go()
+    conveyor, ingestion = _open(db, app)
+    source, job = ingestion.add_website(namespace, url, max_pages, subpages)
+    _finish(conveyor, ingestion, source, job, wait=not no_wait, as_json=as_json, timeout=timeout)
 
 
 @ingest_app.command("list")
+@handle_errors
 def ingest_list(
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Only this namespace.")] = None,
     db: DbOption = None,
@@ -175,50 +155,34 @@ def ingest_list(
     as_json: JsonOption = False,
 ) -> None:
     """Sources, newest first."""
-    from conveyor.cli import handle_errors
-
-    @handle_errors
-    def go() -> None:
-        from rich.table import Table
-
-        from conveyor.cli import ago, out, print_json
-
-        _conveyor, ingestion = _open(db, app)
-        sources = ingestion.list_sources(namespace)
-        if as_json:
-            print_json({"sources": [s.to_dict() for s in sources]})
-            return
-        table = Table(box=None, header_style="bold")
-        table.add_column("id", no_wrap=True, min_width=36)
-        for column in ("namespace", "kind", "status", "chunks", "name", "created"):
-            table.add_column(column, overflow="ellipsis", no_wrap=column != "name")
-        for s in sources:
-            table.add_row(s.id, s.namespace, s.kind, s.status, str(s.chunk_count), s.name[:60], ago(s.created_at))
-        out.print(table if sources else "no sources")
-
-    go()
+    _conveyor, ingestion = _open(db, app)
+    sources = ingestion.list_sources(namespace)
+    if as_json:
+        print_json({"sources": [s.to_dict() for s in sources]})
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("id", no_wrap=True, min_width=36)
+    for column in ("namespace", "kind", "status", "chunks", "name", "created"):
+        table.add_column(column, overflow="ellipsis", no_wrap=column != "name")
+    for s in sources:
+        table.add_row(s.id, s.namespace, s.kind, s.status, str(s.chunk_count), s.name[:60], ago(s.created_at))
+    out.print(table if sources else "no sources")
 
 
 @ingest_app.command("delete")
+@handle_errors
 def ingest_delete(
     source_id: Annotated[str, typer.Argument(metavar="ID")],
     db: DbOption = None,
     app: AppOption = None,
 ) -> None:
     """Delete a source: cancel its jobs, delete its vectors, then the source."""
-    from conveyor.cli import handle_errors
-
-    @handle_errors
-    def go() -> None:
-        from conveyor.cli import out
-
-        _conveyor, ingestion = _open(db, app)
-        ingestion.delete_source(source_id)
-        out.print(f"source {source_id} deleted")
-
-    go()
+    _conveyor, ingestion = _open(db, app)
+    ingestion.delete_source(source_id)
+    out.print(f"source {source_id} deleted")
 
 
+@handle_errors
 def search_command(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     namespace: NamespaceOption = "default",
@@ -228,32 +192,22 @@ def search_command(
     as_json: JsonOption = False,
 ) -> None:
     """Search a namespace: the nearest chunks first, with their scores (cosine similarity)."""
-    from conveyor.cli import handle_errors
-
-    @handle_errors
-    def go() -> None:
-        from rich.table import Table
-
-        from conveyor.cli import out, print_json
-
-        _conveyor, ingestion = _open(db, app)
-        results = ingestion.search(namespace, query, top_k)
-        if as_json:
-            print_json({"results": results})
-            return
-        if not results:
-            out.print("no results")
-            return
-        table = Table(box=None, header_style="bold")
-        for column in ("score", "source", "chunk", "text"):
-            table.add_column(column)
-        for r in results:
-            where = r.get("url") or r.get("source_name") or r["source_id"]
-            snippet = " ".join(r["text"].split())
-            table.add_row(f"{r['score']:.3f}", str(where), str(r["chunk_index"]), snippet[:160])
-        out.print(table)
-
-    go()
+    _conveyor, ingestion = _open(db, app)
+    results = ingestion.search(namespace, query, top_k)
+    if as_json:
+        print_json({"results": results})
+        return
+    if not results:
+        out.print("no results")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("score", "source", "chunk", "text"):
+        table.add_column(column)
+    for r in results:
+        where = r.get("url") or r.get("source_name") or r["source_id"]
+        snippet = " ".join(r["text"].split())
+        table.add_row(f"{r['score']:.3f}", str(where), str(r["chunk_index"]), snippet[:160])
+    out.print(table)
 
 
 __all__ = ["ingest_app", "search_command"]

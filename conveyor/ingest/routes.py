@@ -12,6 +12,7 @@ import pydantic
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from conveyor.blocking import BlockingCalls
 from conveyor.errors import ConveyorError, InvalidArgumentsError
 from conveyor.ingest.errors import ModelMismatchError, SourceNotFoundError
 from conveyor.ingest.service import DEFAULT_MAX_PAGES, DEFAULT_TOP_K, FileTooLargeError, Ingestion
@@ -89,10 +90,7 @@ def create_router(conveyor: Conveyor) -> APIRouter:
     ingestion = Ingestion(conveyor)
     router = APIRouter(tags=["ingestion"])
 
-    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from starlette.concurrency import run_in_threadpool
-
-        return await run_in_threadpool(fn, *args, **kwargs)
+    run = BlockingCalls("conveyor-ingest", threads=None).run  # the store and the backend block
 
     @router.post("/sources/text", status_code=201, openapi_extra=_body_schema(TextSourceIn))
     async def create_text_source(request: Request) -> Response:

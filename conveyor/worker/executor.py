@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import contextvars
 import functools
-import random
 import time
 import traceback
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import Cancelled, ClaimedJob, Completed, Failed, Outcome, Released
 from conveyor.context import Cancel, JobContext, Retry
-from conveyor.job import LATEST_RUN_AT_S, json_value
+from conveyor.job import json_value
 from conveyor.worker.processes import make_pool, run_in_child
 
 if TYPE_CHECKING:
@@ -26,13 +25,7 @@ if TYPE_CHECKING:
 
 MAX_ERROR_CHARS = 2000
 MAX_DETAIL_CHARS = 20000
-
-
-def backoff_s(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Exponential backoff with equal jitter: the delay after failed attempt `attempt` (1-based)."""
-    ceiling = float(min(cap, base * 2.0 ** max(0, attempt - 1)))
-    jitter: float = (rng or random).uniform(0, ceiling / 2)
-    return float(ceiling / 2 + jitter)
+CANCEL_GRACE_S = 10.0  # a sync task that ignores ctx.cancelled is abandoned after this
 
 
 @dataclass(eq=False)
@@ -90,7 +83,7 @@ class Executor:
         except Cancel as exc:
             return Cancelled(job.id, job.lease, exc.reason)
         except Retry as exc:
-            retry_at = min(self.clock() + max(0.0, exc.after), LATEST_RUN_AT_S)  # Retry(after=inf): a far future
+            retry_at = task.retry_policy.retry_at(job.retries_used + 1, self.clock(), after=exc.after)
             return Failed(job.id, job.lease, exc.reason, None, retry_at)
         except TimeoutError:
             running.ctx._request_cancel()
@@ -136,6 +129,20 @@ class Executor:
             if not work.done():
                 self._abandon(work, loop)
 
+    def cancel(self, running: Running) -> bool:
+        """Stop a job at a user's request: an async task is interrupted at once, a sync one sees `ctx.cancelled` and
+        is abandoned after CANCEL_GRACE_S. False if the job is already being stopped."""
+        if running.stop_reason is not None or running.task is None:
+            return False
+        running.stop_reason = "cancel"
+        running.ctx._request_cancel()
+        task = self.app.tasks.get(running.job.type)
+        if task is not None and task.is_async:
+            running.task.cancel()
+        else:
+            running.stop_handle = asyncio.get_running_loop().call_later(CANCEL_GRACE_S, running.task.cancel)
+        return True
+
     def _abandon(self, work: Future[Any], loop: asyncio.AbstractEventLoop) -> None:
         self.abandoned.add(work)
 
@@ -148,5 +155,16 @@ class Executor:
         work.add_done_callback(done)
 
     def _failure(self, task: Task, job: ClaimedJob, error: str, detail: str | None) -> Failed:
-        delay = backoff_s(job.retries_used + 1, task.retry_backoff, task.retry_backoff_max)
-        return Failed(job.id, job.lease, error[:MAX_ERROR_CHARS], detail, self.clock() + delay)
+        retry_at = task.retry_policy.retry_at(job.retries_used + 1, self.clock())
+        return Failed(job.id, job.lease, error[:MAX_ERROR_CHARS], detail, retry_at)
+
+
+def settled(running: Running, task: asyncio.Task[Outcome]) -> Outcome:
+    """What a job's ended asyncio task comes to: its outcome, or, if the worker itself cancelled or broke it, the job
+    released for another attempt."""
+    job = running.job
+    if task.cancelled():
+        return Released(job.id, job.lease, "interrupted by worker shutdown")
+    if task.exception() is not None:
+        return Released(job.id, job.lease, f"worker error: {task.exception()!r}")
+    return task.result()

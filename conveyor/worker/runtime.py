@@ -1,7 +1,8 @@
-"""The worker: a fetcher that claims jobs into free slots, an executor per job, a completer that writes outcomes and
-progress in batches, a heartbeat that renews leases and picks up cancel requests, and maintenance (rescue, prune).
+"""The worker: a fetcher that claims jobs into free slots (`slots`), an executor per job (`executor`), a completer
+that writes outcomes and progress in batches, a heartbeat that renews leases and picks up cancel requests, and
+maintenance (`maintenance`: rescue, prune).
 
-All backend calls run in one dedicated thread, so the event loop never blocks on the database.
+All backend calls run in one dedicated thread (`conveyor.blocking`), so the event loop never blocks on the database.
 """
 
 from __future__ import annotations
@@ -9,15 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import socket
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.base import (
     Cancelled,
@@ -29,32 +29,22 @@ from conveyor.backends.base import (
     Released,
     WorkerBeat,
 )
+from conveyor.blocking import BlockingCalls
 from conveyor.context import JobContext
 from conveyor.errors import BackendError
-from conveyor.worker.executor import Executor, Running
+from conveyor.worker.executor import Executor, Running, settled
+from conveyor.worker.maintenance import Maintenance
+from conveyor.worker.slots import Slots
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 log = logging.getLogger("conveyor.worker")
-T = TypeVar("T")
 
 IDLE_CHECK_S = 0.002  # how often an idle worker asks the database whether anything changed (a cheap read)
 PROGRESS_FLUSH_S = 0.2
 CANCEL_CHECK_S = 0.25
-CANCEL_GRACE_S = 10.0  # a sync task that ignores ctx.cancelled is abandoned after this
-PRUNE_EVERY_S = 600.0
 ERROR_PAUSE_S = 1.0
-CHANGES_KEEP_S = 2 * 3600.0  # the outbox keeps two hours, so SSE clients can resume after at least one
-# Claiming ahead: while the jobs a worker runs take less than CLAIM_AHEAD_BELOW_S on average (a moving average), it
-# claims up to CLAIM_AHEAD_PER_SLOT jobs per slot beyond its free slots, holds them best first, and starts one the
-# moment a slot frees. Such jobs end many times per database round trip: a cycle then carries more outcomes and claims
-# (its fixed cost shared by more jobs), and a slot does not wait for the database between two jobs. Slower jobs are
-# never claimed ahead, so a worker does not sit on work another worker could start; what it holds is at most
-# CLAIM_AHEAD_PER_SLOT x slots x CLAIM_AHEAD_BELOW_S of work, and it hands it back unstarted when it stops.
-CLAIM_AHEAD_BELOW_S = 0.05
-CLAIM_AHEAD_PER_SLOT = 2
-RUN_TIME_WEIGHT = 0.2  # weight of the newest job in the moving average of run times
 
 
 class Worker:
@@ -79,6 +69,7 @@ class Worker:
         self.backend = app.backend
         self.concurrency = settings.concurrency
         self.queues = queues if queues is not None else settings.queues
+        self.types = tuple(sorted(app.tasks))  # it claims only jobs it can run: others wait for a worker that can
         self.burst = burst
         self.lease_s = settings.lease_s
         self.grace_s = settings.shutdown_grace_s
@@ -90,20 +81,19 @@ class Worker:
         self.started_at = self.clock()
         self.processed = 0
         self.lost: list[str] = []
-        self._running: dict[str, Running] = {}
-        self._ahead: list[ClaimedJob] = []  # claimed ahead of a free slot (see CLAIM_AHEAD_BELOW_S)
-        self._mean_run_s = math.inf  # moving average of how long jobs ran; inf until one ended
         self._outcomes: list[Outcome] = []
         self._progress: dict[str, ProgressUpdate] = {}
-        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="conveyor-db")
+        self._calls = BlockingCalls("conveyor-db")
         self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
         self._executor = Executor(app, self._task_threads, self.clock, min(self.concurrency, os.cpu_count() or 1))
         self._executor.on_abandoned_done = self._slot_freed
+        self._slots = Slots(self.concurrency, lambda: len(self._executor.abandoned))
+        self._running = self._slots.running
+        self._maintenance = Maintenance(self.backend, self._calls, self.id, app.settings.retention_days * 86400)
         self._stopping = False
         self._failure: BaseException | None = None
         self._wake: asyncio.Event | None = None
         self._hard_stop: asyncio.Event | None = None
-        self._last_prune = 0.0
 
     # ------------------------------------------------------------------------------------------ control
     def stop(self) -> None:
@@ -119,33 +109,21 @@ class Worker:
     def running_count(self) -> int:
         return len(self._running)
 
-    def _free_slots(self) -> int:
-        """Slots neither running a job nor held by a thread still busy with an abandoned (timed-out) attempt."""
-        return self.concurrency - len(self._running) - len(self._executor.abandoned)
-
-    def _wanted(self) -> int:
-        """How many jobs the next claim asks for: the free slots, plus, while jobs are short, CLAIM_AHEAD_PER_SLOT
-        per slot ahead, less what is already held."""
-        ahead = CLAIM_AHEAD_PER_SLOT * self.concurrency if self._mean_run_s < CLAIM_AHEAD_BELOW_S else 0
-        return max(0, self._free_slots() + ahead - len(self._ahead))
-
     def _start_or_hold(self, job: ClaimedJob) -> None:
-        if self._free_slots() > 0 and not self._stopping:
+        if self._slots.free() > 0 and not self._stopping:
             self._start(job)
-            return
-        self._ahead.append(job)
-        if len(self._ahead) > 1 and job.priority > self._ahead[-2].priority:
-            self._ahead.sort(key=lambda j: -j.priority)  # stable: equal priorities keep their claim order
+        else:
+            self._slots.hold(job)
+
+    def _start_held(self) -> None:
+        """A slot freed: start the best job held ahead, unless the worker is stopping."""
+        if not self._stopping and (job := self._slots.next_held()) is not None:
+            self._start(job)
 
     def _slot_freed(self) -> None:
         """A thread still busy with an abandoned attempt ended: its slot is free again."""
-        if self._ahead and not self._stopping and self._free_slots() > 0:
-            self._start(self._ahead.pop(0))
+        self._start_held()
         self._wake_up()
-
-    async def _db(self, fn: Callable[..., T], *args: Any) -> T:
-        loop = asyncio.get_running_loop()
-        return await asyncio.shield(loop.run_in_executor(self._db_thread, fn, *args))
 
     # ------------------------------------------------------------------------------------------ lifecycle
     async def run(self, handle_signals: bool = False) -> None:
@@ -155,6 +133,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         log.info("worker %s started: %d slots, queues %s", self.id, self.concurrency, self.queues or "all")
+        await self._calls.run(self.backend.register_tasks, self.app.task_infos(), self.clock())
         await self._beat()
         wake = self._wake
 
@@ -163,10 +142,10 @@ class Worker:
 
         unsubscribe = self.backend.on_change(notified)
         services = [
-            self._service(self._completer(), "completer"),
-            self._service(self._heartbeat_loop(), "heartbeat"),
-            self._service(self._cancel_watch(), "cancel watch"),
-            self._service(self._maintenance_loop(), "maintenance"),
+            self._service(self._every(PROGRESS_FLUSH_S, self._write_progress, "writing progress"), "completer"),
+            self._service(self._every(self.lease_s / 3, self._renew, "heartbeat"), "heartbeat"),
+            self._service(self._every(CANCEL_CHECK_S, self._check_cancels, "cancel check"), "cancel watch"),
+            self._service(self._every(min(self.lease_s / 3, 5.0), self._maintain, "maintenance"), "maintenance"),
         ]
         try:
             await self._fetch_loop()
@@ -182,8 +161,8 @@ class Worker:
             await self._flush()
             await self.backend.close_async()
             with contextlib.suppress(BackendError):
-                await self._db(self.backend.remove_worker, self.id)
-            self._db_thread.shutdown(wait=True)
+                await self._calls.run(self.backend.remove_worker, self.id)
+            self._calls.close()
             self._task_threads.shutdown(wait=False, cancel_futures=True)
             self._executor.close()
             if handle_signals:
@@ -208,7 +187,7 @@ class Worker:
 
     def close(self) -> None:
         """Release threads and processes (after `run_once` calls; `run` does it itself)."""
-        self._db_thread.shutdown(wait=True)
+        self._calls.close()
         self._task_threads.shutdown(wait=True)
         self._executor.close()
 
@@ -216,10 +195,10 @@ class Worker:
         """Claim what fits in the free slots, run those jobs to their end, write the outcomes; returns how many."""
         if self._wake is None:
             self._wake, self._hard_stop = asyncio.Event(), asyncio.Event()
-        while self._free_slots() <= 0 and self._executor.abandoned:  # threads still busy with abandoned attempts
+        while self._slots.free() <= 0 and self._executor.abandoned:  # threads still busy with abandoned attempts
             busy = {asyncio.wrap_future(f) for f in list(self._executor.abandoned)}
             await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
-        result = await self._claim(self._free_slots())
+        result = await self._claim(self._slots.free())
         tasks = [self._start(job) for job in result.jobs]
         if tasks:
             await asyncio.wait(tasks)
@@ -229,8 +208,8 @@ class Worker:
     # ------------------------------------------------------------------------------------------ fetcher
     async def _claim(self, free: int) -> ClaimResult:
         now = self.clock()
-        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues)
-        return await self._db(self.backend.claim_jobs, params)
+        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues, self.types)
+        return await self._calls.run(self.backend.claim_jobs, params)
 
     async def _fetch_loop(self) -> None:
         """One database call per cycle: write the outcomes of finished jobs, then claim into the free slots."""
@@ -238,36 +217,42 @@ class Worker:
         due_at: float | None = None
         token = self.backend.wake_token()
         while not self._stopping:
-            wanted = self._wanted()
+            wanted = self._slots.wanted()
             claim = wanted > 0 and may_have_more
-            if claim or self._outcomes:
-                token = self.backend.wake_token()
-                outcomes, self._outcomes = self._outcomes, []
-                now = self.clock()
-                params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues) if claim else None
-                try:
-                    cycle = await self.backend.finish_and_claim_async(outcomes, [], now, params)
-                    if cycle is None:  # no asyncio path for this backend or this cycle: the database thread
-                        cycle = await self._db(self.backend.finish_and_claim, outcomes, [], now, params)
-                    lost, result = cycle
-                except BackendError as exc:
-                    self._outcomes[:0] = outcomes
-                    log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
-                    await self._pause(ERROR_PAUSE_S)
-                    continue
-                self._lost(lost)
-                if params is not None:
-                    for job in result.jobs:
-                        self._start_or_hold(job)
-                    may_have_more = len(result.jobs) == wanted
-                    due_at = result.next_run_at
-                    idle = not (result.jobs or self._running or self._ahead or self._outcomes)
-                    if self.burst and idle:
-                        if not await self._db(self.backend.has_ready_jobs, self.queues, self.clock()):
-                            return
+            if not (claim or self._outcomes):
+                may_have_more = await self._wait(token, due_at) or may_have_more
                 continue
-            woke = await self._wait(token, due_at)
-            may_have_more = may_have_more or woke
+            token = self.backend.wake_token()
+            result = await self._cycle(wanted if claim else 0)
+            if result is None:
+                continue
+            for job in result.jobs:
+                self._start_or_hold(job)
+            may_have_more, due_at = len(result.jobs) == wanted, result.next_run_at
+            if self.burst and not (result.jobs or self._slots.holding() or self._outcomes):
+                if not await self._calls.run(self.backend.has_ready_jobs, self.queues, self.clock()):
+                    return
+
+    async def _cycle(self, wanted: int) -> ClaimResult | None:
+        """Write the outcomes waiting, and claim `wanted` jobs (0: claim nothing) in one round trip; None if nothing
+        was claimed (none asked, or the database failed: the outcomes wait for the next cycle)."""
+        outcomes, self._outcomes = self._outcomes, []
+        now = self.clock()
+        params = None
+        if wanted > 0:
+            params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types)
+        try:
+            cycle = await self.backend.finish_and_claim_async(outcomes, [], now, params)
+            if cycle is None:  # no asyncio path for this backend or this cycle: the database thread
+                cycle = await self._calls.run(self.backend.finish_and_claim, outcomes, [], now, params)
+        except BackendError as exc:
+            self._outcomes[:0] = outcomes
+            log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
+            await self._pause(ERROR_PAUSE_S)
+            return None
+        lost, result = cycle
+        self._lost(lost)
+        return result if params is not None else None
 
     async def _wait(self, token: int, due_at: float | None) -> bool:
         """Sleep until there is something to write, a slot frees while jobs may be ready, the database changed, a
@@ -279,7 +264,7 @@ class Worker:
         while not self._stopping:
             if self._outcomes:
                 return False
-            if self._wanted() > 0:
+            if self._slots.wanted() > 0:
                 if self.backend.wake_token() != token or time.monotonic() >= deadline:
                     return True
             self._wake.clear()
@@ -305,25 +290,15 @@ class Worker:
 
     def _on_done(self, running: Running, task: asyncio.Task[Outcome]) -> None:
         job = running.job
-        if task.cancelled():
-            outcome: Outcome = Released(job.id, job.lease, "interrupted by worker shutdown")
-        elif task.exception() is not None:
-            outcome = Released(job.id, job.lease, f"worker error: {task.exception()!r}")
-        else:
-            outcome = task.result()
         if running.stop_handle is not None:
             running.stop_handle.cancel()
         self._running.pop(job.id, None)
         self._progress.pop(job.id, None)
-        self._outcomes.append(outcome)
+        self._outcomes.append(settled(running, task))
         self.processed += 1
-        ran = time.monotonic() - running.started
-        mean = self._mean_run_s
-        self._mean_run_s = ran if mean == math.inf else mean + RUN_TIME_WEIGHT * (ran - mean)
-        if self._ahead and not self._stopping and self._free_slots() > 0:
-            self._start(self._ahead.pop(0))
-        assert self._wake is not None
-        self._wake.set()
+        self._slots.ran(time.monotonic() - running.started)
+        self._start_held()
+        self._wake_up()
 
     def _on_progress(self, job_id: str, value: int, info: dict[str, Any] | None) -> None:
         running = self._running.get(job_id)
@@ -331,33 +306,22 @@ class Worker:
             self._progress[job_id] = ProgressUpdate(job_id, running.job.lease, value, info)
 
     def _cancel_running(self, job_ids: list[str]) -> None:
-        loop = asyncio.get_running_loop()
-        waiting = {job.id: job for job in self._ahead if job.id in job_ids}
-        if waiting:  # claimed ahead, not started: cancelled at once
-            self._ahead = [job for job in self._ahead if job.id not in waiting]
-            reason = "cancelled before it started"
-            self._outcomes.extend(Cancelled(job.id, job.lease, reason) for job in waiting.values())
+        held = self._slots.take_held(job_ids)
+        if held:  # claimed ahead, not started: cancelled at once
+            self._outcomes.extend(Cancelled(job.id, job.lease, "cancelled before it started") for job in held)
             self._wake_up()
         for job_id in job_ids:
             running = self._running.get(job_id)
-            if running is None or running.stop_reason is not None or running.task is None:
-                continue
-            running.stop_reason = "cancel"
-            running.ctx._request_cancel()
-            task = self.app.tasks.get(running.job.type)
-            if task is not None and task.is_async:
-                running.task.cancel()
-            else:
-                running.stop_handle = loop.call_later(CANCEL_GRACE_S, running.task.cancel)
-            log.info("worker %s: cancelling job %s", self.id, job_id)
+            if running is not None and self._executor.cancel(running):
+                log.info("worker %s: cancelling job %s", self.id, job_id)
 
     def _release_ahead(self) -> None:
         """Hand back the jobs claimed ahead of a slot: they never started, so their attempt does not count."""
-        if self._ahead:
-            log.info("worker %s: handing back %d jobs it had not started", self.id, len(self._ahead))
-            self._outcomes.extend(Released(job.id, job.lease, "handed back unstarted by worker shutdown")
-                                  for job in self._ahead)
-            self._ahead.clear()
+        held = self._slots.hand_back()
+        if held:
+            log.info("worker %s: handing back %d jobs it had not started", self.id, len(held))
+            reason = "handed back unstarted by worker shutdown"
+            self._outcomes.extend(Released(job.id, job.lease, reason) for job in held)
 
     def _wake_up(self) -> None:
         if self._wake is not None:
@@ -391,17 +355,29 @@ class Worker:
             log.info("worker %s: releasing %d unfinished jobs", self.id, len(left_running))
             await asyncio.wait({r.task for r in left_running if r.task is not None}, timeout=5.0)
 
-    # ------------------------------------------------------------------------------------------ completer
-    async def _completer(self) -> None:
-        """Writes progress every PROGRESS_FLUSH_S; outcomes go with the fetcher's next claim."""
+    # ------------------------------------------------------------------------------------------ side services
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[object]], what: str) -> None:
+        """A side service's loop: `action` every `seconds`; a database error is logged, and the next round retries."""
         while True:
-            await asyncio.sleep(PROGRESS_FLUSH_S)
-            if self._progress:
-                progress, self._progress = self._progress, {}
-                try:
-                    await self._db(self.backend.write_progress, list(progress.values()), self.clock())
-                except BackendError as exc:
-                    log.warning("worker %s: writing progress failed: %s", self.id, exc)
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except BackendError as exc:
+                log.warning("worker %s: %s failed: %s", self.id, what, exc)
+
+    async def _write_progress(self) -> None:
+        """Progress goes every PROGRESS_FLUSH_S; outcomes go with the fetcher's next claim."""
+        if self._progress:
+            progress, self._progress = self._progress, {}
+            await self._calls.run(self.backend.write_progress, list(progress.values()), self.clock())
+
+    async def _renew(self) -> None:
+        """The heartbeat renews the leases and brings back the jobs whose cancellation was asked."""
+        self._cancel_running(await self._beat())
+
+    async def _check_cancels(self) -> None:
+        if self._slots.holding():
+            self._cancel_running(await self._calls.run(self.backend.cancel_requests, self.id))
 
     async def _flush(self) -> None:
         """Write every pending outcome and progress update now (run_once, shutdown)."""
@@ -410,7 +386,7 @@ class Worker:
         if not outcomes and not progress:
             return
         try:
-            lost, _ = await self._db(
+            lost, _ = await self._calls.run(
                 self.backend.finish_and_claim, outcomes, list(progress.values()), self.clock(), None
             )
         except BackendError:
@@ -428,42 +404,10 @@ class Worker:
         now = self.clock()
         beat = WorkerBeat(
             self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s,
-            holding=(*self._running, *(j.id for j in self._ahead), *(o.job_id for o in self._outcomes)),
+            holding=(*self._slots.holding(), *(o.job_id for o in self._outcomes)),
+            types=self.types,
         )
-        return await self._db(self.backend.heartbeat, beat)
-
-    async def _heartbeat_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.lease_s / 3)
-            try:
-                self._cancel_running(await self._beat())
-            except BackendError as exc:
-                log.warning("worker %s: heartbeat failed: %s", self.id, exc)
-
-    async def _cancel_watch(self) -> None:
-        while True:
-            await asyncio.sleep(CANCEL_CHECK_S)
-            if self._running or self._ahead:
-                try:
-                    self._cancel_running(await self._db(self.backend.cancel_requests, self.id))
-                except BackendError as exc:
-                    log.warning("worker %s: cancel check failed: %s", self.id, exc)
-
-    async def _maintenance_loop(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.lease_s / 3, 5.0))
-            try:
-                await self._maintain()
-            except BackendError as exc:
-                log.warning("worker %s: maintenance failed: %s", self.id, exc)
+        return await self._calls.run(self.backend.heartbeat, beat)
 
     async def _maintain(self) -> None:
-        now = self.clock()
-        rescued = await self._db(self.backend.rescue_expired, now)
-        if rescued:
-            log.warning("worker %s: %d jobs of lost workers returned to the queue", self.id, rescued)
-        if now - self._last_prune >= PRUNE_EVERY_S:
-            self._last_prune = now
-            cutoff = now - self.app.settings.retention_days * 86400
-            await self._db(self.backend.prune, cutoff, now)
-            await self._db(self.backend.prune_changes, now - CHANGES_KEEP_S)
+        await self._maintenance.run_once(self.clock())

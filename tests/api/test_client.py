@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
 from conveyor.client import ApiError, AsyncClient, Client
-from conveyor.errors import InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError
-from conveyor.job import JobStatus
+from conveyor.errors import InvalidArgumentsError, InvalidStateError, JobFailed, JobNotFoundError, UnknownTaskError
+from conveyor.job import Job, JobStatus
 from conveyor.settings import Settings
 from tests.api.conftest import RunningServer
 
@@ -50,7 +51,7 @@ def test_sync_client_methods(server: RunningServer) -> None:
         assert client.get(job.id) is None
         with pytest.raises(JobNotFoundError):
             client.cancel(job.id)
-        with pytest.raises(InvalidArgumentsError):
+        with pytest.raises(UnknownTaskError):  # as from the Python API
             client.enqueue("no.such.task")
         with pytest.raises(InvalidArgumentsError):
             client.enqueue("demo.echo", nonsense=1)
@@ -119,3 +120,25 @@ def test_async_client(server: RunningServer) -> None:
                 await client.retry("nope")
 
     asyncio.run(scenario())
+
+
+def test_wait_reads_the_end_from_the_event_stream_itself(server: RunningServer) -> None:
+    """No polling fallback here: the stream alone must bring the job's end, to the sync and the async client."""
+    with Client(server.url) as client:
+        job = client.enqueue("demo.sleep", {"seconds": 0.2, "steps": 2})
+        worker = _run_worker_soon(server)
+        done = client._wait_sse(job.id, time.monotonic() + 60)
+        worker.join()
+        assert done is not None and done.status is JobStatus.COMPLETED and done.progress == 100
+
+    async def scenario() -> Job | None:
+        async with AsyncClient(server.url) as aclient:
+            job = await aclient.enqueue("demo.sleep", {"seconds": 0.2, "steps": 2})
+            worker = _run_worker_soon(server)
+            try:
+                return await aclient._wait_sse(job.id, time.monotonic() + 60)
+            finally:
+                await asyncio.to_thread(worker.join)
+
+    finished = asyncio.run(scenario())
+    assert finished is not None and finished.status is JobStatus.COMPLETED

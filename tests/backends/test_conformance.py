@@ -345,18 +345,27 @@ def test_results_and_progress_json_cannot_hold_fail_only_their_job(app: Conveyor
         ctx.progress(50, ratio=float("inf"))
 
     @app.task(max_retries=0)
+    def nul_text() -> dict[str, str]:
+        return {"text": "a\x00b"}  # PostgreSQL's jsonb cannot hold it: refused on both backends alike
+
+    @app.task(max_retries=0)
     def fine() -> dict[str, int]:
         return {"n": 1}
 
     nan_job = app.enqueue("not_a_number", {})
     progress_job = app.enqueue("odd_progress", {})
+    nul_job = app.enqueue("nul_text", {})
     fine_job = app.enqueue("fine", {})
     drain(app)
     failed = app.require_job(nan_job.id)
     assert failed.status is JobStatus.FAILED and failed.error is not None
-    assert failed.error.startswith("the task's result is not valid JSON")
+    assert failed.error.startswith("the task's result: nan is not valid JSON")
     failed = app.require_job(progress_job.id)
-    assert failed.status is JobStatus.FAILED and "progress details is not valid JSON" in (failed.error or "")
+    assert failed.status is JobStatus.FAILED
+    assert "progress details.ratio: inf is not valid JSON" in (failed.error or "")
+    failed = app.require_job(nul_job.id)
+    assert failed.status is JobStatus.FAILED
+    assert "the task's result.text: a string with a NUL character" in (failed.error or "")
     assert app.require_job(fine_job.id).result == {"n": 1}
 
 

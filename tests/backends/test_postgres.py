@@ -256,12 +256,42 @@ def test_sql_api_enqueue_and_read(pg_app: Conveyor, pg_url: str) -> None:
         assert queues == [("default", 0, 0)]
 
 
-def test_sql_enqueued_job_of_unknown_type_fails_when_picked_up(pg_app: Conveyor, pg_url: str) -> None:
+def test_sql_enqueued_job_of_a_type_no_worker_runs_waits_for_one(pg_app: Conveyor, pg_url: str) -> None:
+    """A worker claims only the types it registers: a job of another type stays pending (never failed as unknown)
+    until a worker that runs it comes, and meanwhile `stats` names it."""
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        job_id = conn.execute("SELECT conveyor.enqueue('no.such.task', max_retries => 0)").fetchone()[0]
+        job_id = conn.execute("SELECT conveyor.enqueue('report', max_retries => 0)").fetchone()[0]
+    assert drain(pg_app) == 0
+    assert pg_app.require_job(str(job_id)).status is JobStatus.PENDING
+
+    @pg_app.task
+    def report() -> str:
+        return "done"
+
     assert drain(pg_app) == 1
-    failed = pg_app.require_job(str(job_id))
-    assert failed.status is JobStatus.FAILED and "unknown task type" in (failed.error or "")
+    assert pg_app.require_job(str(job_id)).result == "done"
+
+
+def test_sql_enqueue_gives_a_job_its_registered_tasks_defaults(pg_app: Conveyor, pg_url: str) -> None:
+    """The SQL API's enqueue computes a job's options like the Python API: enqueue options, then the task's defaults
+    (registered by every worker at start), then the settings' (CONVEYOR_MAX_RETRIES)."""
+
+    @pg_app.task(queue="reports", priority=5, timeout=300, max_retries=7)
+    def quarterly() -> None: ...
+
+    pg_app.backend.register_tasks(pg_app.task_infos(), time.time())
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        plain = conn.execute("SELECT conveyor.enqueue('quarterly')").fetchone()[0]
+        given = conn.execute("SELECT conveyor.enqueue('quarterly', priority => 1, max_retries => 0)").fetchone()[0]
+        unknown = conn.execute("SELECT conveyor.enqueue('unregistered')").fetchone()[0]
+    python = pg_app.enqueue("quarterly")
+    for job_id, expected in [(plain, ("reports", 5, 7, 300.0)), (given, ("reports", 1, 0, 300.0)),
+                             (unknown, ("default", 0, 3, None))]:
+        job = pg_app.require_job(str(job_id))
+        assert (job.queue, job.priority, job.max_retries, job.timeout) == expected
+    sql_job = pg_app.require_job(str(plain))
+    assert (sql_job.queue, sql_job.priority, sql_job.max_retries, sql_job.timeout) == (
+        python.queue, python.priority, python.max_retries, python.timeout)
 
 
 @pytest.mark.usefixtures("pg_workers")
@@ -353,20 +383,20 @@ def test_worker_cycles_run_on_an_asyncio_connection_that_survives_losing_it(pg_a
         assert backend._limited_for(params(1)) == []  # a fresh list of limited queues: none
         first = await backend.finish_and_claim_async([], [], time.time(), params(2))
         assert first is not None and len(first[1].jobs) == 2
-        conn = backend._loop_conns[asyncio.get_running_loop()]
+        conn = backend._loop_conns.conns[asyncio.get_running_loop()]
         with psycopg.connect(pg_app.database_url, autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
         done = [Completed(job.id, job.lease, {"n": job.args["n"]}) for job in first[1].jobs]
         second = await backend.finish_and_claim_async(done, [], time.time(), params(5))
         assert second is not None and second[0] == [] and len(second[1].jobs) == 2
-        assert backend._loop_conns[asyncio.get_running_loop()] is not conn  # a new connection
+        assert backend._loop_conns.conns[asyncio.get_running_loop()] is not conn  # a new connection
         pg_app.set_queue("default", concurrency=1)
         backend._limited = (-math.inf, [])  # the list is stale: refreshing it would block the loop
         assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
         assert backend._limited_for(params(1)) == ["default"]  # fresh again, and the worker's queue is limited
         assert await backend.finish_and_claim_async([], [], time.time(), params(1)) is None
         await backend.close_async()
-        assert conn.closed and not backend._loop_conns
+        assert conn.closed and not backend._loop_conns.conns
 
     asyncio.run(cycles())
     assert sum(1 for j in pg_app.list_jobs(limit=10).jobs if j.status is JobStatus.COMPLETED) == 2

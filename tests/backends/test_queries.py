@@ -1,4 +1,4 @@
-"""Every query a backend names exists in its dialect's .sql file, and every file parses."""
+"""Every query a backend names exists in its dialect's .sql file, every file parses, migrations have no gaps."""
 
 from __future__ import annotations
 
@@ -7,26 +7,33 @@ from pathlib import Path
 
 import pytest
 
-from conveyor.backends.queries import load_queries, parse_queries, sql_text
+from conveyor.backends.queries import load_migrations, load_queries, parse_queries
 
 BACKENDS = Path(__file__).resolve().parents[2] / "conveyor" / "backends"
-USES = re.compile(r"""Q\["(\w+)"\]|_(?:query|dicts|delete_in_batches)\(\s*"(\w+)\"""")
+USES = re.compile(r"""tx\.(?:execute|executemany|rows|dicts)\(\s*"(\w+)\"|_delete_in_batches\(\s*"(\w+)\"""")
+SHARED = ["sql_backend.py", "limits.py", "driver.py"]
+OWN = {"sqlite": ["sqlite/backend.py", "sqlite/driver.py"],
+       "postgres": ["postgres/backend.py", "postgres/driver.py", "postgres/leader.py", "postgres/work.py"]}
 
 
-@pytest.mark.parametrize(("module", "dialect"), [("sqlite.py", "sqlite"), ("postgres.py", "postgres")])
-def test_every_named_query_exists(module: str, dialect: str) -> None:
-    used = {a or b for a, b in USES.findall((BACKENDS / module).read_text())}
-    assert used, "no query names found: the pattern is stale"
-    assert used <= set(load_queries(dialect)), f"missing from {dialect}.sql: {used - set(load_queries(dialect))}"
+def _used(files: list[str]) -> set[str]:
+    return {a or b for f in files for a, b in USES.findall((BACKENDS / f).read_text())}
 
 
-def test_postgres_migrations_are_numbered_without_gaps() -> None:
-    from conveyor.backends.postgres import SCHEMA_VERSION
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_every_named_query_exists(dialect: str) -> None:
+    shared, own = _used(SHARED), _used(OWN[dialect])
+    assert shared and own, "no query names found: the pattern is stale"
+    missing = (shared | own) - set(load_queries(dialect))
+    assert not missing, f"missing from {dialect}/queries.sql: {missing}"
 
-    files = sorted(p.name for p in (BACKENDS / "sql").glob("postgres_migration_*.sql"))
-    assert files == [f"postgres_migration_{n:03d}.sql" for n in range(1, SCHEMA_VERSION + 1)]
-    for name in files:
-        assert sql_text(name).strip()
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgres"])
+def test_migrations_are_numbered_without_gaps(dialect: str) -> None:
+    files = sorted(p.name for p in (BACKENDS / dialect / "migrations").glob("*.sql"))
+    assert [f[:4] for f in files] == [f"{n:03d}_" for n in range(1, len(files) + 1)]
+    assert len(load_migrations(dialect)) == len(files)
+    assert all(text.strip() for text in load_migrations(dialect))
 
 
 def test_duplicate_query_names_are_refused() -> None:

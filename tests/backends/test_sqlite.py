@@ -97,7 +97,7 @@ def test_every_query_parses_and_runs_against_the_schema(backend: SQLiteBackend) 
     for sql in queries.values():
         # EXPLAIN compiles the statement: a typo, a missing column or table fails here
         params = {p: None for p in _param_names(sql)}
-        backend._conn.execute(f"EXPLAIN {sql}", params)
+        backend.driver._conn.execute(f"EXPLAIN {sql}", params)
 
 
 def _param_names(sql: str) -> set[str]:
@@ -126,7 +126,7 @@ def test_sqlite_urls() -> None:
 def test_wal_mode_and_reopen_keeps_jobs(sqlite_url: str) -> None:
     b = SQLiteBackend(sqlite_url)
     (job_id,) = insert(b, new_job())
-    assert b._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert b.driver._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     b.close()
     again = SQLiteBackend(sqlite_url)  # migrate() again is harmless
     try:
@@ -136,7 +136,7 @@ def test_wal_mode_and_reopen_keeps_jobs(sqlite_url: str) -> None:
 
 
 def test_a_newer_schema_is_refused(sqlite_url: str, backend: SQLiteBackend) -> None:
-    backend._conn.execute("INSERT INTO conveyor_schema (version) VALUES (99)")
+    backend.driver._conn.execute("INSERT INTO conveyor_schema (version) VALUES (99)")
     with pytest.raises(ConfigError, match="newer"):
         SQLiteBackend(sqlite_url)
 
@@ -453,14 +453,14 @@ def test_unique_key_in_one_batch_and_across_calls(backend: SQLiteBackend) -> Non
     jobs = backend.insert_jobs([first, new_job(unique_key="k"), new_job(unique_key="j")], T0)
     assert jobs[0].id == jobs[1].id == first.id and jobs[2].id != first.id
     assert backend.insert_jobs([new_job(unique_key="k")], T0)[0].id == first.id
-    rows = backend._conn.execute("SELECT count(*) FROM conveyor_jobs").fetchone()[0]
+    rows = backend.driver._conn.execute("SELECT count(*) FROM conveyor_jobs").fetchone()[0]
     assert rows == 2
 
 
 def test_unique_index_is_enforced_by_the_database(backend: SQLiteBackend) -> None:
     insert(backend, new_job(unique_key="k"))
     with pytest.raises(sqlite3.IntegrityError):
-        backend._conn.execute(
+        backend.driver._conn.execute(
             "INSERT INTO conveyor_jobs (id, type, status, max_retries, run_at, unique_key, created_at, updated_at)"
             " VALUES ('x', 't', 'pending', 0, 0, 'k', 0, 0)"
         )

@@ -20,7 +20,7 @@ from tests.dashboard.conftest import Server
 def test_public_names() -> None:
     import conveyor.dashboard
 
-    assert conveyor.dashboard.__all__ == ["create_dashboard"]
+    assert conveyor.dashboard.__all__ == ["Dashboard", "create_dashboard"]  # Dashboard: for plugins' pages
 
 
 def test_form_fields_follow_the_task_schema(server: Server) -> None:
@@ -170,3 +170,25 @@ def test_stats_give_the_duration_chart_a_series_per_minute(app: Conveyor) -> Non
     busy = [point for point in series if point["count"]]
     assert busy and all(0 <= point["p50"] <= point["p95"] for point in busy)
     assert all(point["p50"] is None for point in series if not point["count"])
+
+
+def test_the_overview_names_types_that_no_live_worker_runs(server: Server) -> None:
+    """Jobs of a type no live worker registers wait, pending; the overview says so (and the live feed carries it)."""
+    import time
+
+    from conveyor.backends.base import WorkerBeat
+
+    app = server.conveyor
+
+    @app.task
+    def order(n: int) -> int:
+        return n
+
+    app.enqueue_many("order", [{"n": n} for n in range(3)])
+    now = time.time()
+    app.backend.heartbeat(WorkerBeat("w", "h", 1, None, 4, now, now, now + 60, types=("demo.echo",)))
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/").text
+        assert "No worker for <code>order</code>: 3 pending" in page
+        feed = client.get("/ui/data/overview").json()
+    assert feed["unserved"] == [{"type": "order", "pending": 3, "scheduled": 0}]

@@ -134,6 +134,25 @@ function renderWorkers(workers) {
   document.querySelector("[data-worker-count]").textContent = String(workers.length);
 }
 
+function renderUnserved(unserved) {
+  const box = document.querySelector("[data-unserved]");
+  const list = box.querySelector("[data-unserved-list]");
+  list.replaceChildren(
+    ...unserved.map((u) => {
+      const item = document.createElement("li");
+      const code = document.createElement("code");
+      code.textContent = u.type;
+      const waiting = u.scheduled ? `${u.pending} pending, ${u.scheduled} scheduled` : `${u.pending} pending`;
+      item.append("No worker for ", code, `: ${waiting}. Start one with `);
+      const hint = document.createElement("code");
+      hint.textContent = "conveyor worker --app";
+      item.append(hint, " and the app that registers it.");
+      return item;
+    }),
+  );
+  box.hidden = unserved.length === 0;
+}
+
 function setPaused(row, paused) {
   row.dataset.paused = String(paused);
   row.querySelector("[data-paused-badge]").hidden = !paused;
@@ -166,6 +185,7 @@ function render(state) {
   for (const el of document.querySelectorAll("[data-count]")) el.textContent = String(state.counts[el.dataset.count] ?? 0);
   const unknown = renderQueues(state.queues);
   renderWorkers(state.workers);
+  renderUnserved(state.unserved ?? []);
   drawThroughput(document.querySelector('[data-chart="throughput"]'), state.throughput);
   drawDurations(document.querySelector('[data-chart="duration"]'), state.duration_series);
   // A queue that did not exist when the page loaded: reload, unless the user is typing in a form.

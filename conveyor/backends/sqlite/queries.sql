@@ -1,6 +1,13 @@
 -- Conveyor queries for SQLite. Each query stands under a `-- name:` header and is loaded once.
 -- Every move out of 'processing' is guarded by the lease: id, status, worker and attempt must all still match.
 
+-- name: migration_lock
+-- Migrations run in a write transaction (BEGIN IMMEDIATE): the file's write lock already serialises them.
+SELECT 1;
+
+-- name: create_schema_table
+CREATE TABLE IF NOT EXISTS conveyor_schema (version INTEGER NOT NULL);
+
 -- name: schema_version
 SELECT max(version) FROM conveyor_schema;
 
@@ -22,7 +29,7 @@ WHERE unique_key = :unique_key AND status IN ('scheduled', 'pending', 'processin
 -- name: get_job
 SELECT * FROM conveyor_jobs WHERE id = :id;
 
--- name: job_exists
+-- name: job_status
 SELECT status FROM conveyor_jobs WHERE id = :id;
 
 -- name: list_jobs
@@ -32,8 +39,8 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:queue IS NULL OR queue = :queue)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(conveyor_jobs.tags) WHERE value = :tag))
   AND (:older_than IS NULL OR coalesce(completed_at, created_at) < :older_than)
-  AND (:cursor IS NULL OR seq < :cursor)
-ORDER BY seq DESC
+  AND (:cursor IS NULL OR id < :cursor)
+ORDER BY id DESC
 LIMIT :limit;
 
 -- name: select_ids
@@ -43,7 +50,7 @@ WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:queue IS NULL OR queue = :queue)
   AND (:tag IS NULL OR EXISTS (SELECT 1 FROM json_each(conveyor_jobs.tags) WHERE value = :tag))
   AND (:older_than IS NULL OR coalesce(completed_at, created_at) < :older_than)
-ORDER BY seq DESC;
+ORDER BY id DESC;
 
 -- name: job_events
 SELECT * FROM conveyor_job_events WHERE job_id = :id AND to_status IS NOT NULL ORDER BY id;
@@ -54,8 +61,12 @@ SET status = 'pending', updated_at = :now, status_message = 'due'
 WHERE status = 'scheduled' AND run_at <= :now;
 
 -- name: limited_queues
-SELECT name, paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
-WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL;
+SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY name;
+
+-- name: lock_queue
+-- The claim's transaction holds the file's write lock: reading the row is enough.
+SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues WHERE name = :queue;
 
 -- name: claim_jobs
 UPDATE conveyor_jobs
@@ -70,11 +81,12 @@ WHERE seq IN (
                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
     ORDER BY priority DESC, run_at, seq
     LIMIT :limit)
-RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
+RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
 
 -- name: ready_jobs
 -- With limited queues about, the claim first reads candidates (these, plus ready_jobs_in_queue of each limited queue
--- up to its allowance), picks the best across all of them in Python, then claims those with claim_chosen.
+-- up to its allowance), picks the best across all of them (limits.py), then claims those with claim_chosen. The first
+-- column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
 WHERE status = 'pending'
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
@@ -95,8 +107,8 @@ LIMIT :limit;
 UPDATE conveyor_jobs
 SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
-WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'pending'
-RETURNING id, type, queue, priority, run_at, seq, args, attempts, attempts_base, max_retries, timeout;
+WHERE seq IN (SELECT value FROM json_each(:refs)) AND status = 'pending'
+RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = :queue;
@@ -120,6 +132,8 @@ UPDATE conveyor_jobs
 SET status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'completed' END,
     result = CASE WHEN cancel_requested THEN NULL ELSE :result END,
     progress = CASE WHEN cancel_requested THEN progress ELSE 100 END,
+    error = CASE WHEN cancel_requested THEN error END,  -- a completed job keeps no error of an earlier attempt
+    error_detail = CASE WHEN cancel_requested THEN error_detail END,
     completed_at = :now, updated_at = :now, lease_expires_at = NULL,
     status_message = CASE WHEN cancel_requested THEN 'cancelled while running' ELSE NULL END
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
@@ -157,13 +171,22 @@ SET progress = :progress, progress_info = :info, updated_at = :now
 WHERE id = :id AND status = 'processing' AND worker_id = :worker_id AND attempts = :attempt;
 
 -- name: upsert_worker
-INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at)
-VALUES (:id, :host, :pid, :queues, :slots, :started_at, :now, :lease_until)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at;
+INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at, types)
+VALUES (:id, :host, :pid, :queues, :slots, :started_at, :now, :lease_until, :types)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at,
+                               types = excluded.types;
+
+-- name: register_task
+INSERT INTO conveyor_tasks (name, queue, priority, max_retries, timeout, updated_at)
+VALUES (:name, :queue, :priority, :max_retries, :timeout, :now)
+ON CONFLICT (name) DO UPDATE SET queue = excluded.queue, priority = excluded.priority,
+                                 max_retries = excluded.max_retries, timeout = excluded.timeout,
+                                 updated_at = excluded.updated_at;
 
 -- name: renew_leases
 UPDATE conveyor_jobs SET lease_expires_at = :lease_until
-WHERE status = 'processing' AND worker_id = :worker_id;
+WHERE status = 'processing' AND worker_id = :worker_id
+  AND (:holding IS NULL OR id IN (SELECT value FROM json_each(:holding)));
 
 -- name: cancel_requests
 SELECT id FROM conveyor_jobs WHERE status = 'processing' AND worker_id = :worker_id AND cancel_requested;
@@ -240,8 +263,8 @@ SELECT w.*, (SELECT json_group_array(j.id) FROM conveyor_jobs j
              WHERE j.status = 'processing' AND j.worker_id = w.id) AS running
 FROM conveyor_workers w WHERE w.expires_at >= :now ORDER BY w.started_at;
 
--- name: count_live_workers
-SELECT count(*) FROM conveyor_workers WHERE expires_at >= :now;
+-- name: live_worker_types
+SELECT types FROM conveyor_workers WHERE expires_at >= :now;
 
 -- name: counts_by_type
 SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;

@@ -9,7 +9,8 @@ CREATE TABLE IF NOT EXISTS conveyor_schema (
 );
 
 -- name: migration_lock
-SELECT pg_advisory_xact_lock(%(key)s);
+-- The advisory lock that serialises concurrent migrations (0x636F6E76: "conv").
+SELECT pg_advisory_xact_lock(1668247158);
 
 -- name: schema_version
 SELECT coalesce(max(version), 0) FROM conveyor_schema;
@@ -58,6 +59,10 @@ COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeou
 -- name: get_open_by_unique_keys
 SELECT * FROM conveyor_jobs
 WHERE unique_key = ANY(%(unique_keys)s::text[]) AND status IN ('scheduled', 'pending', 'processing');
+
+-- name: get_open_by_unique_key
+SELECT * FROM conveyor_jobs
+WHERE unique_key = %(unique_key)s AND status IN ('scheduled', 'pending', 'processing');
 
 -- name: get_job
 SELECT * FROM conveyor_jobs WHERE id = %(id)s::uuid;
@@ -109,31 +114,17 @@ ORDER BY name;
 SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
 WHERE name = %(queue)s FOR UPDATE;
 
--- name: claim_jobs_with_limits
--- Candidates from the unlimited queues and from each limited queue up to what it allows now (`allowed`), then the
--- best of them all by priority: a limited queue's jobs must not jump ahead of better jobs elsewhere, nor be starved.
-WITH allowance AS (
-    SELECT * FROM unnest(%(limited)s::text[], %(allowed)s::int[]) AS a(queue, n)
-), candidates AS (
-    (SELECT id, priority, run_at FROM conveyor_jobs
-     WHERE status = 'pending'
-       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
-       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
-       AND queue NOT IN (SELECT name FROM conveyor_queues
-                         WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
-     ORDER BY priority DESC, run_at, id
-     LIMIT %(limit)s)
-    UNION ALL
-    SELECT c.id, c.priority, c.run_at FROM allowance, LATERAL (
-        SELECT id, priority, run_at FROM conveyor_jobs
-        WHERE status = 'pending' AND queue = allowance.queue
-          AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
-        ORDER BY priority DESC, run_at, id
-        LIMIT allowance.n) c
-), picked AS (
-    SELECT j.id FROM conveyor_jobs j
-    WHERE j.id IN (SELECT id FROM candidates ORDER BY priority DESC, run_at, id LIMIT %(limit)s)
-      AND j.status = 'pending'
+-- name: claim_jobs
+-- The claim of the shared backend's transaction (conveyor_work has the same in one function call).
+WITH picked AS (
+    SELECT id FROM conveyor_jobs
+    WHERE status = 'pending'
+      AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+      AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+      AND queue NOT IN (SELECT name FROM conveyor_queues
+                        WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
 UPDATE conveyor_jobs j
 SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
@@ -141,6 +132,36 @@ SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s,
 FROM picked WHERE j.id = picked.id
 RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts, j.attempts_base, j.max_retries,
           j.timeout;
+
+-- name: ready_jobs
+-- With limited queues about, the claim reads candidates (these, plus ready_jobs_in_queue of each limited queue up to
+-- its allowance), picks the best across all of them (limits.py), then claims those with claim_chosen. Candidates are
+-- locked (SKIP LOCKED: another worker's candidates are not waited for); those not chosen are free again at commit.
+-- The first column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
+SELECT id::text, queue, priority, run_at FROM conveyor_jobs
+WHERE status = 'pending'
+  AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+  AND queue NOT IN (SELECT name FROM conveyor_queues
+                    WHERE paused OR concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: ready_jobs_in_queue
+SELECT id::text, queue, priority, run_at FROM conveyor_jobs
+WHERE status = 'pending' AND queue = %(queue)s
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: claim_chosen
+UPDATE conveyor_jobs
+SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
+    updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
+WHERE id = ANY(%(refs)s::uuid[]) AND status = 'pending'
+RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = %(queue)s;
@@ -160,9 +181,18 @@ SELECT EXISTS (
       AND queue NOT IN (SELECT name FROM conveyor_queues WHERE paused));
 
 -- name: upsert_worker
-INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at)
-VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::jsonb, %(slots)s, %(started_at)s, %(now)s, %(lease_until)s)
-ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at;
+INSERT INTO conveyor_workers (id, host, pid, queues, slots, started_at, heartbeat_at, expires_at, types)
+VALUES (%(id)s, %(host)s, %(pid)s, %(queues)s::jsonb, %(slots)s, %(started_at)s, %(now)s, %(lease_until)s,
+        %(types)s::jsonb)
+ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, expires_at = excluded.expires_at,
+                               types = excluded.types;
+
+-- name: register_task
+INSERT INTO conveyor_tasks (name, queue, priority, max_retries, timeout, updated_at)
+VALUES (%(name)s, %(queue)s, %(priority)s, %(max_retries)s, %(timeout)s, %(now)s)
+ON CONFLICT (name) DO UPDATE SET queue = excluded.queue, priority = excluded.priority,
+                                 max_retries = excluded.max_retries, timeout = excluded.timeout,
+                                 updated_at = excluded.updated_at;
 
 -- name: renew_leases
 UPDATE conveyor_jobs SET lease_expires_at = %(lease_until)s
@@ -251,13 +281,13 @@ SET paused = coalesce(%(paused)s::boolean, paused),
 WHERE name = %(name)s;
 
 -- name: live_workers
-SELECT w.id, w.host, w.pid, w.queues, w.slots, w.started_at, w.heartbeat_at,
+SELECT w.id, w.host, w.pid, w.queues, w.slots, w.started_at, w.heartbeat_at, w.types,
        coalesce((SELECT array_agg(j.id::text ORDER BY j.id) FROM conveyor_jobs j
                  WHERE j.status = 'processing' AND j.worker_id = w.id), '{}') AS running
 FROM conveyor_workers w WHERE w.expires_at >= %(now)s ORDER BY w.started_at;
 
--- name: count_live_workers
-SELECT count(*) FROM conveyor_workers WHERE expires_at >= %(now)s;
+-- name: live_worker_types
+SELECT types FROM conveyor_workers WHERE expires_at >= %(now)s;
 
 -- name: counts_by_type
 SELECT type, status, count(*) AS n FROM conveyor_jobs GROUP BY type, status;
