@@ -91,15 +91,20 @@ def _run(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CONVEYOR, *args], capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
-def test_an_unreachable_postgresql_is_one_line_soon_and_shows_no_password() -> None:
+def test_an_unreachable_postgresql_is_one_line_soon_and_shows_no_password(tmp_path: Path) -> None:
+    """One line, no password, and no waiting: at most the 3 s of the issue beyond what the same command takes against
+    a database that answers (the process's start-up, which a loaded machine stretches)."""
+    started = time.monotonic()
+    assert _run("jobs", "list", "--db", f"sqlite:///{tmp_path}/ok.db").returncode == 0
+    baseline = time.monotonic() - started
     started = time.monotonic()
     result = _run("jobs", "list", "--db", "postgresql://u:hunter2@127.0.0.1:1/db")
-    took = time.monotonic() - started
+    took = time.monotonic() - started - baseline
     assert result.returncode != 0
     assert result.stdout == ""
     assert result.stderr.strip() == "error: cannot connect to PostgreSQL at 127.0.0.1:1/db: connection refused"
     assert "hunter2" not in result.stderr
-    assert took < 3.0, f"took {took:.1f}s"
+    assert took < 3.0, f"took {took:.1f}s more than a command that succeeds"
 
 
 def test_serve_on_a_busy_port_is_one_line_before_anything_starts(tmp_path: Path) -> None:
