@@ -83,6 +83,8 @@ class Worker:
         self.lost: list[str] = []
         self._outcomes: list[Outcome] = []
         self._progress: dict[str, ProgressUpdate] = {}
+        # the last progress of jobs that ended before it was written: it goes with their outcome, written first
+        self._final_progress: list[ProgressUpdate] = []
         self._calls = BlockingCalls("conveyor-db")
         self._task_threads = ThreadPoolExecutor(self.concurrency, thread_name_prefix="conveyor-task")
         self._executor = Executor(app, self._task_threads, self.clock, min(self.concurrency, os.cpu_count() or 1))
@@ -237,16 +239,18 @@ class Worker:
         """Write the outcomes waiting, and claim `wanted` jobs (0: claim nothing) in one round trip; None if nothing
         was claimed (none asked, or the database failed: the outcomes wait for the next cycle)."""
         outcomes, self._outcomes = self._outcomes, []
+        progress, self._final_progress = self._final_progress, []
         now = self.clock()
         params = None
         if wanted > 0:
             params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types)
         try:
-            cycle = await self.backend.finish_and_claim_async(outcomes, [], now, params)
+            cycle = await self.backend.finish_and_claim_async(outcomes, progress, now, params)
             if cycle is None:  # no asyncio path for this backend or this cycle: the database thread
-                cycle = await self._calls.run(self.backend.finish_and_claim, outcomes, [], now, params)
+                cycle = await self._calls.run(self.backend.finish_and_claim, outcomes, progress, now, params)
         except BackendError as exc:
             self._outcomes[:0] = outcomes
+            self._final_progress[:0] = progress
             log.warning("worker %s: claim failed, retrying: %s", self.id, exc)
             await self._pause(ERROR_PAUSE_S)
             return None
@@ -293,7 +297,8 @@ class Worker:
         if running.stop_handle is not None:
             running.stop_handle.cancel()
         self._running.pop(job.id, None)
-        self._progress.pop(job.id, None)
+        if (last := self._progress.pop(job.id, None)) is not None:
+            self._final_progress.append(last)
         self._outcomes.append(settled(running, task))
         self.processed += 1
         self._slots.ran(time.monotonic() - running.started)
@@ -382,13 +387,12 @@ class Worker:
     async def _flush(self) -> None:
         """Write every pending outcome and progress update now (run_once, shutdown)."""
         outcomes, self._outcomes = self._outcomes, []
-        progress, self._progress = self._progress, {}
+        progress = [*self._final_progress, *self._progress.values()]
+        self._final_progress, self._progress = [], {}
         if not outcomes and not progress:
             return
         try:
-            lost, _ = await self._calls.run(
-                self.backend.finish_and_claim, outcomes, list(progress.values()), self.clock(), None
-            )
+            lost, _ = await self._calls.run(self.backend.finish_and_claim, outcomes, progress, self.clock(), None)
         except BackendError:
             self._outcomes[:0] = outcomes
             raise

@@ -16,6 +16,7 @@ import pytest
 from conveyor import Cancel, Conveyor, JobContext, JobStatus, Retry, Settings
 from conveyor.backends.base import ClaimParams, NewJob
 from conveyor.ids import uuid7
+from conveyor.testing import drain
 from conveyor.worker import Worker, executor, slots
 from conveyor.worker.maintenance import Maintenance
 from tests.conftest import wait_for
@@ -544,6 +545,28 @@ def test_a_sync_task_that_ignores_cancel_is_abandoned_after_the_grace(
 
 
 # ---------------------------------------------------------------------------------------------- progress
+def test_the_last_progress_before_the_end_is_kept_with_the_outcome(live_app: Conveyor) -> None:
+    """Progress reported just before the job ends is written with its outcome, not dropped: the finished job shows
+    the last report's details (a running worker's cycle, and a drained one's flush)."""
+    app = live_app
+
+    @app.task
+    async def quick(ctx: JobContext, n: int) -> int:
+        ctx.progress(30, stage="start", done=1, total=3)
+        ctx.progress(90, stage="end", done=3, total=3)
+        return n
+
+    jobs = [app.enqueue("quick", {"n": n}) for n in range(3)]
+    with Background(Worker(app)):
+        wait_for(lambda: all(status(app, j.id) is JobStatus.COMPLETED for j in jobs), timeout=15, what="completion")
+    drained = app.enqueue("quick", {"n": 9})
+    drain(app)
+    for job_id in [*(j.id for j in jobs), drained.id]:
+        done = app.require_job(job_id)
+        assert done.status is JobStatus.COMPLETED
+        assert (done.progress, done.progress_info) == (100, {"stage": "end", "done": 3, "total": 3})
+
+
 def test_progress_is_written_while_the_job_runs(live_app: Conveyor) -> None:
     app = live_app
     go_on = threading.Event()
