@@ -102,7 +102,9 @@ def to_response(exc: BaseException) -> JSONResponse:
         status = status_of(exc)
         if status >= 500:
             log.error("API request failed: %s", exc, exc_info=exc)
-            return error_response(status, exc.code, "the database is unavailable; try again")
+            reason = exc.reason if isinstance(exc, BackendError) else None
+            message = f"the database is unavailable: {reason}" if reason else "the database is unavailable; try again"
+            return error_response(status, exc.code, message)
         return error_response(status, exc.code, exc.message)
     if isinstance(exc, StarletteHTTPException):
         code = _CODE_OF_STATUS.get(exc.status_code, "error")

@@ -12,8 +12,7 @@ from conveyor.backends.driver import Tx, dumps, run_migrations
 from conveyor.backends.params import Cancelled, Completed, Failed, Outcome, ProgressUpdate, Released
 from conveyor.backends.queries import load_migrations
 from conveyor.backends.sql_backend import SQLBackend
-from conveyor.backends.sqlite.driver import SQLiteDriver
-from conveyor.errors import BackendError
+from conveyor.backends.sqlite.driver import SQLiteDriver, backend_error
 
 MIGRATIONS = load_migrations("sqlite")
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -48,7 +47,7 @@ class SQLiteBackend(SQLBackend):
             try:
                 return int(self._poll_conn.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.Error as exc:
-                raise BackendError(f"SQLite error: {exc}") from exc
+                raise backend_error(exc, self.path) from exc
 
     def _finish(
         self, tx: Tx, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float
