@@ -33,7 +33,7 @@ def effects(path: str) -> list[tuple[str, int, int, int]]:
     return [(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
 
 
-@app.task(max_retries=5)
+@app.task(max_retries=20)  # faults may cost a job several attempts; none may cost it its run
 async def record(
     ctx: JobContext, log: str, i: int, seconds: float = 0.0, size: int = 0, pad: str = ""
 ) -> dict[str, object]:
