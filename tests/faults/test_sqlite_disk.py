@@ -208,6 +208,9 @@ def test_read_only_database_file_reads_and_refuses_writes_clearly(
         answer = client.post("/api/v1/jobs", json={"type": "record", "args": {"log": log, "i": 9}})
         assert answer.status_code == 503, answer.text
         assert answer.json() == unavailable(READ_ONLY)
+        source = client.post("/api/v1/sources/text", json={"namespace": "n", "text": "hello"})  # the ingestion's
+        assert source.status_code == 503, source.text  # own store says it the same way (it said 500 and SQLite's
+        assert source.json()["error"]["message"].startswith("the database is unavailable")  # message)
 
     worker = procs.start("worker", "--db", url, "--app", APP, "--processes", "0")
     wait_for(lambda: worker.log().count("cannot start yet, retrying") >= 2, 30, 0.1, what="the worker retrying")
