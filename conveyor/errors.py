@@ -102,3 +102,8 @@ class BackendError(ConveyorError):
     """The database failed."""
 
     code = "backend_error"
+
+    def __init__(self, message: str | None = None, *, reason: str | None = None) -> None:
+        # What anyone may be told, the driver's details left out: "the disk holding the database is full", ...
+        self.reason = reason
+        super().__init__(message)

@@ -24,6 +24,12 @@ def json_problem(value: Any, where: str) -> str | None:
     return None
 
 
+def fields_problem(fields: dict[str, Any]) -> str | None:
+    """The first field of a JSON object (a request body) that is not storable JSON, named from its root (`queue`,
+    `args.x`, `jobs[2].type`), or None."""
+    return next((p for key, item in fields.items() if (p := json_problem(item, str(key))) is not None), None)
+
+
 def check_json(value: Any, where: str) -> None:
     problem = json_problem(value, where)
     if problem is not None:

@@ -109,3 +109,14 @@ def fresh_database(admin_url: str) -> Iterator[str]:
         yield f"{_base(admin_url)}/{name}"
     finally:
         _drop(admin_url, name)
+
+
+@contextlib.contextmanager
+def empty_database(admin_url: str, label: str = "empty") -> Iterator[str]:
+    """Yield the URL of a new database with nothing in it (not migrated); drop it afterwards."""
+    name = f"conveyor_test_{os.getpid()}_{label}_{next(_counter)}"
+    _admin_execute(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{_base(admin_url)}/{name}"
+    finally:
+        _drop(admin_url, name)

@@ -20,7 +20,7 @@ from conveyor import __version__
 from conveyor.api.errors import ErrorRoute, error_response, install_error_handlers
 from conveyor.api.events import EventHub
 from conveyor.api.metrics import metrics_registry, render
-from conveyor.api.middleware import BodyLimit, TokenAuth
+from conveyor.api.middleware import BodyLimit, NoNulInUrl, TokenAuth
 from conveyor.api.routes import create_router
 from conveyor.errors import ConveyorError
 
@@ -86,6 +86,7 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
 
     app.openapi = lambda: _openapi(app, conveyor)  # type: ignore[method-assign]
     upload_limit = settings.max_upload_mb * 1024 * 1024 + UPLOAD_OVERHEAD_BYTES
+    app.add_middleware(NoNulInUrl)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_mb * 1024 * 1024, max_upload_bytes=upload_limit)
     app.add_middleware(TokenAuth, token=settings.api_token)
     return app

@@ -5,6 +5,7 @@ No stack trace ever reaches a client: unexpected exceptions are logged here and 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Coroutine
 from http import HTTPStatus
@@ -26,6 +27,7 @@ from conveyor.errors import (
     JobNotFoundError,
     UnknownTaskError,
 )
+from conveyor.jsonsafe import fields_problem, json_problem
 
 log = logging.getLogger("conveyor.api")
 
@@ -102,7 +104,9 @@ def to_response(exc: BaseException) -> JSONResponse:
         status = status_of(exc)
         if status >= 500:
             log.error("API request failed: %s", exc, exc_info=exc)
-            return error_response(status, exc.code, "the database is unavailable; try again")
+            reason = exc.reason if isinstance(exc, BackendError) else None
+            message = f"the database is unavailable: {reason}" if reason else "the database is unavailable; try again"
+            return error_response(status, exc.code, message)
         return error_response(status, exc.code, exc.message)
     if isinstance(exc, StarletteHTTPException):
         code = _CODE_OF_STATUS.get(exc.status_code, "error")
@@ -119,6 +123,19 @@ def _json_media_type(content_type: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+async def _nul_in_body(request: Request) -> str | None:
+    """Where a JSON body holds a NUL character (`args.x`, `jobs[2].queue`), which no field takes: PostgreSQL cannot
+    store one, SQLite would. Strict JSON can only carry it escaped, so a body without `\\u0000` is not parsed."""
+    body = await request.body()  # (read once: the route's own parsing reuses it)
+    if b"\\u0000" not in body:
+        return None
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return None  # the route answers that the body is not JSON
+    return fields_problem(value) if isinstance(value, dict) else json_problem(value, "body")
+
+
 class ErrorRoute(APIRoute):
     """A route whose errors (validation included) come out in the SPEC's shape, wherever its router is mounted."""
 
@@ -128,6 +145,8 @@ class ErrorRoute(APIRoute):
 
         async def guarded(request: Request) -> Response:
             try:
+                if takes_json and (problem := await _nul_in_body(request)) is not None:
+                    return error_response(422, InvalidArgumentsError.code, problem)
                 return await handler(request)
             except RequestValidationError as exc:
                 content_type = request.headers.get("content-type", "")

@@ -1,4 +1,5 @@
-"""Pure ASGI middleware: the API token and the request body size limit. Both answer in the SPEC's error shape."""
+"""Pure ASGI middleware: the API token, the request body size limit, and no NUL character in a path or query. All
+answer in the SPEC's error shape."""
 
 from __future__ import annotations
 
@@ -132,3 +133,18 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class NoNulInUrl:
+    """A NUL character (`%00`) in a path or query parameter is refused with 422 on both backends: PostgreSQL cannot
+    hold one in a text value (it would fail in the database, as a 503), SQLite would store it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (b"%00" in scope.get("query_string", b"") or "\x00" in scope.get("path", "")):
+            message = "the URL holds a NUL character (%00): no parameter takes one"
+            await _send_error(send, 422, "invalid_request", message, [])
+            return
+        await self.app(scope, receive, send)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from conveyor.api.errors import ApiError
 from conveyor.api.models import ClaimRequest, CompleteRequest, FailRequest, HeartbeatRequest, LeaseRequest
 from conveyor.backends.base import ClaimParams, Completed, Failed, Lease, ProgressUpdate, WorkerBeat
+from conveyor.backends.rows import is_uuid
+from conveyor.errors import JobNotFoundError
 from conveyor.job import JobStatus, iso, to_datetime
 from conveyor.retry import RetryPolicy
 
@@ -102,6 +104,8 @@ class WorkerProtocol:
         return self._finish(job_id, outcome)
 
     def _finish(self, job_id: str, outcome: Completed | Failed) -> dict[str, Any]:
+        if not is_uuid(job_id):  # no such job (and PostgreSQL would fail on the id, not answer "lost")
+            raise JobNotFoundError(job_id)
         lost = self.conveyor.backend.finish_jobs([outcome], self.conveyor.clock())
         job = self.conveyor.require_job(job_id)
         if lost:

@@ -13,9 +13,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from conveyor.blocking import BlockingCalls
-from conveyor.errors import ConveyorError, InvalidArgumentsError
+from conveyor.errors import BackendError, ConveyorError, InvalidArgumentsError
 from conveyor.ingest.errors import ModelMismatchError, SourceNotFoundError
 from conveyor.ingest.service import DEFAULT_MAX_PAGES, DEFAULT_TOP_K, FileTooLargeError, Ingestion
+from conveyor.jsonsafe import fields_problem
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -56,6 +57,8 @@ def _failure(exc: Exception) -> JSONResponse:
         return error(413, "payload_too_large", exc.message)
     if isinstance(exc, InvalidArgumentsError | ModelMismatchError):
         return error(422, exc.code, exc.message)
+    if isinstance(exc, BackendError):  # as the rest of the API says it: no driver detail
+        return error(503, exc.code, f"the database is unavailable: {exc.reason or 'try again'}")
     if isinstance(exc, ConveyorError):
         return error(500, exc.code, exc.message)
     raise exc
@@ -73,6 +76,8 @@ async def _parse(request: Request, model: type[pydantic.BaseModel]) -> Any:
         return error(400, "bad_request", "the body is not valid JSON")
     if not isinstance(body, dict):
         return error(400, "bad_request", "the body must be a JSON object")
+    if (problem := fields_problem(body)) is not None:  # a NUL character: PostgreSQL cannot store it, SQLite would
+        return error(422, InvalidArgumentsError.code, problem)
     try:
         return model.model_validate(body)
     except pydantic.ValidationError as exc:
@@ -143,6 +148,8 @@ def create_router(conveyor: Conveyor) -> APIRouter:
                 return error(422, "invalid_request", "the multipart field `file` (a file) is required")
             if not isinstance(namespace, str):
                 return error(422, "invalid_request", "the form field `namespace` is required")
+            if (problem := fields_problem({"namespace": namespace})) is not None:
+                return error(422, InvalidArgumentsError.code, problem)
             result = await run(ingestion.add_file, namespace, upload.filename or "upload", upload.file)
             return _created(ingestion, result)
         except ConveyorError as exc:

@@ -45,6 +45,7 @@ IDLE_CHECK_S = 0.002  # how often an idle worker asks the database whether anyth
 PROGRESS_FLUSH_S = 0.2
 CANCEL_CHECK_S = 0.25
 ERROR_PAUSE_S = 1.0
+STARTUP_PAUSE_MAX_S = 10.0
 
 
 class Worker:
@@ -135,8 +136,7 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
         log.info("worker %s started: %d slots, queues %s", self.id, self.concurrency, self.queues or "all")
-        await self._calls.run(self.backend.register_tasks, self.app.task_infos(), self.clock())
-        await self._beat()
+        await self._announce()
         wake = self._wake
 
         def notified() -> None:
@@ -173,6 +173,20 @@ class Worker:
             log.info("worker %s stopped after %d jobs", self.id, self.processed)
         if self._failure is not None:
             raise RuntimeError(f"worker {self.id} stopped: a side task failed") from self._failure
+
+    async def _announce(self) -> None:
+        """Register the tasks and send the first heartbeat; a database that refuses writes (a full disk, a read-only
+        file) is logged and retried until it takes them or the worker is stopped, never a crash."""
+        pause = ERROR_PAUSE_S
+        while not self._stopping:
+            try:
+                await self._calls.run(self.backend.register_tasks, self.app.task_infos(), self.clock())
+                await self._beat()
+                return
+            except BackendError as exc:
+                log.warning("worker %s: cannot start yet, retrying in %gs: %s", self.id, pause, exc)
+                await self._pause(pause)
+                pause = min(pause * 2, STARTUP_PAUSE_MAX_S)
 
     def _service(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """A side task; if it dies, the worker stops loudly instead of limping on."""

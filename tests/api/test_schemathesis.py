@@ -1,5 +1,7 @@
 """Schemathesis generates requests from the server's own OpenAPI schema (valid ones and invalid ones) and sends them
-to the real server over HTTP: no request may cause a 5xx, and every error must have the SPEC's error body."""
+to the real server over HTTP, on each backend: no request may cause a 5xx, and every error must have the SPEC's error
+body. The walk is over the schema, so every route is in it as soon as it exists (the plugins' too, section 7's when
+they land): a new route needs no new line here."""
 
 from __future__ import annotations
 
@@ -18,7 +20,10 @@ SKIPPED = {("GET", "/api/v1/events")}  # an endless stream; its errors are teste
 
 
 @pytest.mark.timeout(600)  # every operation of the API, the ingestion routes included
-def test_no_server_errors_on_generated_requests(server: RunningServer) -> None:
+def test_no_server_errors_on_generated_requests(backend_server: RunningServer) -> None:
+    """On each backend: values PostgreSQL stores differently from SQLite (NUL characters, huge numbers, deep JSON)
+    must get the same clean answer from both."""
+    server = backend_server
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     failures: list[str] = []
     checked = 0
@@ -46,9 +51,10 @@ def test_no_server_errors_on_generated_requests(server: RunningServer) -> None:
                 response = case.call(base_url=server.url, timeout=30)
                 if response.status_code >= 500:
                     failures.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {response.text}")
-                elif response.status_code >= 400 and response.status_code != 405:
+                elif response.status_code >= 400:
                     body = response.json()
                     assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+                    assert all(isinstance(v, str) and v for v in body["error"].values()), body
 
             began = time.monotonic()
             try:

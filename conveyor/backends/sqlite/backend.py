@@ -14,8 +14,7 @@ from conveyor.backends.driver import Tx, dumps, run_migrations
 from conveyor.backends.params import Cancelled, Completed, Failed, NewJob, Outcome, ProgressUpdate, Released
 from conveyor.backends.queries import load_migrations
 from conveyor.backends.sql_backend import SQLBackend, insert_row
-from conveyor.backends.sqlite.driver import SQLiteDriver
-from conveyor.errors import BackendError
+from conveyor.backends.sqlite.driver import SQLiteDriver, backend_error
 from conveyor.ids import uuid7_many
 from conveyor.job import Job
 
@@ -52,7 +51,7 @@ class SQLiteBackend(SQLBackend):
             try:
                 return int(self._poll_conn.execute("PRAGMA data_version").fetchone()[0])
             except sqlite3.Error as exc:
-                raise BackendError(f"SQLite error: {exc}") from exc
+                raise backend_error(exc, self.path) from exc
 
     # ------------------------------------------------------------------------------------------ producing
     def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:

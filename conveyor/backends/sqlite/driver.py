@@ -4,7 +4,9 @@ instead of failing halfway through."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -19,6 +21,27 @@ T = TypeVar("T")
 BUSY_TIMEOUT_S = 30.0  # how long a write waits for another process's write lock before it fails
 CACHE_KIB = 65536  # page cache per connection: the hot part of a busy queue stays in memory
 MIN_VERSION = (3, 35, 0)  # RETURNING
+
+# SQLite's primary result codes that a user can act on -> (what anyone may be told, what the operator should know)
+_CAUSES = {
+    5: ("the database is locked by another process", "{path} stayed locked by another process's write"),  # BUSY
+    8: ("the database is read-only",  # READONLY
+        "{path} is read-only: make it and its directory writable, then restart Conveyor's processes"),
+    10: ("the database's disk failed", "an I/O error on {path}"),  # IOERR
+    11: ("the database file is corrupt", "{path} is corrupt"),  # CORRUPT
+    13: ("the disk holding the database is full", "the disk holding {path} is full"),  # FULL
+}
+
+
+def backend_error(exc: sqlite3.Error, path: str) -> BackendError:
+    """A SQLite error as Conveyor reports it: the cause in words (and, as `reason`, in words for anyone), then
+    SQLite's own message."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    cause = _CAUSES.get(code & 0xFF) if isinstance(code, int) else None
+    if cause is None:
+        return BackendError(f"SQLite error: {exc}")
+    reason, detail = cause
+    return BackendError(f"SQLite error: {detail.format(path=path)} ({exc})", reason=reason)
 
 
 def sqlite_path(url: str) -> str:
@@ -104,8 +127,15 @@ class SQLiteDriver:
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
         except sqlite3.Error as exc:
-            raise ConfigError(f"cannot open SQLite database {self.url!r}: {exc}") from exc
+            raise ConfigError(f"cannot open SQLite database {self.url!r}: {self._open_failure(exc)}") from exc
         return conn
+
+    def _open_failure(self, exc: sqlite3.Error) -> str:
+        folder = Path(self.path).expanduser().resolve().parent
+        if not self.memory and not os.access(folder, os.W_OK):  # WAL mode: SQLite creates two files beside it
+            name = Path(self.path).name
+            return f"its directory {folder} is read-only, and SQLite must create {name}-wal and {name}-shm there: {exc}"
+        return str(exc)
 
     def write(self, fn: Callable[[SQLiteTx], T], *, relaxed: bool = False) -> T:
         """`relaxed` changes nothing here: in WAL mode with synchronous=NORMAL no commit waits for the disk."""
@@ -114,12 +144,12 @@ class SQLiteDriver:
                 self._conn.execute("BEGIN IMMEDIATE")
                 try:
                     result = fn(self._tx)
+                    self._conn.execute("COMMIT")
                 except BaseException:
-                    self._conn.execute("ROLLBACK")
+                    self._rollback()
                     raise
-                self._conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise BackendError(f"SQLite error: {exc}") from exc
+                raise backend_error(exc, self.path) from exc
             self.local_writes += 1
             return result
 
@@ -130,16 +160,23 @@ class SQLiteDriver:
             try:
                 changed = self._tx.execute(query, params)
             except sqlite3.Error as exc:
-                raise BackendError(f"SQLite error: {exc}") from exc
+                raise backend_error(exc, self.path) from exc
             self.local_writes += 1
             return changed
+
+    def _rollback(self) -> None:
+        """End a failed transaction. SQLite may have rolled it back itself (a full disk, an I/O error): then there is
+        nothing to end, and the error that brought us here, not a failed ROLLBACK, is the one to report."""
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
 
     def read(self, fn: Callable[[SQLiteTx], T]) -> T:
         with self._lock:
             try:
                 return fn(self._tx)
             except sqlite3.Error as exc:
-                raise BackendError(f"SQLite error: {exc}") from exc
+                raise backend_error(exc, self.path) from exc
 
     @staticmethod
     def array(values: Sequence[Any] | None) -> str | None:
