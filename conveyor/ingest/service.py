@@ -16,13 +16,14 @@ from conveyor.job import OPEN_STATUSES, Job, JobStatus
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.ingest.store import Source, VectorStore
+    from conveyor.ingest.store import SearchFilter, Source, VectorStore
 
 MAX_NAME = 200
 MAX_TEXT_CHARS = 10_000_000
 DEFAULT_MAX_PAGES = 10
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
+MAX_QUERY_CHARS = 10_000
 COPY_BLOCK = 1024 * 1024
 
 
@@ -147,14 +148,8 @@ class Ingestion:
     def _insert_and_enqueue(
         self, namespace: str, name: str, kind: str, task: str, location: str, options: dict[str, Any]
     ) -> tuple[Source, Job]:
-        from conveyor.ingest.embed import embedder_name
-        from conveyor.ingest.errors import ModelMismatchError
-
         store = self.store
-        stored = store.namespace_model(namespace)
-        wanted = embedder_name()
-        if stored is not None and stored[0] != wanted:  # refused now rather than by a failed job later
-            raise ModelMismatchError(namespace, stored[0], wanted)
+        options = {**options, "model": self.model_for(namespace)}
         source_id = str(uuid.uuid4())
         store.insert_source(source_id, namespace, name, kind, location=location, options=options)
         try:
@@ -171,6 +166,22 @@ class Ingestion:
         source = store.get_source(source_id)
         assert source is not None
         return source, job
+
+    def model_for(self, namespace: str) -> str:
+        """The model a new source of the namespace is embedded with: the namespace's own, or for an empty one the
+        configured model. Refused now, before anything is stored, rather than by a failed job later: a model this
+        installation cannot run (MissingExtraError), or one other than the namespace's when CONVEYOR_EMBEDDER names
+        one (ModelMismatchError)."""
+        from conveyor.ingest.embed import embedder_name, explicit_choice, require_model
+        from conveyor.ingest.errors import ModelMismatchError
+
+        stored = self.store.namespace_model(namespace)
+        wanted = embedder_name()
+        if stored is not None and stored[0] != wanted and explicit_choice():
+            raise ModelMismatchError(namespace, stored[0], wanted)
+        model = stored[0] if stored is not None else wanted
+        require_model(model)
+        return model
 
     # ---------------------------------------------------------------------------------- reading
     def get_source(self, source_id: str) -> Source:
@@ -243,15 +254,38 @@ class Ingestion:
             path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------------------------- searching
-    def search(self, namespace: str, query: str, top_k: int = DEFAULT_TOP_K) -> list[dict[str, Any]]:
-        """The chunks of the namespace nearest to the query, nearest first (`score`: cosine similarity)."""
-        from conveyor.ingest.embed import embedder_from_env
+    def search(
+        self,
+        namespace: str,
+        query: str,
+        top_k: int = DEFAULT_TOP_K,
+        *,
+        mode: str = "hybrid",
+        filters: SearchFilter | None = None,
+    ) -> list[dict[str, Any]]:
+        """The chunks of the namespace that best answer the query, best first. `mode`: `hybrid` (vector and keyword
+        lists fused by reciprocal rank; `score` is the fused score), `vector` (`score`: cosine similarity) or
+        `keyword` (`score`: full-text relevance r mapped to r / (1 + r)). Each result's `matched` names the lists
+        that found it. An unknown namespace has no results."""
+        from conveyor.ingest.embed import embedder_for, require_model
+        from conveyor.ingest.store import NO_FILTER, SEARCH_MODES
 
         namespace = _name("namespace", namespace)
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentsError("query must be a non-empty string")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidArgumentsError(f"query is longer than {MAX_QUERY_CHARS} characters")
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidArgumentsError(f"top_k must be an integer from 1 to {MAX_TOP_K}")
-        embedder = embedder_from_env()
-        vector = embedder.embed([query])[0]
-        return self.store.search(namespace, vector, top_k, embedder.name)
+        if mode not in SEARCH_MODES:
+            raise InvalidArgumentsError(f"mode must be one of {', '.join(SEARCH_MODES)}")
+        stored = self.store.namespace_model(namespace)
+        if stored is None:
+            return []
+        vector = None
+        if mode != "keyword":
+            require_model(stored[0])
+            vector = embedder_for(stored[0]).embed([query])[0]
+        return self.store.search(
+            namespace, vector, top_k, stored[0], text=query, mode=mode, filters=filters or NO_FILTER
+        )

@@ -142,6 +142,13 @@ def serve(site_factory: Callable[[str], Site], host: str = "127.0.0.1") -> tuple
     return server, site
 
 
+@pytest.fixture(autouse=True)
+def hashing_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ingestion tests embed with the hashing embedder (fast, deterministic) unless a test asks for MiniLM;
+    subprocesses (`conveyor serve`, the CLI) inherit it."""
+    monkeypatch.setenv("CONVEYOR_EMBEDDER", "hash")
+
+
 @pytest.fixture
 def site() -> Iterator[Site]:
     server, site = serve(lambda base: Site(base))

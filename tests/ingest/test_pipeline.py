@@ -71,7 +71,8 @@ def test_every_kind_becomes_ready_and_searchable(ingestion: Ingestion, ingest_ap
         assert done.chunk_count >= 1
         results = ingestion.search("agent-1", sentence, top_k=3)
         assert results[0]["source_id"] == source.id, (kind, results[0])
-        assert results[0]["score"] > 0.2
+        assert results[0]["matched"] == ["vector", "keyword"]  # the sentence itself: both lists find it
+        assert ingestion.search("agent-1", sentence, top_k=1, mode="vector")[0]["score"] > 0.2
         first = results[0]
         for name in ("source_id", "namespace", "chunk_index", "text", "char_count", "word_count", "created_at"):
             assert name in first

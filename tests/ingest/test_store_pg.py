@@ -23,6 +23,8 @@ def test_every_query_exists_for_every_dialect() -> None:
         "migrate_lock",
         "enable_pgvector",
         "add_pgvector_column",
+        "add_pgvector_index",
+        "pgvector_search_384",
     }
     for name, sql in sqlite.items():  # the same parameters in both dialects
         assert sorted(set(re.findall(r":(\w+)", sql))) == sorted(set(re.findall(r"%\((\w+)\)s", postgres[name])))
