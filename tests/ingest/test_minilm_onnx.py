@@ -16,7 +16,7 @@ from conveyor import Conveyor
 from conveyor.ingest import minilm_onnx
 from conveyor.ingest.embed import HashingEmbedder, embedder_name, embedder_status
 from conveyor.ingest.errors import EmbeddingError, MissingExtraError
-from conveyor.ingest.minilm_onnx import ModelFiles, MiniLMEmbedder
+from conveyor.ingest.minilm_onnx import MiniLMEmbedder, ModelFiles
 from conveyor.testing import drain
 
 FIXTURE = Path(__file__).parent / "fixtures" / "minilm_reference.json"
