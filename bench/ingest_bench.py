@@ -5,9 +5,11 @@
     python bench/ingest_bench.py --quick                # small sizes, to check that it runs
 
 Measures: pages crawled per second from a local site on loopback (the crawler alone, and the whole `crawl_website`
-job: fetch, extract, chunk, embed and store); chunks embedded per second by the default hashing embedder and, when it
-is installed, the MiniLM one; search latency (top 5) over N stored chunks, first search (loads the namespace's
-matrix) and warm searches (p50, p95).
+job: fetch, extract, chunk, embed and store); chunks (of at least 256 tokens) embedded per second by the hashing
+embedder and, when the `embed` extra is installed, MiniLM on ONNX Runtime, and its time for one short query; search
+latency (top 5) over N stored chunks of prose, first search (loads the namespace's matrix) and warm searches (p50,
+p95) in each mode (vector, keyword, hybrid; the query's embedding not included); on SQLite, sqlite-vec's exact KNN
+over the same number of vectors when sqlean-py and sqlite-vec are installed. Retrieval quality: bench/eval/.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import http.server
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -120,6 +123,8 @@ def bench_crawl(base: str, pages: int) -> float:
 
 
 def bench_crawl_job(base: str, pages: int, url: str, workdir: Path) -> tuple[float, int]:
+    """The crawl job with the hashing embedder: the crawler's pipeline, not the model (measured on its own)."""
+    os.environ["CONVEYOR_EMBEDDER"] = "hash"
     settings = Settings(data_dir=str(workdir / "data"), crawl_allow_private=True, poll_interval_s=0.05)
     app = Conveyor(url, settings=settings)
     ingestion = Ingestion(app)
@@ -131,52 +136,109 @@ def bench_crawl_job(base: str, pages: int, url: str, workdir: Path) -> tuple[flo
     assert done.status == "ready", done.error
     app.close()
     close_stores()
+    del os.environ["CONVEYOR_EMBEDDER"]
     return pages / elapsed, done.chunk_count
 
 
-def bench_embed(embedder: Any, n: int) -> float:
-    texts = [text_of(i, 160) for i in range(n)]  # about 1,000 characters each, the default chunk size
-    embedder.embed(texts[:8])  # warm-up (caches, BLAS threads)
-    started = time.perf_counter()
-    for i in range(0, n, 64):
-        embedder.embed(texts[i : i + 64])
-    return n / (time.perf_counter() - started)
+def vocabulary() -> list[str]:
+    """The words of the project's docs and the evaluation texts, most frequent first: chunks drawn from them by a
+    Zipf law share common words and differ in rare ones, as real text does (the full-text index's cost depends on
+    that)."""
+    from collections import Counter
+
+    paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    paths += sorted((ROOT / "bench" / "eval" / "corpus").glob("*.md"))
+    counts = Counter(w.lower() for p in paths for w in re.findall(r"[A-Za-z]+", p.read_text()))
+    return [w for w, _ in counts.most_common()]
+
+
+def prose(rng: Any, vocab: list[str], words: int) -> str:
+    ranks = np.minimum(rng.zipf(1.3, size=words), len(vocab)) - 1
+    return " ".join(vocab[r] for r in ranks)
+
+
+def bench_embed(embedder: Any, n: int, batch: int = 64) -> dict[str, float]:
+    """Chunks of at least 256 tokens (MiniLM truncates there), about 1,000 characters like the default chunks."""
+    rng = np.random.default_rng(3)
+    vocab = vocabulary()
+    texts = [prose(rng, vocab, 300) for _ in range(n)]
+    embedder.embed(texts[:8])  # warm-up (the session, caches, threads)
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(0, n, batch):
+        embedder.embed(texts[i : i + batch])
+    out = {
+        "chunks_per_s": round(n / (time.perf_counter() - started), 2),
+        # per second of this process's CPU time: less sensitive to other work on a shared machine
+        "chunks_per_cpu_s": round(n / (time.process_time() - cpu), 2),
+    }
+    tokenizer = getattr(embedder, "tokenizer", None)
+    if tokenizer is not None:
+        out["tokens_per_chunk_min"] = min(len(tokenizer.encode(t).ids) for t in texts[:50])
+    return out
 
 
 def bench_search(url: str, n: int, searches: int) -> dict[str, float]:
-    """N chunks stored for one namespace (random unit vectors: ranking cost does not depend on the content)."""
+    """N chunks of Zipf-drawn prose stored in one namespace, with random unit vectors (the ranking cost of vectors
+    does not depend on their content); then `searches` questions of the evaluation set in each mode."""
     embedder = HashingEmbedder()
     store = open_store(url)
     per_source = 5000
     rng = np.random.default_rng(7)
+    vocab = vocabulary()
     started = time.perf_counter()
     for s in range(0, n, per_source):
         count = min(per_source, n - s)
         source = store.insert_source(f"bench-{s}", "bench", f"source {s}", "text")
-        chunks = [Chunk(i, f"chunk {s + i} of the benchmark corpus", 40, 7) for i in range(count)]
+        texts = [prose(rng, vocab, 150) for _ in range(count)]
+        chunks = [Chunk(i, t, len(t), 150) for i, t in enumerate(texts)]
         vectors = rng.standard_normal((count, 384)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         store.replace_chunks(source.id, NewChunks(chunks, vectors, embedder.name))
     store_s = time.perf_counter() - started
-    queries = [embedder.embed([f"benchmark query number {i} about workers"])[0] for i in range(searches + 1)]
+    questions = [q["question"] for q in json.loads((ROOT / "bench/eval/questions.json").read_text())]
+    queries = [(q, embedder.embed([q])[0]) for q in (questions * (searches // len(questions) + 1))[:searches]]
+    figures: dict[str, Any] = {"search_chunks": n, "store_chunks_per_s": round(n / store_s, 1),
+                               "vector_index": store.vector_index}
     started = time.perf_counter()
-    store.search("bench", queries[0], 5, embedder.name)
-    first_ms = (time.perf_counter() - started) * 1000
-    latencies = []
-    for q in queries[1:]:
-        started = time.perf_counter()
-        results = store.search("bench", q, 5, embedder.name)
-        latencies.append((time.perf_counter() - started) * 1000)
-        assert len(results) == 5
-    latencies.sort()
+    store.search("bench", queries[0][1], 5, embedder.name)
+    figures["search_first_ms"] = round((time.perf_counter() - started) * 1000, 2)  # loads the namespace's matrix
+    for mode in ("vector", "keyword", "hybrid"):
+        latencies = []
+        for text, vector in queries:
+            started = time.perf_counter()
+            store.search("bench", vector, 5, embedder.name, text=text, mode=mode)
+            latencies.append((time.perf_counter() - started) * 1000)
+        latencies.sort()
+        figures[f"search_{mode}_p50_ms"] = round(statistics.median(latencies), 2)
+        figures[f"search_{mode}_p95_ms"] = round(latencies[int(len(latencies) * 0.95) - 1], 2)
     close_stores()
-    return {
-        "search_chunks": n,
-        "store_chunks_per_s": round(n / store_s, 1),
-        "search_first_ms": round(first_ms, 2),
-        "search_p50_ms": round(statistics.median(latencies), 3),
-        "search_p95_ms": round(latencies[int(len(latencies) * 0.95) - 1], 3),
-    }
+    return figures
+
+
+def bench_sqlite_vec(n: int, searches: int) -> dict[str, Any]:
+    """sqlite-vec's exact KNN (vec0, float[384]) through sqlean-py, when both are installed: the figure behind using
+    the NumPy matrix instead (see conveyor/ingest/store/_sqlite.py)."""
+    try:
+        import sqlean
+        import sqlite_vec
+    except ImportError as exc:
+        return {"sqlite_vec_skipped": str(exc)}
+    conn = sqlean.connect(":memory:")
+    conn.enable_load_extension(True)
+    sqlite_vec.load(conn)
+    conn.execute("CREATE VIRTUAL TABLE v USING vec0(embedding float[384])")
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((n, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    conn.executemany("INSERT INTO v (rowid, embedding) VALUES (?, ?)", ((i, vectors[i].tobytes()) for i in range(n)))
+    latencies = []
+    for i in range(searches):
+        query = vectors[i % n].tobytes()
+        started = time.perf_counter()
+        conn.execute("SELECT rowid, distance FROM v WHERE embedding MATCH ? AND k = 5", (query,)).fetchall()
+        latencies.append((time.perf_counter() - started) * 1000)
+    conn.close()
+    return {"sqlite_vec_knn_p50_ms": round(statistics.median(latencies), 2)}
 
 
 def main() -> None:
@@ -190,7 +252,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes: check that it runs")
     args = parser.parse_args()
     if args.quick:
-        args.pages, args.embed_n, args.minilm_n, args.search_n, args.searches = 20, 300, 16, 5000, 20
+        args.pages, args.embed_n, args.minilm_n, args.search_n, args.searches = 20, 300, 32, 5000, 20
     figures: dict[str, Any] = {
         "backend": args.backend,
         "python": platform.python_version(),
@@ -208,17 +270,27 @@ def main() -> None:
         finally:
             server.shutdown()
             server.server_close()
-        figures["embed_hash_chunks_per_s"] = round(bench_embed(HashingEmbedder(), args.embed_n), 1)
+        figures["embed_hash_chunks_per_s"] = bench_embed(HashingEmbedder(), args.embed_n)["chunks_per_s"]
         try:
-            from conveyor.ingest.minilm import MiniLMEmbedder
+            from conveyor.ingest import minilm_onnx
 
-            minilm = MiniLMEmbedder.shared()
+            minilm = minilm_onnx.shared()
         except Exception as exc:  # optional: report why it was skipped
             figures["embed_minilm_chunks_per_s"] = None
             figures["embed_minilm_skipped"] = str(exc)
         else:
-            figures["embed_minilm_chunks_per_s"] = round(bench_embed(minilm, args.minilm_n), 2)
+            measured = bench_embed(minilm, args.minilm_n, batch=minilm_onnx.BATCH)
+            figures["embed_minilm_chunks_per_s"] = measured["chunks_per_s"]
+            figures["embed_minilm_chunks_per_cpu_s"] = measured["chunks_per_cpu_s"]
+            figures["embed_minilm_tokens_per_chunk"] = measured.get("tokens_per_chunk_min")
+            figures["embed_minilm_threads"] = minilm_onnx.cpu_threads()
+            started = time.perf_counter()
+            for i in range(50):
+                minilm.embed([f"where are jobs stored {i}"])
+            figures["embed_minilm_query_ms"] = round((time.perf_counter() - started) * 1000 / 50, 2)
         figures.update(bench_search(fresh_url(args.backend, workdir, "search"), args.search_n, args.searches))
+        if args.backend == "sqlite":
+            figures.update(bench_sqlite_vec(args.search_n, min(args.searches, 50)))
     print(json.dumps(figures, indent=2))
 
 

@@ -116,6 +116,40 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _without_nan_guards(path: Path) -> bytes | str:
+    """The model without PyTorch's guard after each attention softmax, `Where(IsNaN(p), 0, p)`, which only matters
+    for a row whose keys are all masked (never here: every text has its [CLS] and [SEP] tokens) and costs a quarter
+    of the run time at 256 tokens (two passes over every batch x heads x tokens x tokens tensor). The model is
+    unchanged when `onnx` is not installed or the pattern is not there."""
+    try:
+        import onnx
+    except ImportError:
+        return str(path)
+    model = onnx.load(str(path))
+    nodes = list(model.graph.node)
+    made_by = {out: node for node in nodes for out in node.output}
+    replaced: dict[str, str] = {}  # a guard's output -> the softmax output it guarded
+    dropped: set[int] = set()
+    for node in nodes:
+        guard = made_by.get(node.input[0]) if node.op_type == "Where" and len(node.input) == 3 else None
+        if guard is not None and guard.op_type == "IsNaN" and guard.input[0] == node.input[2]:
+            softmax = made_by.get(node.input[2])
+            if softmax is not None and softmax.op_type == "Softmax":
+                replaced[node.output[0]] = node.input[2]
+                dropped.update({id(node), id(guard)})
+    if not replaced:
+        return str(path)
+    kept = [n for n in nodes if id(n) not in dropped]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in replaced:
+                node.input[i] = replaced[name]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    serialised: bytes = model.SerializeToString()
+    return serialised
+
+
 class MiniLMEmbedder:
     """Mean-pooled, L2-normalised sentence embeddings of all-MiniLM-L6-v2, computed by ONNX Runtime."""
 
@@ -140,8 +174,9 @@ class MiniLMEmbedder:
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
-            self.session = ort.InferenceSession(str(files.model), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime's errors are not one exported class
+            model = _without_nan_guards(files.model)
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnx and onnxruntime raise many kinds on a bad file
             raise EmbeddingError(f"cannot load the model file {files.model}: {exc}") from None
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.files = files

@@ -54,6 +54,10 @@ def test_batching_sorting_and_padding_change_no_vector() -> None:
     assert together[0] @ embedder.embed(["Someone is having a meal."])[0] > 0.5 > together[0] @ together[2]
     assert embedder.embed([]).shape == (0, 384)
     assert minilm_onnx.shared() is embedder  # one session per process
+    onnx = pytest.importorskip("onnx")
+    patched = minilm_onnx._without_nan_guards(embedder.files.model)  # what the session runs
+    assert isinstance(patched, bytes)
+    assert {n.op_type for n in onnx.load_from_string(patched).graph.node}.isdisjoint({"IsNaN"})
 
 
 @needs_embed

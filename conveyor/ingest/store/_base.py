@@ -30,6 +30,12 @@ SCHEMA_VERSION = 2  # 1: the first release's tables; 2: full-text index (FTS5 / 
 Ranking = Callable[[], list[tuple[int, float]]]
 FUSION_CANDIDATES = 50  # each list's depth before fusion (at least top_k)
 _WORD = re.compile(r"\w+")
+# Words too common to tell chunks apart: left out of the full-text query (BM25 would weigh them near zero anyway, but
+# each costs a pass over most of the index). PostgreSQL's `english` configuration drops its own list.
+STOP_WORDS = frozenset(
+    "a an and are as at be but by can do does for from had has have how i if in into is it its of on or so than that "
+    "the their them then there these they this to was we were what when where which who why will with you your".split()
+)
 
 
 @cache
@@ -305,5 +311,7 @@ class VectorStore:
 
 
 def words(text: str) -> list[str]:
-    """The distinct words of a query, in order, for the full-text match."""
-    return list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    """The distinct words of a query, in order, for the full-text match (stop words left out, unless the query has
+    nothing else)."""
+    found = list(dict.fromkeys(w.lower() for w in _WORD.findall(text)))
+    return [w for w in found if w not in STOP_WORDS] or found
