@@ -36,8 +36,9 @@ import numpy as np  # noqa: E402
 from conveyor import Conveyor  # noqa: E402
 from conveyor.ingest import Ingestion  # noqa: E402
 from conveyor.ingest.chunk import Chunk  # noqa: E402
-from conveyor.ingest.crawl import CrawlPolicy, crawl  # noqa: E402
+from conveyor.ingest.crawl import crawl  # noqa: E402
 from conveyor.ingest.embed import HashingEmbedder  # noqa: E402
+from conveyor.ingest.fetch import CrawlPolicy  # noqa: E402
 from conveyor.ingest.store import NewChunks, close_stores, open_store  # noqa: E402
 from conveyor.settings import Settings  # noqa: E402
 from conveyor.testing import drain  # noqa: E402

@@ -100,7 +100,8 @@ class Ingestion:
     def add_website(
         self, namespace: str, url: str, max_pages: int = DEFAULT_MAX_PAGES, include_subpages: bool = True
     ) -> tuple[Source, Job]:
-        from conveyor.ingest.crawl import MAX_PAGES_LIMIT, CrawlPolicy, check_url_statically, normalise_url
+        from conveyor.ingest.crawl import MAX_PAGES_LIMIT, normalise_url
+        from conveyor.ingest.fetch import CrawlPolicy, check_url_statically
 
         namespace = _name("namespace", namespace)
         if not isinstance(max_pages, int) or isinstance(max_pages, bool) or not 1 <= max_pages <= MAX_PAGES_LIMIT:

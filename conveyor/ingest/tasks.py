@@ -141,7 +141,8 @@ def crawl_website(ctx: JobContext, source_id: str) -> dict[str, Any]:
 
 def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, dict[str, Any]]:
     from conveyor.ingest.chunk import make_chunks
-    from conveyor.ingest.crawl import CrawlPolicy, CrawlState, Page, crawl
+    from conveyor.ingest.crawl import CrawlState, Page, crawl
+    from conveyor.ingest.fetch import CrawlPolicy
     from conveyor.ingest.store import NewChunks
 
     embedder = _embedder(store, source)
