@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -9,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from conveyor.errors import InvalidArgumentsError
+from conveyor.errors import ConveyorError, InvalidArgumentsError
 from conveyor.ingest.errors import IngestError, SourceNotFoundError
 from conveyor.ingest.tasks import register_ingest_tasks
 from conveyor.job import OPEN_STATUSES, Job, JobStatus
@@ -71,7 +72,9 @@ class Ingestion:
         label = _name("name", name) if name is not None else (text.strip().splitlines()[0][:80] or "text")
         path = self._blob_path(".txt")
         path.write_text(text, encoding="utf-8")
-        return self._create(namespace, label, "text", "process_text", location=path, options={})
+        # a text given a name replaces the namespace's text of that name
+        return self._create(namespace, label, "text", "process_text", location=path, options={},
+                            replaces=name is not None)
 
     def add_file(self, namespace: str, filename: str, content: bytes | IO[bytes]) -> tuple[Source, Job]:
         """Store an upload under CONVEYOR_DATA_DIR by a generated name (never the client's), then enqueue it."""
@@ -136,11 +139,16 @@ class Ingestion:
         return size
 
     def _create(
-        self, namespace: str, name: str, kind: str, task: str, *, location: str | Path, options: dict[str, Any]
+        self, namespace: str, name: str, kind: str, task: str, *, location: str | Path, options: dict[str, Any],
+        replaces: bool = True,
     ) -> tuple[Source, Job]:
-        """Insert the source, then enqueue its job; if either fails, nothing stays behind (nor the stored file)."""
+        """Insert the source (or, when the namespace has one of that kind and name, renew it), then enqueue its job;
+        if either fails, nothing stays behind (nor the stored file)."""
         blob = location if isinstance(location, Path) else None
         try:
+            existing = self.store.find_source(namespace, kind, name) if replaces else None
+            if existing is not None:
+                return self._renew(existing, task, str(location), options)
             return self._insert_and_enqueue(namespace, name, kind, task, str(location), options)
         except BaseException:
             if blob is not None:
@@ -166,6 +174,33 @@ class Ingestion:
             raise
         store.set_job(source_id, job.id)
         source = store.get_source(source_id)
+        assert source is not None
+        return source, job
+
+    def _renew(self, old: Source, task: str, location: str, options: dict[str, Any]) -> tuple[Source, Job]:
+        """The same file (name) again: the source keeps its id and gets the new content and a new job, whose run
+        replaces its chunks in one transaction (searches see the old chunks until then, never both)."""
+        store = self.store
+        options = {**options, "model": self.model_for(old.namespace)}
+        for job in self._open_jobs(old.id):
+            with contextlib.suppress(ConveyorError):  # it ended meanwhile
+                self.app.cancel(job.id)
+        store.reset_source(old, location=location, options=options)
+        try:
+            job = self.app.enqueue(
+                task,
+                {"source_id": old.id},
+                tags=[f"source:{old.id}", f"namespace:{old.namespace}"],
+                metadata={"source_id": old.id, "namespace": old.namespace, "kind": old.kind, "replaces": True},
+            )
+        except BaseException:
+            store.reset_source(old, location=old.location, options=old.options, status=old.status, error=old.error,
+                               job_id=old.job_id)
+            raise
+        store.set_job(old.id, job.id)
+        if old.kind in ("text", "file") and old.location and old.location != location:
+            self._remove_blob(old.location)
+        source = store.get_source(old.id)
         assert source is not None
         return source, job
 

@@ -157,9 +157,11 @@ def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, di
     def on_page(page: Page | None, current: CrawlState) -> None:
         chunks = make_chunks(page.text, first_index=current.next_chunk) if page is not None else []
         vectors = embedder.embed([c.text for c in chunks]) if chunks else _empty()
+        first = current.next_chunk == 0 and bool(chunks)  # this crawl's first chunks replace an earlier crawl's
         current.next_chunk += len(chunks)
         meta = [{"url": page.url, "title": page.title}] * len(chunks) if page is not None else []
-        store.append_chunks(source.id, NewChunks(chunks, vectors, embedder.name, meta), current.to_dict())
+        new = NewChunks(chunks, vectors, embedder.name, meta)
+        store.append_chunks(source.id, new, current.to_dict(), replace=first)
         ctx.progress(
             5 + 90 * current.pages / limit, stage="crawling", done=current.pages, total=limit,
             url=page.url if page is not None else None,

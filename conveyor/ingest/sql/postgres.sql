@@ -154,3 +154,13 @@ WHERE c.namespace = %(namespace)s AND vector_dims(c.embedding_pgv) = 384
   AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb)
 ORDER BY c.embedding_pgv::vector(384) <=> %(query)s::vector(384)
 LIMIT %(top_k)s;
+
+-- name: find_source
+-- The newest source of that name and kind in the namespace: adding the same file again replaces it.
+SELECT * FROM ingest_sources WHERE namespace = %(namespace)s AND kind = %(kind)s AND name = %(name)s
+ORDER BY created_at DESC, id DESC LIMIT 1;
+
+-- name: reset_source
+UPDATE ingest_sources SET location = %(location)s, options = %(options)s, status = %(status)s, error = %(error)s,
+                          job_id = %(job_id)s, updated_at = %(now)s
+WHERE id = %(id)s;

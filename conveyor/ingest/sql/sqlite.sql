@@ -119,3 +119,13 @@ WHERE ingest_chunks_fts MATCH :match AND c.namespace = :namespace
                           WHERE m.key = f.key AND m.type = f.type AND m.atom IS f.atom)))
 ORDER BY bm25(ingest_chunks_fts), c.id
 LIMIT :limit;
+
+-- name: find_source
+-- The newest source of that name and kind in the namespace: adding the same file again replaces it.
+SELECT * FROM ingest_sources WHERE namespace = :namespace AND kind = :kind AND name = :name
+ORDER BY created_at DESC, id DESC LIMIT 1;
+
+-- name: reset_source
+UPDATE ingest_sources SET location = :location, options = :options, status = :status, error = :error,
+                          job_id = :job_id, updated_at = :now
+WHERE id = :id;

@@ -141,6 +141,24 @@ class VectorStore:
             rows = ex.rows(self.q["list_sources"], {"namespace": namespace, "limit": max(1, min(limit, MAX_LIST))})
         return [Source.from_row(r) for r in rows]
 
+    def find_source(self, namespace: str, kind: str, name: str) -> Source | None:
+        with self._read() as ex:
+            rows = ex.rows(self.q["find_source"], {"namespace": namespace, "kind": kind, "name": name})
+        return Source.from_row(rows[0]) if rows else None
+
+    def reset_source(
+        self, source: Source, *, location: str | None, options: dict[str, Any], status: str = "pending",
+        error: str | None = None, job_id: str | None = None,
+    ) -> None:
+        """Point a source at new content (its chunks stay until its next job replaces them); a crawl starts over."""
+        params = {
+            "id": source.id, "location": location, "options": dumps(options), "status": status, "error": error,
+            "job_id": job_id, "now": time.time(),
+        }
+        with self._tx() as ex:
+            ex.run(self.q["reset_source"], params)
+            ex.run(self.q["delete_crawl_state"], {"id": source.id})
+
     def set_status(self, source_id: str, status: str, error: str | None = None) -> None:
         with self._tx() as ex:
             ex.run(self.q["set_status"], {"id": source_id, "status": status, "error": error, "now": time.time()})
@@ -178,10 +196,15 @@ class VectorStore:
             self._insert(ex, source_id, namespace, new)
             return self._finish_write(ex, source_id, namespace)
 
-    def append_chunks(self, source_id: str, new: NewChunks, checkpoint: dict[str, Any] | None = None) -> int:
-        """Add chunks (of one crawled page) and save the crawl checkpoint in the same transaction."""
+    def append_chunks(
+        self, source_id: str, new: NewChunks, checkpoint: dict[str, Any] | None = None, *, replace: bool = False
+    ) -> int:
+        """Add chunks (of one crawled page) and save the crawl checkpoint in the same transaction; `replace` first
+        deletes the source's chunks (the first page of a crawl that starts over)."""
         with self._tx() as ex:
             namespace = self._claim_namespace(ex, source_id, new)
+            if replace and ex.count(self.q["delete_chunks_of_source"], {"id": source_id}):
+                ex.run(self.q["bump_deletions"], {"namespace": namespace})
             if new.chunks:
                 self._insert(ex, source_id, namespace, new)
             if checkpoint is not None:
