@@ -141,20 +141,33 @@ def bench_crawl_job(base: str, pages: int, url: str, workdir: Path) -> tuple[flo
     return pages / elapsed, done.chunk_count
 
 
+VOCABULARY = 50_000
+ZIPF_S = 1.07
+
+
 def vocabulary() -> list[str]:
-    """The words of the project's docs and the evaluation texts, most frequent first: chunks drawn from them by a
-    Zipf law share common words and differ in rare ones, as real text does (the full-text index's cost depends on
-    that)."""
+    """The words of the project's docs and the evaluation texts, most frequent first, then made-up words up to a
+    real vocabulary's size: chunks drawn from them by a Zipf law share common words and differ in rare ones, as real
+    text does (the full-text index's cost depends on that). The questions' words are among the common ones."""
     from collections import Counter
 
     paths = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
     paths += sorted((ROOT / "bench" / "eval" / "corpus").glob("*.md"))
     counts = Counter(w.lower() for p in paths for w in re.findall(r"[A-Za-z]+", p.read_text()))
-    return [w for w, _ in counts.most_common()]
+    words = [w for w, _ in counts.most_common()]
+    return words + [f"zq{i:x}" for i in range(VOCABULARY - len(words))]
+
+
+_ZIPF_CDF: Any = None
 
 
 def prose(rng: Any, vocab: list[str], words: int) -> str:
-    ranks = np.minimum(rng.zipf(1.3, size=words), len(vocab)) - 1
+    """`words` words drawn from `vocab` by a Zipf law (exponent ZIPF_S) over its ranks."""
+    global _ZIPF_CDF
+    if _ZIPF_CDF is None or len(_ZIPF_CDF) != len(vocab):
+        weights = 1.0 / np.arange(1, len(vocab) + 1) ** ZIPF_S
+        _ZIPF_CDF = np.cumsum(weights) / weights.sum()
+    ranks = np.minimum(np.searchsorted(_ZIPF_CDF, rng.random(words)), len(vocab) - 1)
     return " ".join(vocab[r] for r in ranks)
 
 
@@ -242,6 +255,39 @@ def bench_sqlite_vec(n: int, searches: int) -> dict[str, Any]:
     return {"sqlite_vec_knn_p50_ms": round(statistics.median(latencies), 2)}
 
 
+def crawl_figures(backend: str, pages: int, workdir: Path) -> dict[str, Any]:
+    server, base = serve_site(pages)
+    try:
+        figures: dict[str, Any] = {"crawl_pages": pages, "crawl_pages_per_s": round(bench_crawl(base, pages), 1)}
+        rate, chunks = bench_crawl_job(base, pages, fresh_url(backend, workdir, "crawl"), workdir)
+        figures["crawl_job_pages_per_s"] = round(rate, 1)
+        figures["crawl_job_chunks"] = chunks
+        return figures
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def embed_figures(hash_n: int, minilm_n: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"embed_hash_chunks_per_s": bench_embed(HashingEmbedder(), hash_n)["chunks_per_s"]}
+    try:
+        from conveyor.ingest import minilm_onnx
+
+        minilm = minilm_onnx.shared()
+    except Exception as exc:  # optional: report why it was skipped
+        return {**figures, "embed_minilm_chunks_per_s": None, "embed_minilm_skipped": str(exc)}
+    measured = bench_embed(minilm, minilm_n, batch=minilm_onnx.BATCH)
+    figures["embed_minilm_chunks_per_s"] = measured["chunks_per_s"]
+    figures["embed_minilm_chunks_per_cpu_s"] = measured["chunks_per_cpu_s"]
+    figures["embed_minilm_tokens_per_chunk"] = measured.get("tokens_per_chunk_min")
+    figures["embed_minilm_threads"] = minilm_onnx.cpu_threads()
+    started = time.perf_counter()
+    for i in range(50):
+        minilm.embed([f"where are jobs stored {i}"])
+    figures["embed_minilm_query_ms"] = round((time.perf_counter() - started) * 1000 / 50, 2)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
@@ -251,6 +297,7 @@ def main() -> None:
     parser.add_argument("--search-n", type=int, default=100_000, help="stored chunks searched over")
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="small sizes: check that it runs")
+    parser.add_argument("--parts", default="crawl,embed,search", help="which measures: crawl, embed, search")
     args = parser.parse_args()
     if args.quick:
         args.pages, args.embed_n, args.minilm_n, args.search_n, args.searches = 20, 300, 32, 5000, 20
@@ -259,39 +306,17 @@ def main() -> None:
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
     }
+    parts = set(args.parts.split(","))
     with tempfile.TemporaryDirectory(prefix="conveyor-ingest-bench-") as tmp:
         workdir = Path(tmp)
-        server, base = serve_site(args.pages)
-        try:
-            figures["crawl_pages"] = args.pages
-            figures["crawl_pages_per_s"] = round(bench_crawl(base, args.pages), 1)
-            rate, chunks = bench_crawl_job(base, args.pages, fresh_url(args.backend, workdir, "crawl"), workdir)
-            figures["crawl_job_pages_per_s"] = round(rate, 1)
-            figures["crawl_job_chunks"] = chunks
-        finally:
-            server.shutdown()
-            server.server_close()
-        figures["embed_hash_chunks_per_s"] = bench_embed(HashingEmbedder(), args.embed_n)["chunks_per_s"]
-        try:
-            from conveyor.ingest import minilm_onnx
-
-            minilm = minilm_onnx.shared()
-        except Exception as exc:  # optional: report why it was skipped
-            figures["embed_minilm_chunks_per_s"] = None
-            figures["embed_minilm_skipped"] = str(exc)
-        else:
-            measured = bench_embed(minilm, args.minilm_n, batch=minilm_onnx.BATCH)
-            figures["embed_minilm_chunks_per_s"] = measured["chunks_per_s"]
-            figures["embed_minilm_chunks_per_cpu_s"] = measured["chunks_per_cpu_s"]
-            figures["embed_minilm_tokens_per_chunk"] = measured.get("tokens_per_chunk_min")
-            figures["embed_minilm_threads"] = minilm_onnx.cpu_threads()
-            started = time.perf_counter()
-            for i in range(50):
-                minilm.embed([f"where are jobs stored {i}"])
-            figures["embed_minilm_query_ms"] = round((time.perf_counter() - started) * 1000 / 50, 2)
-        figures.update(bench_search(fresh_url(args.backend, workdir, "search"), args.search_n, args.searches))
-        if args.backend == "sqlite":
-            figures.update(bench_sqlite_vec(args.search_n, min(args.searches, 50)))
+        if "crawl" in parts:
+            figures.update(crawl_figures(args.backend, args.pages, workdir))
+        if "embed" in parts:
+            figures.update(embed_figures(args.embed_n, args.minilm_n))
+        if "search" in parts:
+            figures.update(bench_search(fresh_url(args.backend, workdir, "search"), args.search_n, args.searches))
+            if args.backend == "sqlite":
+                figures.update(bench_sqlite_vec(args.search_n, min(args.searches, 50)))
     print(json.dumps(figures, indent=2))
 
 

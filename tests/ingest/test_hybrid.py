@@ -167,3 +167,27 @@ def test_postgres_store_of_release_0_1_0_is_upgraded_without_loss(raw_pg_url: st
         _check_upgraded(store)
     finally:
         store.close()
+
+
+def test_common_words_select_no_chunks_by_themselves(store: VectorStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word in most chunks (here more than 2 of 12) would rank nearly the whole index for nothing: the rare words
+    of the query select the chunks; a query of common words only needs all of them."""
+    import conveyor.ingest.store._base as base
+
+    for i in range(10):
+        add(store, f"otter-{i}", "text", f"Otters swim in river number {i}.")
+    add(store, "urchins", "text", "Otters eat sea urchins on their bellies.")
+    add(store, "rivers", "text", "Rivers swim with trout.")
+    if isinstance(store, PostgresStore):
+        with store._tx() as ex:
+            ex.conn.execute("ANALYZE ingest_chunks")  # the planner's row count, which PostgreSQL's cutoff reads
+    monkeypatch.setattr(base, "COMMON_MIN_CHUNKS", 2)
+    with store._read() as ex:
+        assert store._keyword_terms(ex, "otters urchins") == (["urchins"], False)
+    hits = search(store, "otters urchins", mode="keyword", top_k=20)
+    assert [h["source_id"] for h in hits] == ["urchins"]
+    both = search(store, "otters swim", mode="keyword", top_k=20)  # both common: chunks with both words
+    assert {h["source_id"] for h in both} == {f"otter-{i}" for i in range(10)}
+    monkeypatch.setattr(base, "COMMON_MIN_CHUNKS", 1000)  # a small index: every word selects
+    assert len(search(store, "otters urchins", mode="keyword", top_k=20)) == 11
+

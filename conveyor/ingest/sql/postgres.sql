@@ -129,10 +129,10 @@ WHERE c.namespace = %(namespace)s
   AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb);
 
 -- name: keyword_search
--- ts_rank_cd over the English tsvector; the query's words are OR-ed (plainto_tsquery ANDs them).
+-- ts_rank_cd over the English tsvector; `match` is words joined by | or & (words only: no other operator).
 SELECT c.id, ts_rank_cd(c.text_tsv, q.query) AS score
 FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id,
-     (SELECT replace(plainto_tsquery('english', %(match)s)::text, ' & ', ' | ')::tsquery AS query) q
+     (SELECT to_tsquery('english', %(match)s) AS query) q
 WHERE c.namespace = %(namespace)s AND c.text_tsv @@ q.query
   AND (%(source_ids)s::jsonb IS NULL OR %(source_ids)s::jsonb ? c.source_id)
   AND (%(kinds)s::jsonb IS NULL OR %(kinds)s::jsonb ? s.kind)
@@ -164,3 +164,13 @@ ORDER BY created_at DESC, id DESC LIMIT 1;
 UPDATE ingest_sources SET location = %(location)s, options = %(options)s, status = %(status)s, error = %(error)s,
                           job_id = %(job_id)s, updated_at = %(now)s
 WHERE id = %(id)s;
+
+-- name: fts_total
+-- The planner's estimate of the number of chunks: enough to tell common words from rare ones.
+SELECT greatest(reltuples, 0)::bigint AS chunks FROM pg_class WHERE oid = 'ingest_chunks'::regclass;
+
+-- name: term_frequency
+-- In how many chunks a word is, counted up to a cap (from the GIN index).
+SELECT count(*) AS chunks FROM (
+    SELECT 1 FROM ingest_chunks WHERE text_tsv @@ to_tsquery('english', %(term)s) LIMIT %(cap)s
+) t;

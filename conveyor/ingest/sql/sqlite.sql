@@ -129,3 +129,10 @@ ORDER BY created_at DESC, id DESC LIMIT 1;
 UPDATE ingest_sources SET location = :location, options = :options, status = :status, error = :error,
                           job_id = :job_id, updated_at = :now
 WHERE id = :id;
+
+-- name: fts_total
+SELECT chunks FROM ingest_fts_stats WHERE id = 1;
+
+-- name: term_frequency
+-- In how many chunks a word is, counted up to a cap (cheap: no ranking, the index's postings only).
+SELECT count(*) AS chunks FROM (SELECT 1 FROM ingest_chunks_fts WHERE ingest_chunks_fts MATCH :term LIMIT :cap);

@@ -13,6 +13,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,15 @@ from typing import TYPE_CHECKING, Any
 from conveyor.backends.queries import parse_queries
 from conveyor.ingest.errors import ModelMismatchError, SourceNotFoundError
 from conveyor.ingest.fusion import fuse
-from conveyor.ingest.store._model import NO_FILTER, NewChunks, SearchFilter, Source, dumps, result_row
+from conveyor.ingest.store._model import (
+    NO_FILTER,
+    SEARCH_MODES,
+    NewChunks,
+    SearchFilter,
+    Source,
+    dumps,
+    result_row,
+)
 
 if TYPE_CHECKING:
     from conveyor.ingest.store._model import Vectors
@@ -28,7 +37,13 @@ if TYPE_CHECKING:
 MAX_LIST = 1000
 SCHEMA_VERSION = 2  # 1: the first release's tables; 2: full-text index (FTS5 / tsvector)
 Ranking = Callable[[], list[tuple[int, float]]]
+_RANKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="conveyor-ingest-rank")
 FUSION_CANDIDATES = 50  # each list's depth before fusion (at least top_k)
+# A query word in more chunks than this is common (Elasticsearch's "common terms" cutoff): it selects no chunks by
+# itself, since BM25 weighs it near zero and matching it would rank most of the index; when all words are common,
+# chunks must hold all of them.
+COMMON_MIN_CHUNKS = 1000
+COMMON_FRACTION = 0.05
 _WORD = re.compile(r"\w+")
 # Words too common to tell chunks apart: left out of the full-text query (BM25 would weigh them near zero anyway, but
 # each costs a pass over most of the index). PostgreSQL's `english` configuration drops its own list.
@@ -97,12 +112,11 @@ class VectorStore:
     def _vector_ranked(
         self, ex: Executor, namespace: str, row: dict[str, Any], query: Vectors, top_k: int, filters: SearchFilter
     ) -> Ranking:
-        """What ranks the vectors: called once the connection is released, so that NumPy's ranking by one search
-        does not hold up the others."""
+        """What ranks the vectors, called in another thread (it must not use `ex`)."""
         raise NotImplementedError
 
-    def _match(self, text: str) -> str | None:
-        """The dialect's full-text query for the words of `text` (any of them), None if it has none."""
+    def _match(self, terms: list[str], all_required: bool) -> str:
+        """The dialect's full-text query for words: any of them, or all."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -282,9 +296,11 @@ class VectorStore:
     ) -> list[dict[str, Any]]:
         """The `top_k` chunks nearest the query, nearest first, with their metadata as flat fields, `score` and
         `matched` (the lists that found each: `vector`, `keyword`)."""
+        if mode not in SEARCH_MODES:
+            raise ValueError(f"mode must be one of {SEARCH_MODES}, not {mode!r}")
         depth = top_k if mode != "hybrid" else max(top_k, FUSION_CANDIDATES)
         lists: dict[str, list[tuple[int, float]]] = {}
-        vector: Ranking | None = None
+        vector: Future[list[tuple[int, float]]] | None = None
         with self._read() as ex:
             rows = ex.rows(self.q["get_namespace"], {"namespace": namespace})
             if not rows:
@@ -293,26 +309,41 @@ class VectorStore:
                 if rows[0]["model"] != model:
                     raise ModelMismatchError(namespace, str(rows[0]["model"]), model)
                 assert query is not None
-                vector = self._vector_ranked(ex, namespace, rows[0], query, depth, filters)
+                # ranked by another thread while the full-text query runs (both release the GIL)
+                vector = _RANKERS.submit(self._vector_ranked(ex, namespace, rows[0], query, depth, filters))
             if mode in ("keyword", "hybrid"):
                 lists["keyword"] = self._keyword_ranked(ex, namespace, text, depth, filters)
-        if vector is not None:
-            lists = {"vector": vector(), **lists}
+        if vector is not None:  # awaited with the connection released: searches of one process overlap
+            lists = {"vector": vector.result(), **lists}
         if mode == "hybrid":
             ranked = [(f.chunk_id, f.score, f.matched) for f in fuse(lists, top_k)]
-        else:
-            (name, found), = lists.items()
-            ranked = [(i, s if name == "vector" else s / (1.0 + s), [name]) for i, s in found]
+        elif mode == "vector":
+            ranked = [(i, score, ["vector"]) for i, score in lists["vector"]]
+        else:  # full-text relevance is unbounded: r / (1 + r) keeps the order and stays in [0, 1)
+            ranked = [(i, score / (1.0 + score), ["keyword"]) for i, score in lists["keyword"]]
         return self._details(ranked)
 
     def _keyword_ranked(
         self, ex: Executor, namespace: str, text: str, depth: int, filters: SearchFilter
     ) -> list[tuple[int, float]]:
-        match = self._match(text)
-        if match is None:
+        terms, all_required = self._keyword_terms(ex, text)
+        if not terms:
             return []
-        params = {"namespace": namespace, "match": match, "limit": depth, **filters.params()}
+        params = {"namespace": namespace, "match": self._match(terms, all_required), "limit": depth, **filters.params()}
         return [(int(r[0]), float(r[1])) for r in ex.tuples(self.q["keyword_search"], params)]
+
+    def _keyword_terms(self, ex: Executor, text: str) -> tuple[list[str], bool]:
+        """The query's rare words (any of which selects a chunk); if it has none, its common words, all required."""
+        terms = words(text)
+        total = int(ex.rows(self.q["fts_total"], {})[0]["chunks"]) if terms else 0
+        cutoff = max(COMMON_MIN_CHUNKS, int(total * COMMON_FRACTION))
+        if total <= cutoff:
+            return terms, False
+        rare = [t for t in terms if self._frequency(ex, t, cutoff + 1) <= cutoff]
+        return (rare, False) if rare else (terms, True)
+
+    def _frequency(self, ex: Executor, term: str, cap: int) -> int:
+        return int(ex.rows(self.q["term_frequency"], {"term": self._match([term], False), "cap": cap})[0]["chunks"])
 
     def _allowed_ids(self, ex: Executor, namespace: str, filters: SearchFilter) -> Any:
         import numpy as np

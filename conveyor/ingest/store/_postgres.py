@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import BackendError, ConfigError
-from conveyor.ingest.store._base import SCHEMA_VERSION, Executor, Ranking, VectorStore, sql_file, words
+from conveyor.ingest.store._base import SCHEMA_VERSION, Executor, Ranking, VectorStore, sql_file
 from conveyor.ingest.store._matrix import MatrixCache, load_rows, rank
 
 if TYPE_CHECKING:
@@ -113,10 +113,9 @@ class PostgresStore(VectorStore):
         found = [(int(r[0]), float(r[1])) for r in ex.tuples(self.q[name], params)]
         return lambda: found
 
-    def _match(self, text: str) -> str | None:
-        """The words, for `plainto_tsquery` (stemmed, stop words dropped; the SQL turns its AND into OR)."""
-        terms = words(text)
-        return " ".join(terms) if terms else None
+    def _match(self, terms: list[str], all_required: bool) -> str:
+        """A `to_tsquery` text: the words (letters, digits and _ only: none is an operator) joined by | or &."""
+        return (" & " if all_required else " | ").join(terms)
 
     def close(self) -> None:
         self.pool.close()

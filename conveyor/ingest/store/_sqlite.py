@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from conveyor.errors import BackendError, ConfigError
-from conveyor.ingest.store._base import SCHEMA_VERSION, Executor, Ranking, VectorStore, sql_file, words
+from conveyor.ingest.store._base import SCHEMA_VERSION, Executor, Ranking, VectorStore, sql_file
 from conveyor.ingest.store._matrix import MatrixCache, load_rows, rank
 
 if TYPE_CHECKING:
@@ -107,10 +107,9 @@ class SQLiteStore(VectorStore):
         allowed = self._allowed_ids(ex, namespace, filters) if filters else None
         return lambda: rank(matrix, query, top_k, allowed)
 
-    def _match(self, text: str) -> str | None:
-        """An FTS5 query matching any of the words, each quoted (so no word is read as an operator)."""
-        terms = words(text)
-        return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms) if terms else None
+    def _match(self, terms: list[str], all_required: bool) -> str:
+        """An FTS5 query: the words, each quoted (so that no word is read as an operator), OR-ed or AND-ed."""
+        return (" AND " if all_required else " OR ").join('"' + t.replace('"', '""') + '"' for t in terms)
 
     def close(self) -> None:
         with self._lock:
