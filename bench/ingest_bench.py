@@ -98,15 +98,16 @@ def serve_site(pages: int) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://127.0.0.1:{server.server_address[1]}/"
 
 
-def fresh_url(backend: str, workdir: Path, phase: str) -> str:
+def fresh_url(backend: str, workdir: Path, phase: str, pg_db: str = PG_DB) -> str:
+    """An empty database: a SQLite file in `workdir`, or the PostgreSQL database `pg_db` made anew."""
     if backend == "sqlite":
         return f"sqlite:///{workdir}/{phase}.db"
     import psycopg
 
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{PG_DB}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
+        conn.execute(f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{pg_db}"')
+    return PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_db}"
 
 
 def bench_crawl(base: str, pages: int) -> float:

@@ -27,13 +27,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.ingest_bench import fresh_url  # noqa: E402
 from conveyor import Conveyor  # noqa: E402
 from conveyor.ingest import Ingestion, minilm_onnx  # noqa: E402
 from conveyor.ingest.store import close_stores  # noqa: E402
 from conveyor.settings import Settings  # noqa: E402
 from conveyor.testing import drain  # noqa: E402
 
-PG_ADMIN = os.environ.get("CONVEYOR_BENCH_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/test")
 PG_DB = "conveyor_eval"
 DOCUMENTS = {
     "README.md": ROOT / "README.md",
@@ -49,17 +49,6 @@ QUESTIONS = [(q["question"], q["document"], q["passage"])
 
 def norm(text: str) -> str:
     return " ".join(text.split())
-
-
-def database(backend: str, workdir: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite:///{workdir}/eval.db"
-    import psycopg
-
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{PG_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{PG_DB}"')
-    return PG_ADMIN.rsplit("/", 1)[0] + f"/{PG_DB}"
 
 
 def ingest(ingestion: Ingestion, app: Conveyor, namespace: str) -> float:
@@ -115,7 +104,7 @@ def main() -> None:
     args = parser.parse_args()
     figures: dict[str, Any] = {"backend": args.backend, "questions": len(QUESTIONS), "documents": list(DOCUMENTS)}
     with tempfile.TemporaryDirectory(prefix="conveyor-eval-") as tmp:
-        url = database(args.backend, Path(tmp))
+        url = fresh_url(args.backend, Path(tmp), "eval", PG_DB)
         app = Conveyor(url, settings=Settings(data_dir=f"{tmp}/data"))
         ingestion = Ingestion(app)
         keyword_done = False

@@ -5,7 +5,6 @@ nothing stored and no job enqueued."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ingest.conftest import free_port
+from tests.ingest.conftest import free_port, stop, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -38,24 +37,11 @@ def serve(venv: Path, tmp_path: Path, **env: str) -> Iterator[httpx.Client]:
     server = subprocess.Popen([str(venv / "bin" / "conveyor"), "serve", "--port", str(port)], env=environ,
                               cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_healthy(f"http://127.0.0.1:{port}")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if api.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "conveyor serve did not start"
-                time.sleep(0.1)
             yield api
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 def test_the_base_install_has_what_ingestion_needs(plain_venv: Path) -> None:
