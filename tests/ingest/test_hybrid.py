@@ -18,13 +18,19 @@ FIXTURES = Path(__file__).parent / "fixtures"
 EMBEDDER = HashingEmbedder()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres),
+                        pytest.param("pgvector", marks=pytest.mark.postgres)])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorStore]:
     made: VectorStore
     if request.param == "sqlite":
         made = SQLiteStore(str(tmp_path / "store.db"))
     else:
-        made = PostgresStore(request.getfixturevalue("raw_pg_url"), use_pgvector=False)
+        # pgvector where the server has it (None: use it if CREATE EXTENSION works), else the exact NumPy scan
+        made = PostgresStore(request.getfixturevalue("raw_pg_url"), use_pgvector=None if request.param == "pgvector"
+                             else False)
+    if request.param == "pgvector" and made.vector_index != "pgvector":
+        made.close()
+        pytest.skip("this PostgreSQL server has no pgvector extension")
     yield made
     made.close()
 
