@@ -166,8 +166,10 @@ UPDATE ingest_sources SET location = %(location)s, options = %(options)s, status
 WHERE id = %(id)s;
 
 -- name: fts_total
--- The planner's estimate of the number of chunks: enough to tell common words from rare ones.
-SELECT greatest(reltuples, 0)::bigint AS chunks FROM pg_class WHERE oid = 'ingest_chunks'::regclass;
+-- The planner's estimate of the number of chunks (enough to tell common words from rare ones), or a count where the
+-- table has not been analysed yet.
+SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM ingest_chunks) END AS chunks
+FROM pg_class WHERE oid = 'ingest_chunks'::regclass;
 
 -- name: term_frequency
 -- In how many chunks a word is, counted up to a cap (from the GIN index).
