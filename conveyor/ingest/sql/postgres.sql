@@ -171,8 +171,15 @@ WHERE id = %(id)s;
 SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM ingest_chunks) END AS chunks
 FROM pg_class WHERE oid = 'ingest_chunks'::regclass;
 
--- name: term_frequency
--- In how many chunks a word is, counted up to a cap (from the GIN index).
-SELECT count(*) AS chunks FROM (
-    SELECT 1 FROM ingest_chunks WHERE text_tsv @@ to_tsquery('english', %(term)s) LIMIT %(cap)s
-) t;
+-- name: common_words
+-- Which of the words are in more than `fraction` of the chunks, by the statistics ANALYZE keeps of the tsvector
+-- column (the frequencies of its most common lexemes); a word not among them is rare.
+SELECT DISTINCT w.word
+FROM unnest(%(words)s::text[]) AS w(word)
+CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', w.word))) AS l(lexeme)
+JOIN (
+    SELECT e.lexeme, e.freq
+    FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
+    WHERE s.schemaname = current_schema() AND s.tablename = 'ingest_chunks' AND s.attname = 'text_tsv'
+) c ON c.lexeme = l.lexeme
+WHERE c.freq > %(fraction)s;

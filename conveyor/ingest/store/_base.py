@@ -44,12 +44,20 @@ FUSION_CANDIDATES = 50  # each list's depth before fusion (at least top_k)
 # chunks must hold all of them.
 COMMON_MIN_CHUNKS = 1000
 COMMON_FRACTION = 0.05
+# In hybrid search the vector list answers for meaning and the keyword list for exact rare terms (names, codes):
+# there a word is common from 1% of the chunks on, which bounds the full-text work on a large index.
+COMMON_FRACTION_HYBRID = 0.01
 _WORD = re.compile(r"\w+")
-# Words too common to tell chunks apart: left out of the full-text query (BM25 would weigh them near zero anyway, but
-# each costs a pass over most of the index). PostgreSQL's `english` configuration drops its own list.
+# Words too common to tell chunks apart, left out of the full-text query: Snowball's English stop words, the list
+# PostgreSQL's `english` configuration drops too (BM25 would weigh them near zero, but each costs a pass over most of
+# the index).
 STOP_WORDS = frozenset(
-    "a an and are as at be but by can do does for from had has have how i if in into is it its of on or so than that "
-    "the their them then there these they this to was we were what when where which who why will with you your".split()
+    "i me my myself we our ours ourselves you your yours yourself yourselves he him his himself she her hers herself "
+    "it its itself they them their theirs themselves what which who whom this that these those am is are was were be "
+    "been being have has had having do does did doing a an the and but if or because as until while of at by for "
+    "with about against between into through during before after above below to from up down in out on off over "
+    "under again further then once here there when where why how all any both each few more most other some such no "
+    "nor not only own same so than too very s t can will just don should now".split()
 )
 
 
@@ -312,7 +320,8 @@ class VectorStore:
                 # ranked by another thread while the full-text query runs (both release the GIL)
                 vector = _RANKERS.submit(self._vector_ranked(ex, namespace, rows[0], query, depth, filters))
             if mode in ("keyword", "hybrid"):
-                lists["keyword"] = self._keyword_ranked(ex, namespace, text, depth, filters)
+                fraction = COMMON_FRACTION_HYBRID if mode == "hybrid" else COMMON_FRACTION
+                lists["keyword"] = self._keyword_ranked(ex, namespace, text, depth, filters, fraction)
         if vector is not None:  # awaited with the connection released: searches of one process overlap
             lists = {"vector": vector.result(), **lists}
         if mode == "hybrid":
@@ -324,26 +333,30 @@ class VectorStore:
         return self._details(ranked)
 
     def _keyword_ranked(
-        self, ex: Executor, namespace: str, text: str, depth: int, filters: SearchFilter
+        self, ex: Executor, namespace: str, text: str, depth: int, filters: SearchFilter, fraction: float
     ) -> list[tuple[int, float]]:
-        terms, all_required = self._keyword_terms(ex, text)
+        terms, all_required = self._keyword_terms(ex, text, fraction)
         if not terms:
             return []
         params = {"namespace": namespace, "match": self._match(terms, all_required), "limit": depth, **filters.params()}
         return [(int(r[0]), float(r[1])) for r in ex.tuples(self.q["keyword_search"], params)]
 
-    def _keyword_terms(self, ex: Executor, text: str) -> tuple[list[str], bool]:
+    def _keyword_terms(
+        self, ex: Executor, text: str, fraction: float = COMMON_FRACTION
+    ) -> tuple[list[str], bool]:
         """The query's rare words (any of which selects a chunk); if it has none, its common words, all required."""
         terms = words(text)
         total = int(ex.rows(self.q["fts_total"], {})[0]["chunks"]) if terms else 0
-        cutoff = max(COMMON_MIN_CHUNKS, int(total * COMMON_FRACTION))
+        cutoff = max(COMMON_MIN_CHUNKS, int(total * fraction))
         if total <= cutoff:
             return terms, False
-        rare = [t for t in terms if self._frequency(ex, t, cutoff + 1) <= cutoff]
+        common = self._common_words(ex, terms, total, cutoff)
+        rare = [t for t in terms if t not in common]
         return (rare, False) if rare else (terms, True)
 
-    def _frequency(self, ex: Executor, term: str, cap: int) -> int:
-        return int(ex.rows(self.q["term_frequency"], {"term": self._match([term], False), "cap": cap})[0]["chunks"])
+    def _common_words(self, ex: Executor, terms: list[str], total: int, cutoff: int) -> set[str]:
+        """Those of the words that are in more than `cutoff` of the `total` chunks."""
+        raise NotImplementedError
 
     def _allowed_ids(self, ex: Executor, namespace: str, filters: SearchFilter) -> Any:
         import numpy as np

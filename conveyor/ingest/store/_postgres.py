@@ -117,6 +117,12 @@ class PostgresStore(VectorStore):
         """A `to_tsquery` text: the words (letters, digits and _ only: none is an operator) joined by | or &."""
         return (" & " if all_required else " | ").join(terms)
 
+    def _common_words(self, ex: Executor, terms: list[str], total: int, cutoff: int) -> set[str]:
+        """From the planner's statistics of the tsvector column (ANALYZE keeps the frequencies of the most common
+        lexemes): a count through the GIN index would read every matching row. Before the first ANALYZE, none."""
+        params = {"words": terms, "fraction": cutoff / total}
+        return {str(r["word"]) for r in ex.rows(self.q["common_words"], params)}
+
     def close(self) -> None:
         self.pool.close()
 

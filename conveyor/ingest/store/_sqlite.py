@@ -111,6 +111,15 @@ class SQLiteStore(VectorStore):
         """An FTS5 query: the words, each quoted (so that no word is read as an operator), OR-ed or AND-ed."""
         return (" AND " if all_required else " OR ").join('"' + t.replace('"', '""') + '"' for t in terms)
 
+    def _common_words(self, ex: Executor, terms: list[str], total: int, cutoff: int) -> set[str]:
+        """Counted in the index, each up to the cutoff (cheap: postings only, no ranking)."""
+        common = set()
+        for term in terms:
+            found = ex.rows(self.q["term_frequency"], {"term": self._match([term], False), "cap": cutoff + 1})
+            if int(found[0]["chunks"]) > cutoff:
+                common.add(term)
+        return common
+
     def close(self) -> None:
         with self._lock:
             self._conn.close()
