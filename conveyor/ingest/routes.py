@@ -58,6 +58,22 @@ class SearchIn(pydantic.BaseModel):
         return SearchFilter(tuple(f.source_ids), tuple(f.kinds), dict(f.metadata))
 
 
+FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "namespace"],
+                    "properties": {"file": {"type": "string", "format": "binary"}, "namespace": {"type": "string"}},
+                }
+            }
+        },
+    }
+}
+
+
 def error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
@@ -98,16 +114,24 @@ def _created(ingestion: Ingestion, result: Any) -> JSONResponse:
     return JSONResponse({"source": source.to_dict(), "job_id": job.id}, status_code=201)
 
 
+async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """A blocking call of the service, in the thread pool."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
 def create_router(conveyor: Conveyor) -> APIRouter:
     """Routes for `/sources...` and `/search`; mount with `prefix="/api/v1"`."""
     ingestion = Ingestion(conveyor)
     router = APIRouter(tags=["ingestion"])
+    _creating(router, ingestion, conveyor)
+    _reading(router, ingestion)
+    _searching(router, ingestion)
+    return router
 
-    async def run(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        from starlette.concurrency import run_in_threadpool
 
-        return await run_in_threadpool(fn, *args, **kwargs)
-
+def _creating(router: APIRouter, ingestion: Ingestion, conveyor: Conveyor) -> None:
     @router.post("/sources/text", status_code=201, openapi_extra=_body_schema(TextSourceIn))
     async def create_text_source(request: Request) -> Response:
         """Index a text (job `process_text`, priority 10)."""
@@ -119,27 +143,7 @@ def create_router(conveyor: Conveyor) -> APIRouter:
         except ConveyorError as exc:
             return _failure(exc)
 
-    @router.post(
-        "/sources/file",
-        status_code=201,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file", "namespace"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "namespace": {"type": "string"},
-                            },
-                        }
-                    }
-                },
-            }
-        },
-    )
+    @router.post("/sources/file", status_code=201, openapi_extra=FILE_BODY)
     async def create_file_source(request: Request) -> Response:
         """Upload a PDF, DOCX, CSV, JSON, TXT or MD file (job `process_file`, priority 5); 413 if too large."""
         limit = ingestion.max_upload_bytes
@@ -178,6 +182,8 @@ def create_router(conveyor: Conveyor) -> APIRouter:
         except ConveyorError as exc:
             return _failure(exc)
 
+
+def _reading(router: APIRouter, ingestion: Ingestion) -> None:
     @router.get("/sources")
     async def list_sources(namespace: str | None = None) -> Response:
         """Sources, newest first; `namespace` filters."""
@@ -210,6 +216,8 @@ def create_router(conveyor: Conveyor) -> APIRouter:
             return _failure(exc)
         return Response(status_code=204)
 
+
+def _searching(router: APIRouter, ingestion: Ingestion) -> None:
     @router.post("/search", openapi_extra=_body_schema(SearchIn))
     async def search(request: Request) -> Response:
         """The `top_k` chunks of the namespace that best answer the query, best first. `mode`: `hybrid` (default;
@@ -225,5 +233,3 @@ def create_router(conveyor: Conveyor) -> APIRouter:
         except ConveyorError as exc:
             return _failure(exc)
         return JSONResponse({"results": results})
-
-    return router
