@@ -194,6 +194,9 @@ def test_common_words_select_no_chunks_by_themselves(store: VectorStore, monkeyp
     assert [h["source_id"] for h in hits] == ["urchins"]
     both = search(store, "otters swim", mode="keyword", top_k=20)  # both common: chunks with both words
     assert {h["source_id"] for h in both} == {f"otter-{i}" for i in range(10)}
+    # in hybrid search, common words only are left to the vector list
+    assert all(h["matched"] == ["vector"] for h in search(store, "otters swim", mode="hybrid", top_k=20))
+    assert search(store, "otters urchins", mode="hybrid")[0]["matched"] == ["vector", "keyword"]
     monkeypatch.setattr(base, "COMMON_MIN_CHUNKS", 1000)  # a small index: every word selects
     assert len(search(store, "otters urchins", mode="keyword", top_k=20)) == 11
 

@@ -45,7 +45,8 @@ FUSION_CANDIDATES = 50  # each list's depth before fusion (at least top_k)
 COMMON_MIN_CHUNKS = 1000
 COMMON_FRACTION = 0.05
 # In hybrid search the vector list answers for meaning and the keyword list for exact rare terms (names, codes):
-# there a word is common from 1% of the chunks on, which bounds the full-text work on a large index.
+# there a word is common from 1% of the chunks on, and a query of common words only has no keyword list (requiring
+# them all would rank a large part of the index for words BM25 weighs near zero).
 COMMON_FRACTION_HYBRID = 0.01
 _WORD = re.compile(r"\w+")
 # Words too common to tell chunks apart, left out of the full-text query: Snowball's English stop words, the list
@@ -320,8 +321,7 @@ class VectorStore:
                 # ranked by another thread while the full-text query runs (both release the GIL)
                 vector = _RANKERS.submit(self._vector_ranked(ex, namespace, rows[0], query, depth, filters))
             if mode in ("keyword", "hybrid"):
-                fraction = COMMON_FRACTION_HYBRID if mode == "hybrid" else COMMON_FRACTION
-                lists["keyword"] = self._keyword_ranked(ex, namespace, text, depth, filters, fraction)
+                lists["keyword"] = self._keyword_ranked(ex, namespace, text, depth, filters, hybrid=mode == "hybrid")
         if vector is not None:  # awaited with the connection released: searches of one process overlap
             lists = {"vector": vector.result(), **lists}
         if mode == "hybrid":
@@ -333,10 +333,10 @@ class VectorStore:
         return self._details(ranked)
 
     def _keyword_ranked(
-        self, ex: Executor, namespace: str, text: str, depth: int, filters: SearchFilter, fraction: float
+        self, ex: Executor, namespace: str, text: str, depth: int, filters: SearchFilter, *, hybrid: bool = False
     ) -> list[tuple[int, float]]:
-        terms, all_required = self._keyword_terms(ex, text, fraction)
-        if not terms:
+        terms, all_required = self._keyword_terms(ex, text, COMMON_FRACTION_HYBRID if hybrid else COMMON_FRACTION)
+        if not terms or (hybrid and all_required):
             return []
         params = {"namespace": namespace, "match": self._match(terms, all_required), "limit": depth, **filters.params()}
         return [(int(r[0]), float(r[1])) for r in ex.tuples(self.q["keyword_search"], params)]
