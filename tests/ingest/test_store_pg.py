@@ -18,7 +18,8 @@ def test_every_query_exists_for_every_dialect() -> None:
     assert set(sqlite) - set(postgres) == {"term_frequency"}  # PostgreSQL reads common words from its statistics
     sqlite.pop("term_frequency")
     assert set(postgres) - set(sqlite) == {
-        "common_words",
+        "common_lexemes",
+        "lexemes_of",
         "pgvector_search",
         "pgvector_set",
         "pgvector_pending",

@@ -171,15 +171,16 @@ WHERE id = %(id)s;
 SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM ingest_chunks) END AS chunks
 FROM pg_class WHERE oid = 'ingest_chunks'::regclass;
 
--- name: common_words
--- Which of the words are in more than `fraction` of the chunks, by the statistics ANALYZE keeps of the tsvector
--- column (the frequencies of its most common lexemes); a word not among them is rare.
-SELECT DISTINCT w.word
+-- name: common_lexemes
+-- The most common lexemes of the chunks and the fraction of chunks holding each, from the statistics ANALYZE keeps
+-- of the tsvector column (about a thousand lexemes); empty before the first ANALYZE.
+SELECT e.lexeme, e.freq
+FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
+WHERE s.schemaname = current_schema() AND s.tablename = 'ingest_chunks' AND s.attname = 'text_tsv'
+  AND e.lexeme IS NOT NULL;
+
+-- name: lexemes_of
+-- Each word's lexemes as the index holds them (stemmed; none for a stop word).
+SELECT w.word, l.lexeme
 FROM unnest(%(words)s::text[]) AS w(word)
-CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', w.word))) AS l(lexeme)
-JOIN (
-    SELECT e.lexeme, e.freq
-    FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
-    WHERE s.schemaname = current_schema() AND s.tablename = 'ingest_chunks' AND s.attname = 'text_tsv'
-) c ON c.lexeme = l.lexeme
-WHERE c.freq > %(fraction)s;
+CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', w.word))) AS l(lexeme);

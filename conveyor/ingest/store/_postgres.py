@@ -5,6 +5,7 @@ works, else by NumPy over a cached matrix, exactly."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from conveyor.ingest.store._model import SearchFilter, Vectors
 
 POOL_MAX = 4
+STATS_TTL_S = 60.0  # how long the full-text statistics (which ANALYZE changes) are reused
 
 
 class PostgresStore(VectorStore):
@@ -38,6 +40,7 @@ class PostgresStore(VectorStore):
         except psycopg.Error as exc:
             raise ConfigError(f"cannot connect to PostgreSQL: {exc}") from exc
         self.pgvector = False
+        self._lexeme_stats: tuple[float, dict[str, float]] | None = None
         self.migrate(use_pgvector)
 
     @property
@@ -119,9 +122,18 @@ class PostgresStore(VectorStore):
 
     def _common_words(self, ex: Executor, terms: list[str], total: int, cutoff: int) -> set[str]:
         """From the planner's statistics of the tsvector column (ANALYZE keeps the frequencies of the most common
-        lexemes): a count through the GIN index would read every matching row. Before the first ANALYZE, none."""
-        params = {"words": terms, "fraction": cutoff / total}
-        return {str(r["word"]) for r in ex.rows(self.q["common_words"], params)}
+        lexemes; read again at most every STATS_TTL_S): a count through the GIN index would read every matching
+        row. Before the first ANALYZE, none."""
+        now = time.monotonic()
+        if self._lexeme_stats is None or now - self._lexeme_stats[0] > STATS_TTL_S:
+            rows = ex.rows(self.q["common_lexemes"], {})
+            self._lexeme_stats = (now, {str(r["lexeme"]): float(r["freq"]) for r in rows})
+        frequencies = self._lexeme_stats[1]
+        if not frequencies:
+            return set()
+        fraction = cutoff / total
+        lexemes = ex.rows(self.q["lexemes_of"], {"words": terms})
+        return {str(r["word"]) for r in lexemes if frequencies.get(str(r["lexeme"]), 0.0) > fraction}
 
     def close(self) -> None:
         self.pool.close()
