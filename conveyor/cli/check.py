@@ -31,6 +31,9 @@ def check(db: DbOption = None, app: AppOption = None, timeout: float = 30.0) -> 
         fail(f"round trip returned {done.result!r}, expected the job's own arguments")
     conveyor.delete(job.id)
     out.print(f"[green]ok[/] round trip: enqueued, ran and completed a demo job in {time.monotonic() - started:.2f}s")
+    for plugin in conveyor.plugins:
+        if plugin.check is not None:
+            plugin.check(conveyor, out.print)
 
 
 def redact(url: str) -> str:

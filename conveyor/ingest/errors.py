@@ -5,6 +5,7 @@ IngestError
 ├── UnsafeURLError       a URL the crawler refuses (scheme, private address, ...)
 ├── CrawlError           a website could not be crawled (robots.txt 5xx, no page fetched)
 ├── EmbeddingError       the embedder failed or is misconfigured
+├── MissingExtraError    an optional part this request needs is not installed
 ├── ModelMismatchError   a namespace holds vectors of another embedding model
 └── SourceNotFoundError  no source has that id
 """
@@ -42,6 +43,16 @@ class EmbeddingError(IngestError):
     """The embedder failed."""
 
     code = "embedding_failed"
+
+
+class MissingExtraError(IngestError):
+    """An optional part of Conveyor that this request needs is not installed."""
+
+    code = "extra_not_installed"
+
+    def __init__(self, extra: str, detail: str) -> None:
+        self.extra = extra
+        super().__init__(f"{detail}: install the `{extra}` extra (pip install 'conveyor-jobs[{extra}]')")
 
 
 class ModelMismatchError(IngestError):

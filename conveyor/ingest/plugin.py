@@ -6,8 +6,7 @@ FastAPI (the routes), Typer and Rich (the commands) nor Jinja (the page).
 
 from __future__ import annotations
 
-import importlib.util
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.ingest.tasks import register_ingest_tasks
@@ -21,8 +20,7 @@ if TYPE_CHECKING:
 
 
 def _tasks(app: Conveyor) -> None:
-    if importlib.util.find_spec("numpy") is not None:  # the embeddings need the `ingest` extra
-        register_ingest_tasks(app)
+    register_ingest_tasks(app)
 
 
 def _router(app: Conveyor) -> APIRouter:
@@ -49,4 +47,12 @@ def _dashboard_pages() -> Sequence[DashboardPage]:
     return [SourcesPage()]
 
 
-PLUGIN = Plugin("ingest", tasks=_tasks, router=_router, cli=_cli, dashboard_pages=_dashboard_pages)
+def _check(app: Conveyor, say: Callable[[str], None]) -> None:
+    from conveyor.ingest.check import print_ingest_checks
+
+    print_ingest_checks(app.database_url, say)
+
+
+PLUGIN = Plugin(
+    "ingest", tasks=_tasks, router=_router, cli=_cli, dashboard_pages=_dashboard_pages, check=_check
+)

@@ -6,7 +6,7 @@ the full API and in a bare FastAPI app.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pydantic
 from fastapi import APIRouter, Request
@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse, Response
 
 from conveyor.blocking import BlockingCalls
 from conveyor.errors import BackendError, ConveyorError, InvalidArgumentsError
-from conveyor.ingest.errors import ModelMismatchError, SourceNotFoundError
+from conveyor.ingest.errors import MissingExtraError, ModelMismatchError, SourceNotFoundError
 from conveyor.ingest.service import DEFAULT_MAX_PAGES, DEFAULT_TOP_K, FileTooLargeError, Ingestion
+from conveyor.ingest.store import SearchFilter
 from conveyor.jsonsafe import fields_problem
 
 if TYPE_CHECKING:
@@ -39,11 +40,40 @@ class WebsiteSourceIn(pydantic.BaseModel):
     include_subpages: bool = True
 
 
+class FiltersIn(pydantic.BaseModel):
+    model_config = pydantic.ConfigDict(extra="forbid")
+    source_ids: list[str] = pydantic.Field(default_factory=list, max_length=1000)
+    kinds: list[Literal["text", "file", "website"]] = pydantic.Field(default_factory=list)
+    metadata: dict[str, str | bool | int | float] = pydantic.Field(default_factory=dict, max_length=50)
+
+
 class SearchIn(pydantic.BaseModel):
     model_config = pydantic.ConfigDict(extra="forbid")
     namespace: str
     query: str
     top_k: int = DEFAULT_TOP_K
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    filters: FiltersIn | None = None
+
+    def search_filter(self) -> SearchFilter:
+        f = self.filters or FiltersIn()
+        return SearchFilter(tuple(f.source_ids), tuple(f.kinds), dict(f.metadata))
+
+
+FILE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file", "namespace"],
+                    "properties": {"file": {"type": "string", "format": "binary"}, "namespace": {"type": "string"}},
+                }
+            }
+        },
+    }
+}
 
 
 def error(status: int, code: str, message: str) -> JSONResponse:
@@ -55,7 +85,7 @@ def _failure(exc: Exception) -> JSONResponse:
         return error(404, "not_found", exc.message)
     if isinstance(exc, FileTooLargeError):
         return error(413, "payload_too_large", exc.message)
-    if isinstance(exc, InvalidArgumentsError | ModelMismatchError):
+    if isinstance(exc, InvalidArgumentsError | ModelMismatchError | MissingExtraError):
         return error(422, exc.code, exc.message)
     if isinstance(exc, BackendError):  # as the rest of the API says it: no driver detail
         return error(503, exc.code, f"the database is unavailable: {exc.reason or 'try again'}")
@@ -90,13 +120,20 @@ def _created(ingestion: Ingestion, result: Any) -> JSONResponse:
     return JSONResponse({"source": source.to_dict(), "job_id": job.id}, status_code=201)
 
 
+run = BlockingCalls("conveyor-ingest", threads=None).run  # the store and the backend block: the loop's threads
+
+
 def create_router(conveyor: Conveyor) -> APIRouter:
     """Routes for `/sources...` and `/search`; mount with `prefix="/api/v1"`."""
     ingestion = Ingestion(conveyor)
     router = APIRouter(tags=["ingestion"])
+    _creating(router, ingestion, conveyor)
+    _reading(router, ingestion)
+    _searching(router, ingestion)
+    return router
 
-    run = BlockingCalls("conveyor-ingest", threads=None).run  # the store and the backend block
 
+def _creating(router: APIRouter, ingestion: Ingestion, conveyor: Conveyor) -> None:
     @router.post("/sources/text", status_code=201, openapi_extra=_body_schema(TextSourceIn))
     async def create_text_source(request: Request) -> Response:
         """Index a text (job `process_text`, priority 10)."""
@@ -108,27 +145,7 @@ def create_router(conveyor: Conveyor) -> APIRouter:
         except ConveyorError as exc:
             return _failure(exc)
 
-    @router.post(
-        "/sources/file",
-        status_code=201,
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "multipart/form-data": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["file", "namespace"],
-                            "properties": {
-                                "file": {"type": "string", "format": "binary"},
-                                "namespace": {"type": "string"},
-                            },
-                        }
-                    }
-                },
-            }
-        },
-    )
+    @router.post("/sources/file", status_code=201, openapi_extra=FILE_BODY)
     async def create_file_source(request: Request) -> Response:
         """Upload a PDF, DOCX, CSV, JSON, TXT or MD file (job `process_file`, priority 5); 413 if too large."""
         limit = ingestion.max_upload_bytes
@@ -169,6 +186,8 @@ def create_router(conveyor: Conveyor) -> APIRouter:
         except ConveyorError as exc:
             return _failure(exc)
 
+
+def _reading(router: APIRouter, ingestion: Ingestion) -> None:
     @router.get("/sources")
     async def list_sources(namespace: str | None = None) -> Response:
         """Sources, newest first; `namespace` filters."""
@@ -201,16 +220,20 @@ def create_router(conveyor: Conveyor) -> APIRouter:
             return _failure(exc)
         return Response(status_code=204)
 
+
+def _searching(router: APIRouter, ingestion: Ingestion) -> None:
     @router.post("/search", openapi_extra=_body_schema(SearchIn))
     async def search(request: Request) -> Response:
-        """The `top_k` chunks of the namespace nearest to the query, nearest first (`score`: cosine similarity)."""
+        """The `top_k` chunks of the namespace that best answer the query, best first. `mode`: `hybrid` (default;
+        vector and keyword results fused by reciprocal rank), `vector` (`score`: cosine similarity) or `keyword`;
+        `filters` by source ids, source kinds and metadata values. Each result's `matched` says which lists found it."""
         body = await _parse(request, SearchIn)
         if isinstance(body, Response):
             return body
         try:
-            results = await run(ingestion.search, body.namespace, body.query, body.top_k)
+            results = await run(
+                ingestion.search, body.namespace, body.query, body.top_k, mode=body.mode, filters=body.search_filter()
+            )
         except ConveyorError as exc:
             return _failure(exc)
         return JSONResponse({"results": results})
-
-    return router

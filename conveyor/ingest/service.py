@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -9,20 +10,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from conveyor.errors import InvalidArgumentsError
+from conveyor.errors import ConveyorError, InvalidArgumentsError
 from conveyor.ingest.errors import IngestError, SourceNotFoundError
 from conveyor.ingest.tasks import register_ingest_tasks
 from conveyor.job import OPEN_STATUSES, Job, JobStatus
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.ingest.store import Source, VectorStore
+    from conveyor.ingest.embed import EmbedderStatus
+    from conveyor.ingest.store import SearchFilter, Source, VectorStore
 
 MAX_NAME = 200
 MAX_TEXT_CHARS = 10_000_000
 DEFAULT_MAX_PAGES = 10
 DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
+MAX_QUERY_CHARS = 10_000
 COPY_BLOCK = 1024 * 1024
 
 
@@ -69,7 +72,9 @@ class Ingestion:
         label = _name("name", name) if name is not None else (text.strip().splitlines()[0][:80] or "text")
         path = self._blob_path(".txt")
         path.write_text(text, encoding="utf-8")
-        return self._create(namespace, label, "text", "process_text", location=path, options={})
+        # a text given a name replaces the namespace's text of that name
+        return self._create(namespace, label, "text", "process_text", location=path, options={},
+                            replaces=name is not None)
 
     def add_file(self, namespace: str, filename: str, content: bytes | IO[bytes]) -> tuple[Source, Job]:
         """Store an upload under CONVEYOR_DATA_DIR by a generated name (never the client's), then enqueue it."""
@@ -98,7 +103,8 @@ class Ingestion:
     def add_website(
         self, namespace: str, url: str, max_pages: int = DEFAULT_MAX_PAGES, include_subpages: bool = True
     ) -> tuple[Source, Job]:
-        from conveyor.ingest.crawl import MAX_PAGES_LIMIT, CrawlPolicy, check_url_statically, normalise_url
+        from conveyor.ingest.crawl import MAX_PAGES_LIMIT, normalise_url
+        from conveyor.ingest.fetch import CrawlPolicy, check_url_statically
 
         namespace = _name("namespace", namespace)
         if not isinstance(max_pages, int) or isinstance(max_pages, bool) or not 1 <= max_pages <= MAX_PAGES_LIMIT:
@@ -133,11 +139,16 @@ class Ingestion:
         return size
 
     def _create(
-        self, namespace: str, name: str, kind: str, task: str, *, location: str | Path, options: dict[str, Any]
+        self, namespace: str, name: str, kind: str, task: str, *, location: str | Path, options: dict[str, Any],
+        replaces: bool = True,
     ) -> tuple[Source, Job]:
-        """Insert the source, then enqueue its job; if either fails, nothing stays behind (nor the stored file)."""
+        """Insert the source (or, when the namespace has one of that kind and name, renew it), then enqueue its job;
+        if either fails, nothing stays behind (nor the stored file)."""
         blob = location if isinstance(location, Path) else None
         try:
+            existing = self.store.find_source(namespace, kind, name) if replaces else None
+            if existing is not None:
+                return self._renew(existing, task, str(location), options)
             return self._insert_and_enqueue(namespace, name, kind, task, str(location), options)
         except BaseException:
             if blob is not None:
@@ -147,14 +158,8 @@ class Ingestion:
     def _insert_and_enqueue(
         self, namespace: str, name: str, kind: str, task: str, location: str, options: dict[str, Any]
     ) -> tuple[Source, Job]:
-        from conveyor.ingest.embed import embedder_name
-        from conveyor.ingest.errors import ModelMismatchError
-
         store = self.store
-        stored = store.namespace_model(namespace)
-        wanted = embedder_name()
-        if stored is not None and stored[0] != wanted:  # refused now rather than by a failed job later
-            raise ModelMismatchError(namespace, stored[0], wanted)
+        options = {**options, "model": self.model_for(namespace)}
         source_id = str(uuid.uuid4())
         store.insert_source(source_id, namespace, name, kind, location=location, options=options)
         try:
@@ -171,6 +176,49 @@ class Ingestion:
         source = store.get_source(source_id)
         assert source is not None
         return source, job
+
+    def _renew(self, old: Source, task: str, location: str, options: dict[str, Any]) -> tuple[Source, Job]:
+        """The same file (name) again: the source keeps its id and gets the new content and a new job, whose run
+        replaces its chunks in one transaction (searches see the old chunks until then, never both)."""
+        store = self.store
+        options = {**options, "model": self.model_for(old.namespace)}
+        for job in self._open_jobs(old.id):
+            with contextlib.suppress(ConveyorError):  # it ended meanwhile
+                self.app.cancel(job.id)
+        store.reset_source(old, location=location, options=options)
+        try:
+            job = self.app.enqueue(
+                task,
+                {"source_id": old.id},
+                tags=[f"source:{old.id}", f"namespace:{old.namespace}"],
+                metadata={"source_id": old.id, "namespace": old.namespace, "kind": old.kind, "replaces": True},
+            )
+        except BaseException:
+            store.reset_source(old, location=old.location, options=old.options, status=old.status, error=old.error,
+                               job_id=old.job_id)
+            raise
+        store.set_job(old.id, job.id)
+        if old.kind in ("text", "file") and old.location and old.location != location:
+            self._remove_blob(old.location)
+        source = store.get_source(old.id)
+        assert source is not None
+        return source, job
+
+    def model_for(self, namespace: str) -> str:
+        """The model a new source of the namespace is embedded with: the namespace's own, or for an empty one the
+        configured model. Refused now, before anything is stored, rather than by a failed job later: a model this
+        installation cannot run (MissingExtraError), or one other than the namespace's when CONVEYOR_EMBEDDER names
+        one (ModelMismatchError)."""
+        from conveyor.ingest.embed import embedder_name, explicit_choice, require_model
+        from conveyor.ingest.errors import ModelMismatchError
+
+        stored = self.store.namespace_model(namespace)
+        wanted = embedder_name()
+        if stored is not None and stored[0] != wanted and explicit_choice():
+            raise ModelMismatchError(namespace, stored[0], wanted)
+        model = stored[0] if stored is not None else wanted
+        require_model(model)
+        return model
 
     # ---------------------------------------------------------------------------------- reading
     def get_source(self, source_id: str) -> Source:
@@ -243,15 +291,44 @@ class Ingestion:
             path.unlink(missing_ok=True)
 
     # ---------------------------------------------------------------------------------- searching
-    def search(self, namespace: str, query: str, top_k: int = DEFAULT_TOP_K) -> list[dict[str, Any]]:
-        """The chunks of the namespace nearest to the query, nearest first (`score`: cosine similarity)."""
-        from conveyor.ingest.embed import embedder_from_env
+    def embedding_status(self) -> EmbedderStatus:
+        """Which embedder new namespaces get; for the hashing fallback, what to install (the dashboard says it)."""
+        from conveyor.ingest.embed import embedder_status
+
+        return embedder_status()
+
+    def search(
+        self,
+        namespace: str,
+        query: str,
+        top_k: int = DEFAULT_TOP_K,
+        *,
+        mode: str = "hybrid",
+        filters: SearchFilter | None = None,
+    ) -> list[dict[str, Any]]:
+        """The chunks of the namespace that best answer the query, best first. `mode`: `hybrid` (vector and keyword
+        lists fused by reciprocal rank; `score` is the fused score), `vector` (`score`: cosine similarity) or
+        `keyword` (`score`: full-text relevance r mapped to r / (1 + r)). Each result's `matched` names the lists
+        that found it. An unknown namespace has no results."""
+        from conveyor.ingest.embed import embedder_for, require_model
+        from conveyor.ingest.store import NO_FILTER, SEARCH_MODES
 
         namespace = _name("namespace", namespace)
         if not isinstance(query, str) or not query.strip():
             raise InvalidArgumentsError("query must be a non-empty string")
+        if len(query) > MAX_QUERY_CHARS:
+            raise InvalidArgumentsError(f"query is longer than {MAX_QUERY_CHARS} characters")
         if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
             raise InvalidArgumentsError(f"top_k must be an integer from 1 to {MAX_TOP_K}")
-        embedder = embedder_from_env()
-        vector = embedder.embed([query])[0]
-        return self.store.search(namespace, vector, top_k, embedder.name)
+        if mode not in SEARCH_MODES:
+            raise InvalidArgumentsError(f"mode must be one of {', '.join(SEARCH_MODES)}")
+        stored = self.store.namespace_model(namespace)
+        if stored is None:
+            return []
+        vector = None
+        if mode != "keyword":
+            require_model(stored[0])
+            vector = embedder_for(stored[0]).embed([query])[0]
+        return self.store.search(
+            namespace, vector, top_k, stored[0], text=query, mode=mode, filters=filters or NO_FILTER
+        )

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from conveyor.ingest.store import Source, VectorStore
 
 TASK_NAMES = ("process_text", "process_file", "crawl_website")
-EMBED_BATCH = 16  # small enough that a slow (semantic) embedder still reports progress often
+EMBED_BATCH = 32  # one ONNX batch; small enough that progress is reported often
 FILE_TIMEOUT_S = 1800.0
 CRAWL_TIMEOUT_S = 3600.0
 MAX_SKIPPED_IN_RESULT = 50
@@ -73,6 +73,18 @@ def _run(ctx: JobContext, source_id: str, work: Work) -> dict[str, Any]:
     return {"source_id": source_id, "chunk_count": chunk_count, **details}
 
 
+def _embedder(store: VectorStore, source: Source) -> Embedder:
+    """The model chosen when the source was created (checked then), else the namespace's, else the configured one:
+    a namespace never mixes models. A model file missing or corrupt fails the job with a message naming it."""
+    from conveyor.ingest.embed import embedder_for, embedder_name
+
+    model = source.options.get("model")
+    if not model:
+        stored = store.namespace_model(source.namespace)
+        model = stored[0] if stored is not None else embedder_name()
+    return embedder_for(str(model))
+
+
 def _embed(ctx: JobContext, embedder: Embedder, texts: list[str], start: int = 30, end: int = 90) -> Any:
     import numpy as np
 
@@ -89,7 +101,6 @@ def _embed(ctx: JobContext, embedder: Embedder, texts: list[str], start: int = 3
 
 def _index_document(ctx: JobContext, store: VectorStore, source: Source, kind: str) -> int:
     from conveyor.ingest.chunk import make_chunks
-    from conveyor.ingest.embed import embedder_from_env
     from conveyor.ingest.errors import ExtractionError
     from conveyor.ingest.extract import extract_file
     from conveyor.ingest.store import NewChunks
@@ -100,7 +111,7 @@ def _index_document(ctx: JobContext, store: VectorStore, source: Source, kind: s
     text = extract_file(source.location, kind)
     ctx.progress(20, stage="chunking", characters=len(text))
     chunks = make_chunks(text)
-    embedder = embedder_from_env()
+    embedder = _embedder(store, source)
     vectors = _embed(ctx, embedder, [c.text for c in chunks])
     ctx.progress(92, stage="storing", total=len(chunks))
     meta = {"source_name": source.name}
@@ -130,11 +141,11 @@ def crawl_website(ctx: JobContext, source_id: str) -> dict[str, Any]:
 
 def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, dict[str, Any]]:
     from conveyor.ingest.chunk import make_chunks
-    from conveyor.ingest.crawl import CrawlPolicy, CrawlState, Page, crawl
-    from conveyor.ingest.embed import embedder_from_env
+    from conveyor.ingest.crawl import CrawlState, Page, crawl
+    from conveyor.ingest.fetch import CrawlPolicy
     from conveyor.ingest.store import NewChunks
 
-    embedder = embedder_from_env()
+    embedder = _embedder(store, source)
     max_pages = int(source.options.get("max_pages", 10))
     include_subpages = bool(source.options.get("include_subpages", True))
     saved = store.load_checkpoint(source.id)
@@ -146,9 +157,11 @@ def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, di
     def on_page(page: Page | None, current: CrawlState) -> None:
         chunks = make_chunks(page.text, first_index=current.next_chunk) if page is not None else []
         vectors = embedder.embed([c.text for c in chunks]) if chunks else _empty()
+        first = current.next_chunk == 0 and bool(chunks)  # this crawl's first chunks replace an earlier crawl's
         current.next_chunk += len(chunks)
         meta = [{"url": page.url, "title": page.title}] * len(chunks) if page is not None else []
-        store.append_chunks(source.id, NewChunks(chunks, vectors, embedder.name, meta), current.to_dict())
+        new = NewChunks(chunks, vectors, embedder.name, meta)
+        store.append_chunks(source.id, new, current.to_dict(), replace=first)
         ctx.progress(
             5 + 90 * current.pages / limit, stage="crawling", done=current.pages, total=limit,
             url=page.url if page is not None else None,

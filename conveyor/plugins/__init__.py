@@ -9,8 +9,9 @@ a user's package can be one too:
 Each host asks every plugin for its share: `Conveyor` calls `tasks(app)` when it is made (the built-ins' only if
 `demo_tasks` / `ingest_tasks` say so), the server mounts `router(app)` at its root (REST routes carry the
 `/api/v1` prefix themselves), the dashboard adds `dashboard_pages()` and links them in its navigation, and the
-command line calls `cli(root)` for the built-in plugins. A hook that builds routes, commands or pages imports them
-when it is called, so that making an app (in a worker, say) loads no web or terminal library.
+command line calls `cli(root)` for the built-in plugins, and `conveyor check` calls `check(app, print)`. A hook
+that builds routes, commands or pages imports them when it is called, so that making an app (in a worker, say)
+loads no web or terminal library.
 """
 
 from __future__ import annotations
@@ -50,3 +51,5 @@ class Plugin:
     router: Callable[[Conveyor], APIRouter] | None = None
     cli: Callable[[typer.Typer], None] | None = None
     dashboard_pages: Callable[[], Sequence[DashboardPage]] | None = None
+    # lines `conveyor check` prints after its own: (app, print) -> None, print taking Rich markup
+    check: Callable[[Conveyor, Callable[[str], None]], None] | None = None

@@ -64,3 +64,21 @@ def test_sources_page_uploads_a_file_and_refuses_a_private_website(
     site.get_by_role("button", name="Crawl").click()
     assert page.locator(".flash").inner_text()  # the refusal, said on the page
     assert server.conveyor.list_jobs(type="crawl_website").jobs == []
+
+
+def test_sources_page_says_when_the_hashing_fallback_is_in_use(
+    server: Server, page: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setenv("CONVEYOR_EMBEDDER", "auto")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the `embed` extra were not installed
+    page.goto(f"{server.url}/ui/sources")
+    notice = page.locator("[data-embeddings]").inner_text()
+    assert "hashing fallback in use" in notice and "pip install 'conveyor-jobs[embed]'" in notice
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    from conveyor.ingest import minilm_onnx
+
+    if minilm_onnx.available():  # semantic embeddings: nothing to say
+        page.goto(f"{server.url}/ui/sources")
+        assert page.locator("[data-embeddings]").count() == 0

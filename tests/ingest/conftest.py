@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.server
 import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -13,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from conveyor import Conveyor
@@ -142,6 +145,13 @@ def serve(site_factory: Callable[[str], Site], host: str = "127.0.0.1") -> tuple
     return server, site
 
 
+@pytest.fixture(autouse=True)
+def hashing_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ingestion tests embed with the hashing embedder (fast, deterministic) unless a test asks for MiniLM;
+    subprocesses (`conveyor serve`, the CLI) inherit it."""
+    monkeypatch.setenv("CONVEYOR_EMBEDDER", "hash")
+
+
 @pytest.fixture
 def site() -> Iterator[Site]:
     server, site = serve(lambda base: Site(base))
@@ -249,6 +259,28 @@ def make_docx(path: Path, paragraphs: list[str], table: list[list[str]] | None =
                 grid.cell(r, c).text = value
     document.save(str(path))
     return path
+
+
+def wait_healthy(base: str, timeout: float = 60.0) -> None:
+    """Until the server at `base` (http://host:port) answers `/healthz` with 200."""
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_until(healthy, timeout, f"the server at {base} to start")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within 30 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:

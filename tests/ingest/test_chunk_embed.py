@@ -71,12 +71,14 @@ def test_hashing_embedder_is_deterministic_normalised_and_meaningful() -> None:
 
 
 def test_embedder_choice_from_env() -> None:
-    assert embedder_from_env({}).name == HashingEmbedder.name
+    assert embedder_from_env({"CONVEYOR_EMBEDDER": "hash"}).name == HashingEmbedder.name
     openai = embedder_from_env({"CONVEYOR_EMBEDDER": "openai", "CONVEYOR_EMBED_BASE_URL": "http://127.0.0.1:9/v1",
                                 "CONVEYOR_EMBED_MODEL": "tiny"})
     assert openai.name == "openai:tiny"
-    with pytest.raises(EmbeddingError, match=r"use hash, openai or minilm"):
+    with pytest.raises(EmbeddingError, match=r"use auto, minilm, hash, openai"):
         embedder_from_env({"CONVEYOR_EMBEDDER": "word2vec"})
+    with pytest.raises(EmbeddingError, match=r"CONVEYOR_EMBED_BATCH must be a positive integer"):
+        embedder_from_env({"CONVEYOR_EMBEDDER": "openai", "CONVEYOR_EMBED_BATCH": "0"})
 
 
 class FakeEmbeddings(http.server.BaseHTTPRequestHandler):
@@ -90,8 +92,16 @@ class FakeEmbeddings(http.server.BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).calls.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+        flaky = body["model"] == "flaky" and len(type(self).calls) <= 2
+        headers = {"Retry-After": "0"} if flaky else {}
         if body["model"] == "broken":
             payload, status = b'{"error": {"message": "model overloaded"}}', 503
+        elif flaky:
+            payload, status = b'{"error": {"message": "rate limited"}}', 429
+        elif self.headers.get("Authorization") == "Bearer wrong":
+            payload, status = b'{"error": {"message": "Incorrect API key provided"}}', 401
+        elif body["model"] == "no-such-model":
+            payload, status = b'{"error": {"message": "The model does not exist"}}', 404
         else:
             data = [
                 {"index": i, "embedding": [float(text.lower().count(chr(97 + k))) + 0.01 for k in range(26)]}
@@ -101,6 +111,8 @@ class FakeEmbeddings(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
 
@@ -127,10 +139,25 @@ def test_openai_client_against_a_local_server(embeddings_server: str) -> None:
     assert FakeEmbeddings.calls[0]["auth"] == "Bearer sk-test"
 
 
+def test_openai_client_retries_429_and_5xx_with_backoff(embeddings_server: str) -> None:
+    waits: list[float] = []
+    vectors = OpenAIEmbedder(embeddings_server, "flaky", sleep=waits.append).embed(["abc"])
+    assert vectors.shape == (1, 26) and len(FakeEmbeddings.calls) == 3
+    assert waits == [0.0, 0.0]  # the server's Retry-After: 0
+    FakeEmbeddings.calls = []
+    waits.clear()
+    with pytest.raises(EmbeddingError, match=r"answered 503: .*model overloaded.*gave up after 4 attempts"):
+        OpenAIEmbedder(embeddings_server, "broken", max_retries=3, backoff_s=0.1, sleep=waits.append).embed(["x"])
+    assert len(FakeEmbeddings.calls) == 4 and len(waits) == 3
+    assert 0.05 <= waits[0] <= 0.15 and 0.2 <= waits[2] <= 0.6  # exponential, with jitter
+
+
 def test_openai_client_errors(embeddings_server: str) -> None:
-    with pytest.raises(EmbeddingError, match=r"answered 503: .*model overloaded"):
-        OpenAIEmbedder(embeddings_server, "broken").embed(["x"])
-    with pytest.raises(EmbeddingError, match=r"unreachable"):
-        OpenAIEmbedder("http://127.0.0.1:9/v1", "tiny", timeout=2).embed(["x"])
+    with pytest.raises(EmbeddingError, match=r"refused the API key \(401; check CONVEYOR_EMBED_API_KEY\)"):
+        OpenAIEmbedder(embeddings_server, "tiny", api_key="wrong", sleep=pytest.fail).embed(["x"])
+    with pytest.raises(EmbeddingError, match=r"does not know the model 'no-such-model' \(404"):
+        OpenAIEmbedder(embeddings_server, "no-such-model", sleep=pytest.fail).embed(["x"])
+    with pytest.raises(EmbeddingError, match=r"unreachable.*gave up after 2 attempts"):
+        OpenAIEmbedder("http://127.0.0.1:9/v1", "tiny", timeout=2, max_retries=1, sleep=lambda _s: None).embed(["x"])
     with pytest.raises(EmbeddingError, match=r"http"):
         OpenAIEmbedder("ftp://x", "tiny")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest.conftest import Site, make_docx
+from tests.ingest.conftest import Site, make_docx, stop
 
 
 @pytest.fixture
@@ -41,12 +40,7 @@ def worker(env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 def test_ingest_file_waits_until_ready_then_search(env: dict[str, str], worker: object, tmp_path: Path) -> None:

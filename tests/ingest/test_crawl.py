@@ -7,18 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conveyor.ingest.crawl import (
-    CrawlPolicy,
-    CrawlState,
-    Page,
-    SafeFetcher,
-    address_refusal,
-    check_url,
-    check_url_statically,
-    crawl,
-    normalise_url,
-)
+from conveyor.ingest.crawl import CrawlState, Page, crawl, normalise_url
 from conveyor.ingest.errors import CrawlError, UnsafeURLError
+from conveyor.ingest.fetch import CrawlPolicy, SafeFetcher, address_refusal, check_url, check_url_statically
 from tests.ingest.conftest import Site, serve
 
 ALLOW = CrawlPolicy(allow_private=True)
@@ -241,7 +232,8 @@ def test_ipv6_forms_of_loopback_are_refused_before_connecting() -> None:
 
 
 def test_parse_page_honours_charset_and_robots_meta() -> None:
-    from conveyor.ingest.crawl import Fetched, parse_page
+    from conveyor.ingest.crawl import parse_page
+    from conveyor.ingest.fetch import Fetched
 
     latin = Fetched("http://x.test/", 200, "text/html",
                     "<html><body><p>Crème brûlée à la française</p></body></html>".encode("latin-1"), "iso-8859-1")

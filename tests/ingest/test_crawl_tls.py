@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conveyor.ingest.crawl import CrawlPolicy, FetchError, SafeFetcher
+from conveyor.ingest.fetch import CrawlPolicy, FetchError, SafeFetcher
 from tests.ingest.conftest import Site, serve
 
 trustme = pytest.importorskip("trustme")

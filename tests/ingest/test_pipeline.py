@@ -71,7 +71,8 @@ def test_every_kind_becomes_ready_and_searchable(ingestion: Ingestion, ingest_ap
         assert done.chunk_count >= 1
         results = ingestion.search("agent-1", sentence, top_k=3)
         assert results[0]["source_id"] == source.id, (kind, results[0])
-        assert results[0]["score"] > 0.2
+        assert results[0]["matched"] == ["vector", "keyword"]  # the sentence itself: both lists find it
+        assert ingestion.search("agent-1", sentence, top_k=1, mode="vector")[0]["score"] > 0.2
         first = results[0]
         for name in ("source_id", "namespace", "chunk_index", "text", "char_count", "word_count", "created_at"):
             assert name in first
@@ -267,3 +268,42 @@ def test_a_namespace_of_another_model_refuses_new_sources_at_once(
     assert len(ingestion.list_sources("ns")) == 1
     source, _ = ingestion.add_text("other-ns", "A fresh namespace takes any model.")
     assert source.status == "pending"
+
+
+def test_ingesting_the_same_file_again_replaces_its_chunks(ingestion: Ingestion, ingest_app: Conveyor,
+                                                           tmp_path: Path, site: Site) -> None:
+    notes = tmp_path / "notes.md"
+    notes.write_text("Hedgehogs hibernate under leaves.\n\n" + FILLER)
+    first, _ = ingestion.add_file("kb", "notes.md", notes.read_bytes())
+    drain(ingest_app)
+    old_blob = ingestion.store.get_source(first.id).location  # type: ignore[union-attr]
+    notes.write_text("Dormice sleep for seven months.\n\n" + FILLER)
+    again, job = ingestion.add_file("kb", "notes.md", notes.read_bytes())
+    assert again.id == first.id and again.status == "pending" and again.job_id == job.id
+    assert not Path(old_blob or "").exists()  # the old upload went with it
+    drain(ingest_app)
+    assert [s.id for s in ingestion.list_sources("kb")] == [first.id]
+    assert ingestion.get_source(first.id).chunk_count == len(ingestion.store.source_chunks(first.id))
+    for mode in ("hybrid", "vector", "keyword"):
+        hits = ingestion.search("kb", "dormice sleep seven months", top_k=100, mode=mode)
+        texts = [h["text"] for h in hits]
+        assert len(texts) == len(set(texts)), mode  # no duplicates
+        assert not any("Hedgehogs" in t for t in texts), mode
+    assert "Dormice" in ingestion.search("kb", "dormice sleep seven months", top_k=1)[0]["text"]
+    # a website added again is crawled again in place of the old crawl
+    web, _ = ingestion.add_website("kb", site.base + "/", max_pages=2)
+    drain(ingest_app)
+    chunks = ingestion.get_source(web.id).chunk_count
+    again_web, _ = ingestion.add_website("kb", site.base + "/", max_pages=2)
+    drain(ingest_app)
+    assert again_web.id == web.id and ingestion.get_source(web.id).chunk_count == chunks == 2
+    # a text without a name is a new source each time; with a name it replaces the text of that name
+    ingestion.add_text("kb", "Unnamed text one.")
+    ingestion.add_text("kb", "Unnamed text one.")
+    named, _ = ingestion.add_text("kb", "Version one.", name="policy")
+    named_again, _ = ingestion.add_text("kb", "Version two.", name="policy")
+    assert named_again.id == named.id
+    drain(ingest_app)
+    assert sorted(s.name for s in ingestion.list_sources("kb")) == sorted(
+        [site.base + "/", "Unnamed text one.", "Unnamed text one.", "notes.md", "policy"])
+    assert ingestion.store.source_chunks(named.id)[0]["text"] == "Version two."

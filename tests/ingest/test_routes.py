@@ -156,3 +156,58 @@ def test_bad_bodies(api: httpx.Client) -> None:
     assert blank.status_code == 422 and blank.json()["error"]["code"] == "invalid_arguments"
     top_k = api.post("/search", json={"namespace": "kb", "query": "x", "top_k": 0})
     assert top_k.status_code == 422
+
+
+def test_search_modes_filters_and_bad_input(api: httpx.Client, ingest_app: Conveyor) -> None:
+    texts = {"kettle": "Copper kettles whistle when the water boils.",
+             "otter": "Sea otters hold hands while they sleep."}
+    ids = {k: api.post("/sources/text", json={"namespace": "kb", "text": t}).json()["source"]["id"]
+           for k, t in texts.items()}
+    drain(ingest_app)
+    for mode, matched in (("hybrid", ["vector", "keyword"]), ("vector", ["vector"]), ("keyword", ["keyword"])):
+        hits = api.post("/search", json={"namespace": "kb", "query": "otters sleeping", "mode": mode}).json()
+        assert hits["results"][0]["source_id"] == ids["otter"] and hits["results"][0]["matched"] == matched, mode
+    hybrid = api.post("/search", json={"namespace": "kb", "query": "otters sleeping"}).json()["results"]
+    assert hybrid[0]["matched"] == ["vector", "keyword"]  # hybrid is the default
+    only = api.post("/search", json={"namespace": "kb", "query": "otters sleeping",
+                                     "filters": {"source_ids": [ids["kettle"]], "kinds": ["text"]}}).json()
+    assert {h["source_id"] for h in only["results"]} == {ids["kettle"]}
+    assert api.post("/search", json={"namespace": "nobody", "query": "otters"}).json() == {"results": []}
+    assert len(api.post("/search", json={"namespace": "kb", "query": "otters", "top_k": 100}).json()["results"]) == 2
+    bad = [
+        {"namespace": "kb", "query": ""},
+        {"namespace": "kb", "query": "   "},
+        {"namespace": "kb", "query": "x" * 100_000},
+        {"namespace": "kb", "query": "otters", "top_k": 0},
+        {"namespace": "kb", "query": "otters", "top_k": 10_000},
+        {"namespace": "kb", "query": "otters", "mode": "semantic"},
+        {"namespace": "kb", "query": "otters", "filters": {"kinds": ["pdf"]}},
+        {"namespace": "kb", "query": "otters", "filters": {"metadata": {"a": {"nested": 1}}}},
+        {"namespace": "", "query": "otters"},
+    ]
+    for body in bad:
+        answer = api.post("/search", json=body)
+        assert answer.status_code == 422, (body, answer.text)
+        assert set(answer.json()["error"]) == {"code", "message"}
+
+
+def test_a_missing_extra_is_refused_up_front_and_nothing_is_stored(
+    api: httpx.Client, ingest_app: Conveyor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CONVEYOR_EMBEDDER=minilm where the `embed` extra is not installed: 422 naming the extra, no source, no job."""
+    import sys
+
+    from conveyor.ingest import Ingestion
+
+    monkeypatch.setenv("CONVEYOR_EMBEDDER", "minilm")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed
+    answer = api.post("/sources/text", json={"namespace": "kb", "text": "Moles dig tunnels."})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "extra_not_installed"
+    assert "pip install 'conveyor-jobs[embed]'" in answer.json()["error"]["message"]
+    upload = api.post("/sources/file", data={"namespace": "kb"}, files={"file": ("a.txt", b"Moles.", "text/plain")})
+    assert upload.status_code == 422 and upload.json()["error"]["code"] == "extra_not_installed"
+    assert Ingestion(ingest_app).list_sources() == []
+    assert ingest_app.list_jobs(limit=10).jobs == []
+    data_dir = Path(ingest_app.settings.data_dir) / "uploads"
+    assert not data_dir.exists() or list(data_dir.iterdir()) == []  # the uploaded file went with the refusal

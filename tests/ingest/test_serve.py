@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.ingest.conftest import Site, free_port, make_pdf
+from tests.ingest.conftest import Site, free_port, make_pdf, stop, wait_healthy
 
 pytest.importorskip("conveyor.api")
 
@@ -24,16 +23,8 @@ def test_serve_ingests_files_text_and_websites(tmp_path: Path, sqlite_url: str, 
     server = subprocess.Popen([sys.executable, "-m", "conveyor", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        wait_healthy(f"http://127.0.0.1:{port}")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", timeout=30) as api:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if api.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, "conveyor serve did not start"
-                time.sleep(0.1)
             pdf = make_pdf(tmp_path / "field-notes.pdf", ["Puffins nest in burrows on grassy cliff tops."])
             ids = [
                 api.post("/sources/file", data={"namespace": "birds"},
@@ -55,9 +46,4 @@ def test_serve_ingests_files_text_and_websites(tmp_path: Path, sqlite_url: str, 
             hits = api.post("/search", json={"namespace": "birds", "query": "puffins nest in burrows"}).json()
             assert sources[0] not in {h["source_id"] for h in hits["results"]}
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)

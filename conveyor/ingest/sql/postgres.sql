@@ -86,9 +86,13 @@ SELECT id, chunk_index, text, char_count, word_count, metadata FROM ingest_chunk
 ORDER BY chunk_index;
 
 -- name: pgvector_search
-SELECT id, 1 - (embedding_pgv <=> %(query)s::vector) AS score FROM ingest_chunks
-WHERE namespace = %(namespace)s AND embedding_pgv IS NOT NULL
-ORDER BY embedding_pgv <=> %(query)s::vector
+SELECT c.id, 1 - (c.embedding_pgv <=> %(query)s::vector) AS score
+FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id
+WHERE c.namespace = %(namespace)s AND c.embedding_pgv IS NOT NULL
+  AND (%(source_ids)s::jsonb IS NULL OR %(source_ids)s::jsonb ? c.source_id)
+  AND (%(kinds)s::jsonb IS NULL OR %(kinds)s::jsonb ? s.kind)
+  AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb)
+ORDER BY c.embedding_pgv <=> %(query)s::vector
 LIMIT %(top_k)s;
 
 -- name: pgvector_set
@@ -106,3 +110,77 @@ CREATE EXTENSION IF NOT EXISTS vector;
 
 -- name: add_pgvector_column
 ALTER TABLE ingest_chunks ADD COLUMN IF NOT EXISTS embedding_pgv vector;
+
+-- name: init_schema_version
+INSERT INTO ingest_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
+
+-- name: schema_version
+SELECT version FROM ingest_schema WHERE id = 1;
+
+-- name: set_schema_version
+UPDATE ingest_schema SET version = %(version)s WHERE id = 1;
+
+-- name: filtered_chunk_ids
+-- The chunks of a namespace that pass a search's filters (each filter a JSON value, or NULL: not filtered).
+SELECT c.id FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id
+WHERE c.namespace = %(namespace)s
+  AND (%(source_ids)s::jsonb IS NULL OR %(source_ids)s::jsonb ? c.source_id)
+  AND (%(kinds)s::jsonb IS NULL OR %(kinds)s::jsonb ? s.kind)
+  AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb);
+
+-- name: keyword_search
+-- ts_rank_cd over the English tsvector; `match` is words joined by | or & (words only: no other operator).
+SELECT c.id, ts_rank_cd(c.text_tsv, q.query) AS score
+FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id,
+     (SELECT to_tsquery('english', %(match)s) AS query) q
+WHERE c.namespace = %(namespace)s AND c.text_tsv @@ q.query
+  AND (%(source_ids)s::jsonb IS NULL OR %(source_ids)s::jsonb ? c.source_id)
+  AND (%(kinds)s::jsonb IS NULL OR %(kinds)s::jsonb ? s.kind)
+  AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb)
+ORDER BY score DESC, c.id
+LIMIT %(limit)s;
+
+-- name: add_pgvector_index
+-- HNSW (cosine) over the 384-dimension vectors (MiniLM, the hashing embedder); other sizes are scanned exactly.
+CREATE INDEX IF NOT EXISTS ingest_chunks_hnsw_384 ON ingest_chunks
+USING hnsw ((embedding_pgv::vector(384)) vector_cosine_ops) WHERE vector_dims(embedding_pgv) = 384;
+
+-- name: pgvector_search_384
+SELECT c.id, 1 - (c.embedding_pgv::vector(384) <=> %(query)s::vector(384)) AS score
+FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id
+WHERE c.namespace = %(namespace)s AND vector_dims(c.embedding_pgv) = 384
+  AND (%(source_ids)s::jsonb IS NULL OR %(source_ids)s::jsonb ? c.source_id)
+  AND (%(kinds)s::jsonb IS NULL OR %(kinds)s::jsonb ? s.kind)
+  AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb)
+ORDER BY c.embedding_pgv::vector(384) <=> %(query)s::vector(384)
+LIMIT %(top_k)s;
+
+-- name: find_source
+-- The newest source of that name and kind in the namespace: adding the same file again replaces it.
+SELECT * FROM ingest_sources WHERE namespace = %(namespace)s AND kind = %(kind)s AND name = %(name)s
+ORDER BY created_at DESC, id DESC LIMIT 1;
+
+-- name: reset_source
+UPDATE ingest_sources SET location = %(location)s, options = %(options)s, status = %(status)s, error = %(error)s,
+                          job_id = %(job_id)s, updated_at = %(now)s
+WHERE id = %(id)s;
+
+-- name: fts_total
+-- The planner's estimate of the number of chunks (enough to tell common words from rare ones), or a count where the
+-- table has not been analysed yet.
+SELECT CASE WHEN reltuples > 0 THEN reltuples::bigint ELSE (SELECT count(*) FROM ingest_chunks) END AS chunks
+FROM pg_class WHERE oid = 'ingest_chunks'::regclass;
+
+-- name: common_lexemes
+-- The most common lexemes of the chunks and the fraction of chunks holding each, from the statistics ANALYZE keeps
+-- of the tsvector column (about a thousand lexemes); empty before the first ANALYZE.
+SELECT e.lexeme, e.freq
+FROM pg_stats s, unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)
+WHERE s.schemaname = current_schema() AND s.tablename = 'ingest_chunks' AND s.attname = 'text_tsv'
+  AND e.lexeme IS NOT NULL;
+
+-- name: lexemes_of
+-- Each word's lexemes as the index holds them (stemmed; none for a stop word).
+SELECT w.word, l.lexeme
+FROM unnest(%(words)s::text[]) AS w(word)
+CROSS JOIN LATERAL unnest(tsvector_to_array(to_tsvector('english', w.word))) AS l(lexeme);

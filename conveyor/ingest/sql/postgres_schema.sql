@@ -41,3 +41,8 @@ CREATE TABLE IF NOT EXISTS ingest_crawl_state (
     state TEXT NOT NULL,
     updated_at DOUBLE PRECISION NOT NULL
 );
+-- Which of the store's schema versions this database has (see VectorStore.migrate); one without the table is at 1.
+CREATE TABLE IF NOT EXISTS ingest_schema (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);

@@ -84,3 +84,55 @@ WHERE c.id IN (SELECT value FROM json_each(:ids));
 -- name: source_chunks
 SELECT id, chunk_index, text, char_count, word_count, metadata FROM ingest_chunks WHERE source_id = :id
 ORDER BY chunk_index;
+
+-- name: init_schema_version
+INSERT INTO ingest_schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
+
+-- name: schema_version
+SELECT version FROM ingest_schema WHERE id = 1;
+
+-- name: set_schema_version
+UPDATE ingest_schema SET version = :version WHERE id = 1;
+
+-- name: filtered_chunk_ids
+-- The chunks of a namespace that pass a search's filters (each filter a JSON value, or NULL: not filtered).
+SELECT c.id FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id
+WHERE c.namespace = :namespace
+  AND (:source_ids IS NULL OR c.source_id IN (SELECT value FROM json_each(:source_ids)))
+  AND (:kinds IS NULL OR s.kind IN (SELECT value FROM json_each(:kinds)))
+  AND (:metadata IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:metadata) f
+        WHERE NOT EXISTS (SELECT 1 FROM json_each(c.metadata) m
+                          WHERE m.key = f.key AND m.type = f.type AND m.atom IS f.atom)));
+
+-- name: keyword_search
+-- BM25 (FTS5's bm25() is lower for better matches: negated, higher is better), with the same filters.
+SELECT c.id, -bm25(ingest_chunks_fts) AS score
+FROM ingest_chunks_fts JOIN ingest_chunks c ON c.id = ingest_chunks_fts.rowid
+JOIN ingest_sources s ON s.id = c.source_id
+WHERE ingest_chunks_fts MATCH :match AND c.namespace = :namespace
+  AND (:source_ids IS NULL OR c.source_id IN (SELECT value FROM json_each(:source_ids)))
+  AND (:kinds IS NULL OR s.kind IN (SELECT value FROM json_each(:kinds)))
+  AND (:metadata IS NULL OR NOT EXISTS (
+        SELECT 1 FROM json_each(:metadata) f
+        WHERE NOT EXISTS (SELECT 1 FROM json_each(c.metadata) m
+                          WHERE m.key = f.key AND m.type = f.type AND m.atom IS f.atom)))
+ORDER BY bm25(ingest_chunks_fts), c.id
+LIMIT :limit;
+
+-- name: find_source
+-- The newest source of that name and kind in the namespace: adding the same file again replaces it.
+SELECT * FROM ingest_sources WHERE namespace = :namespace AND kind = :kind AND name = :name
+ORDER BY created_at DESC, id DESC LIMIT 1;
+
+-- name: reset_source
+UPDATE ingest_sources SET location = :location, options = :options, status = :status, error = :error,
+                          job_id = :job_id, updated_at = :now
+WHERE id = :id;
+
+-- name: fts_total
+SELECT chunks FROM ingest_fts_stats WHERE id = 1;
+
+-- name: term_frequency
+-- In how many chunks a word is, counted up to a cap (cheap: no ranking, the index's postings only).
+SELECT count(*) AS chunks FROM (SELECT 1 FROM ingest_chunks_fts WHERE ingest_chunks_fts MATCH :term LIMIT :cap);

@@ -40,3 +40,8 @@ CREATE TABLE IF NOT EXISTS ingest_crawl_state (
     state TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+-- Which of the store's schema versions this file has (see VectorStore.migrate); a store without the table is at 1.
+CREATE TABLE IF NOT EXISTS ingest_schema (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
