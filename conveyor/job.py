@@ -13,6 +13,7 @@ from conveyor.jsonsafe import json_problem
 
 
 class JobStatus(StrEnum):
+    WAITING = "waiting"  # for its parents (`depends_on`) to complete
     SCHEDULED = "scheduled"
     PENDING = "pending"
     PROCESSING = "processing"
@@ -25,7 +26,7 @@ class JobStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-OPEN_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
+OPEN_STATUSES = frozenset({JobStatus.WAITING, JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 LATEST_RUN_AT_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()  # a later run_at could not be read back as a datetime
 
@@ -79,6 +80,9 @@ class Job:
     completed_at: datetime | None
     worker_id: str | None
     cancel_requested: bool = False
+    depends_on: list[str] = field(default_factory=list)  # ids of the jobs this one waits for (SPEC section 7)
+    workflow_id: str | None = None
+    step: str | None = None  # its step name in the workflow
     # True when `enqueue` returned the open job that already held the `unique_key` instead of storing a new one
     # (REST: 200 instead of 201). Not stored: a job read back later says False.
     existing: bool = False
@@ -114,6 +118,9 @@ class Job:
             "completed_at": iso(self.completed_at),
             "worker_id": self.worker_id,
             "cancel_requested": self.cancel_requested,
+            "depends_on": self.depends_on,
+            "workflow_id": self.workflow_id,
+            "step": self.step,
         }
 
 

@@ -32,9 +32,12 @@ MAX_TAGS = 100
 MAX_INT = 2**31 - 1  # priority fits a 32-bit column on every backend
 MAX_RETRIES = 1000
 MAX_SECONDS = 10 * 365 * 86400.0  # the longest timeout or delay: ten years
+MAX_PARENTS = 10_000
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 Tag = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+JobId = Annotated[str, Field(pattern=UUID_PATTERN, description="a job id")]
 
 
 class TaskDefaults(Protocol):
@@ -66,6 +69,9 @@ class JobOptions(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     unique_key: Name | None = None
+    depends_on: list[JobId] | None = Field(
+        default=None, max_length=MAX_PARENTS, description="ids of jobs that must complete before this one starts"
+    )
 
     @field_validator("queue", "unique_key")
     @classmethod
@@ -97,6 +103,8 @@ class JobOptions(BaseModel):
     def _one_start(self) -> JobOptions:
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give delay or run_at, not both")
+        if self.depends_on and self.unique_key is not None:
+            raise ValueError("depends_on and unique_key cannot be combined")
         return self
 
     @classmethod
@@ -138,6 +146,7 @@ class JobOptions(BaseModel):
             self.metadata or {},
             self.unique_key,
             scheduled,
+            tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
         )
 
 

@@ -111,6 +111,9 @@ class JobOut(BaseModel):
     completed_at: datetime | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    depends_on: list[str] = Field(default_factory=list, description="ids of the jobs this one waits for")
+    workflow_id: str | None = None
+    step: str | None = Field(default=None, description="the job's step name in its workflow")
 
 
 class JobList(BaseModel):

@@ -27,6 +27,9 @@ class NewJob:
     metadata: dict[str, Any]
     unique_key: str | None
     scheduled: bool
+    depends_on: tuple[str, ...] = ()  # parents' ids: the job starts `waiting` (SPEC section 7)
+    workflow_id: str | None = None
+    step: str | None = None
 
     def batch(self, payloads: Sequence[dict[str, Any]]) -> list[NewJob]:
         """One job per payload, each with this template's options and a new id (in increasing order)."""
@@ -36,7 +39,8 @@ class NewJob:
     def with_payload(self, job_id: str, args: dict[str, Any]) -> NewJob:
         """This job's options for another job: `self` as the template of a batch."""
         return NewJob(job_id, self.type, self.queue, self.priority, args, self.max_retries, self.timeout, self.run_at,
-                      self.tags, self.metadata, self.unique_key, self.scheduled)
+                      self.tags, self.metadata, self.unique_key, self.scheduled, self.depends_on, self.workflow_id,
+                      self.step)
 
     def as_job(self, now: datetime, job_id: str | None = None, args: dict[str, Any] | None = None) -> Job:
         """The job as it is right after its insert at `now` (so a backend need not read it back); with `job_id` and
@@ -202,3 +206,23 @@ class JobChange:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    id: str
+    name: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """A workflow as stored: its counters and status (the triggers keep them), without its steps."""
+
+    id: str
+    name: str
+    status: str
+    metadata: dict[str, Any]
+    steps_total: int
+    steps_done: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.backends.base import Backend
+from conveyor.backends.deps import DependencyOps
 from conveyor.backends.driver import Driver, Tx, dumps
 from conveyor.backends.limits import claim_with_limits
 from conveyor.backends.params import (
@@ -69,7 +70,7 @@ def shared_encoder() -> Any:
     return encode
 
 
-class SQLBackend(Backend):
+class SQLBackend(DependencyOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks
@@ -98,6 +99,8 @@ class SQLBackend(Backend):
 
     # ------------------------------------------------------------------------------------------ producing
     def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        if any(j.depends_on for j in jobs):
+            return self.insert_graph(jobs, now, connection=connection)
         if connection is not None:
             raise self._no_connection()
         if not jobs:

@@ -118,6 +118,8 @@ class PostgresBackend(SQLBackend):
         psycopg connection, transaction or cursor) the jobs are written in the caller's transaction."""
         if not jobs:
             return []
+        if any(j.depends_on for j in jobs):
+            return self.insert_graph(jobs, now, connection=connection)
         created_at = datetime.fromtimestamp(now, UTC)
         keyed = [j.unique_key for j in jobs if j.unique_key is not None]
 
@@ -143,7 +145,7 @@ class PostgresBackend(SQLBackend):
     ) -> list[Job]:
         """A batch of one task with the same options: streamed in by COPY as its ids, rows and Job values are made,
         so the server works on the first rows while the client makes the next (see `copy_many`)."""
-        if template.unique_key is not None or len(payloads) < COPY_MIN_JOBS:
+        if template.unique_key is not None or template.depends_on or len(payloads) < COPY_MIN_JOBS:
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         return self._insert(lambda tx: copy_many(tx.conn, template, payloads, now, created_at), connection)

@@ -65,13 +65,15 @@ SELECT * FROM conveyor_jobs
 WHERE unique_key = %(unique_key)s AND status IN ('scheduled', 'pending', 'processing');
 
 -- name: get_job
-SELECT * FROM conveyor_jobs WHERE id = %(id)s::uuid;
+SELECT j.*, ARRAY(SELECT d.parent_id::text FROM conveyor_job_deps d WHERE d.child_id = j.id) AS depends_on
+FROM conveyor_jobs j WHERE j.id = %(id)s::uuid;
 
 -- name: job_status
 SELECT status FROM conveyor_jobs WHERE id = %(id)s::uuid;
 
 -- name: list_jobs
-SELECT * FROM conveyor_jobs
+SELECT *, ARRAY(SELECT d.parent_id::text FROM conveyor_job_deps d WHERE d.child_id = conveyor_jobs.id) AS depends_on
+FROM conveyor_jobs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -248,7 +250,7 @@ DELETE FROM conveyor_workers WHERE expires_at < %(before)s;
 -- name: cancel_waiting_job
 UPDATE conveyor_jobs
 SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, status_message = %(message)s
-WHERE id = %(id)s::uuid AND status IN ('scheduled', 'pending');
+WHERE id = %(id)s::uuid AND status IN ('waiting', 'scheduled', 'pending');
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = true, updated_at = %(now)s
@@ -256,8 +258,9 @@ WHERE id = %(id)s::uuid AND status = 'processing';
 
 -- name: retry_job
 UPDATE conveyor_jobs
-SET status = 'pending', attempts_base = attempts, run_at = %(now)s, result = NULL, completed_at = NULL,
-    cancel_requested = false, progress = 0, progress_info = NULL, updated_at = %(now)s, status_message = 'retried'
+SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, attempts_base = attempts,
+    run_at = %(now)s, result = NULL, completed_at = NULL, cancel_requested = false, progress = 0,
+    progress_info = NULL, blocked_by = NULL, updated_at = %(now)s, status_message = 'retried'
 WHERE id = %(id)s::uuid AND status IN ('failed', 'cancelled');
 
 -- name: delete_job

@@ -57,6 +57,8 @@ class SQLiteBackend(SQLBackend):
     def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
         """Without unique keys: one statement for the whole batch (a single job: a statement that commits itself).
         With unique keys, the shared path (a job whose key an open job holds is that job)."""
+        if any(j.depends_on for j in jobs):
+            return self.insert_graph(jobs, now, connection=connection)
         if connection is not None or not jobs or any(j.unique_key is not None for j in jobs):
             return super().insert_jobs(jobs, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
@@ -75,6 +77,8 @@ class SQLiteBackend(SQLBackend):
         self, template: NewJob, payloads: Sequence[dict[str, Any]], now: float, connection: Any = None
     ) -> list[Job]:
         """A batch of one task with the same options: the options once, the ids and args as one JSON document."""
+        if template.depends_on:
+            return self.insert_graph(template.batch(payloads), now, connection=connection)
         if connection is not None or template.unique_key is not None or len(payloads) < 2:
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)

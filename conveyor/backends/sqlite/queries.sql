@@ -45,13 +45,16 @@ SELECT * FROM conveyor_jobs
 WHERE unique_key = :unique_key AND status IN ('scheduled', 'pending', 'processing');
 
 -- name: get_job
-SELECT * FROM conveyor_jobs WHERE id = :id;
+SELECT j.*, (SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d WHERE d.child_id = j.id) AS depends_on
+FROM conveyor_jobs j WHERE j.id = :id;
 
 -- name: job_status
 SELECT status FROM conveyor_jobs WHERE id = :id;
 
 -- name: list_jobs
-SELECT * FROM conveyor_jobs
+SELECT *, (SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d WHERE d.child_id = conveyor_jobs.id)
+       AS depends_on
+FROM conveyor_jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:type IS NULL OR type = :type)
   AND (:queue IS NULL OR queue = :queue)
@@ -269,7 +272,7 @@ DELETE FROM conveyor_workers WHERE expires_at < :before;
 -- name: cancel_waiting_job
 UPDATE conveyor_jobs
 SET status = 'cancelled', completed_at = :now, updated_at = :now, status_message = :message
-WHERE id = :id AND status IN ('scheduled', 'pending');
+WHERE id = :id AND status IN ('waiting', 'scheduled', 'pending');
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = 1, updated_at = :now
@@ -277,8 +280,9 @@ WHERE id = :id AND status = 'processing';
 
 -- name: retry_job
 UPDATE conveyor_jobs
-SET status = 'pending', attempts_base = attempts, run_at = :now, result = NULL, completed_at = NULL,
-    cancel_requested = 0, progress = 0, progress_info = NULL, updated_at = :now, status_message = 'retried'
+SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, attempts_base = attempts,
+    run_at = :now, result = NULL, completed_at = NULL, cancel_requested = 0, progress = 0, progress_info = NULL,
+    blocked_by = NULL, updated_at = :now, status_message = 'retried'
 WHERE id = :id AND status IN ('failed', 'cancelled');
 
 -- name: delete_job
