@@ -28,6 +28,7 @@ from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S,
 from conveyor.settings import Settings
 from conveyor.task import Task
 from conveyor.worker import Worker
+from conveyor.workflows.methods import WorkflowMethods
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
@@ -42,7 +43,7 @@ def _check_name(kind: str, value: Any) -> str:
 
 
 
-class Conveyor:
+class Conveyor(WorkflowMethods):
     """A job system bound to one database.
 
     >>> app = Conveyor()                       # CONVEYOR_DATABASE_URL, default sqlite:///./conveyor.db

@@ -68,7 +68,9 @@ class DependencyOps:
                 tx.execute("insert_workflow", {"id": workflow.id, "name": workflow.name,
                                                "metadata": dumps(workflow.metadata), "steps_total": len(jobs),
                                                "now": now})
-            rows, edges, out = [], [], []
+            rows: list[list[Any]] = []
+            edges: list[list[str]] = []
+            out: list[Job] = []
             for j in jobs:
                 remaining = sum(1 for p in j.depends_on if p in ids or found[p][0] != "completed")
                 dead = next((p for p in j.depends_on if p not in ids and found[p][0] in FAILED), None)
@@ -134,8 +136,8 @@ class DependencyOps:
 
     def cancel_workflow(self, workflow_id: str, now: float) -> None:
         """Cancel every unfinished step: waiting and ready ones at once, running ones by request."""
-        self._steer_workflow(workflow_id, now, ("cancel_workflow", "cancel_workflow_steps",
-                                                "request_cancel_workflow_steps"), "only a running workflow can be cancelled")
+        queries = ("cancel_workflow", "cancel_workflow_steps", "request_cancel_workflow_steps")
+        self._steer_workflow(workflow_id, now, queries, "only a running workflow can be cancelled")
 
     def retry_workflow(self, workflow_id: str, now: float) -> None:
         """Retry the failed and cancelled steps (each waits again for its parents that are not completed)."""

@@ -23,6 +23,9 @@ def enqueue(
     timeout: Annotated[float | None, typer.Option(help="Seconds one attempt may run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
     unique_key: Annotated[str | None, typer.Option(help="Deduplicate while a job with this key is open.")] = None,
+    depends_on: Annotated[
+        list[str] | None, typer.Option(help="Wait for this job id to complete first; repeat for more.")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Enqueue a job and print its id."""
@@ -43,6 +46,7 @@ def enqueue(
         timeout=timeout,
         tags=tag,
         unique_key=unique_key,
+        depends_on=depends_on,
     )
     if as_json:
         print_json(job.to_dict())
