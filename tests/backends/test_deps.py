@@ -1,0 +1,162 @@
+"""Job dependencies (`depends_on`) on both backends: release in order, results passed along, failure cascades,
+retry re-waits, unknown parents refused with nothing stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor, InvalidArgumentsError, JobContext, JobStatus
+
+UNKNOWN = "01900000-0000-7000-8000-000000000000"
+
+
+@pytest.fixture
+def tasks(app: Conveyor) -> Conveyor:
+    @app.task(max_retries=0)
+    def add(ctx: JobContext, x: int) -> int:
+        return x + sum(v for v in ctx.parent_results.values() if isinstance(v, int))
+
+    @app.task(max_retries=0)
+    def boom(ctx: JobContext) -> None:
+        raise RuntimeError("boom")
+
+    @app.task
+    def order(ctx: JobContext, name: str) -> dict[str, Any]:
+        return {"name": name, "parents": ctx.parent_results}
+
+    return app
+
+
+def statuses(app: Conveyor, *ids: str) -> list[JobStatus]:
+    return [app.require_job(i).status for i in ids]
+
+
+def test_a_dependent_job_waits_then_runs_after_its_parent(tasks: Conveyor) -> None:
+    app = tasks
+    parent = app.enqueue("add", {"x": 1})
+    child = app.enqueue("add", {"x": 10}, depends_on=[parent.id])
+    assert child.status is JobStatus.WAITING and child.depends_on == [parent.id]
+    stored = app.require_job(child.id)
+    assert stored.status is JobStatus.WAITING and stored.depends_on == [parent.id]
+    assert [j.id for j in app.list_jobs(status=["waiting"]).jobs] == [child.id]
+    assert app.stats().counts["waiting"] == 1
+
+    app.run_worker(concurrency=2, burst=True)
+
+    done = app.require_job(child.id)
+    assert done.status is JobStatus.COMPLETED
+    assert done.result == 11  # 10 + the parent's result, by parent id
+    first = app.require_job(parent.id)
+    assert first.completed_at is not None and done.started_at is not None
+    assert done.started_at >= first.completed_at
+    moves = [(e.from_status, e.to_status) for e in app.job_events(child.id)]
+    assert moves[:2] == [(None, JobStatus.WAITING), (JobStatus.WAITING, JobStatus.PENDING)]
+
+
+def test_a_chain_releases_in_order_and_a_fan_in_gets_every_result(tasks: Conveyor) -> None:
+    app = tasks
+    a = app.enqueue("order", {"name": "a"})
+    b = app.enqueue("order", {"name": "b"}, depends_on=[a.id])
+    c = app.enqueue("order", {"name": "c"}, depends_on=[b.id])
+    fan = app.enqueue_many("add", [{"x": i} for i in range(5)], depends_on=[c.id])
+    join = app.enqueue("order", {"name": "join"}, depends_on=[j.id for j in fan])
+    assert statuses(app, b.id, c.id, join.id) == [JobStatus.WAITING] * 3
+
+    app.run_worker(concurrency=4, burst=True)
+
+    jobs = {j.id: app.require_job(j.id) for j in [a, b, c, *fan, join]}
+    assert all(j.status is JobStatus.COMPLETED for j in jobs.values())
+    starts = [jobs[x.id].started_at for x in (a, b, c)]
+    assert starts == sorted(starts)
+    assert jobs[b.id].result["parents"] == {a.id: {"name": "a", "parents": {}}}
+    assert jobs[join.id].result["parents"] == {j.id: i for i, j in enumerate(fan)}
+    assert all(jobs[f.id].started_at >= jobs[c.id].completed_at for f in fan)  # type: ignore[operator]
+
+
+def test_a_failed_parent_cancels_its_dependents_transitively_and_a_retry_makes_them_wait(tasks: Conveyor) -> None:
+    app = tasks
+    bad = app.enqueue("boom", {})
+    ok = app.enqueue("add", {"x": 1})
+    child = app.enqueue("add", {"x": 1}, depends_on=[bad.id])
+    grandchild = app.enqueue("add", {"x": 1}, depends_on=[child.id, ok.id])
+    other = app.enqueue("add", {"x": 1}, depends_on=[ok.id])
+
+    app.run_worker(concurrency=2, burst=True)
+
+    assert statuses(app, bad.id, child.id, grandchild.id, other.id) == [
+        JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.CANCELLED, JobStatus.COMPLETED]
+    for job_id in (child.id, grandchild.id):
+        job = app.require_job(job_id)
+        assert job.error is not None and bad.id in job.error and "failed" in job.error
+        assert job.completed_at is not None
+    late = app.enqueue("add", {"x": 1}, depends_on=[bad.id])  # a parent that already failed
+    assert late.status is JobStatus.CANCELLED and bad.id in (app.require_job(late.id).error or "")
+
+    app.retry(bad.id)
+    assert statuses(app, bad.id, child.id, grandchild.id, late.id) == [
+        JobStatus.PENDING, JobStatus.WAITING, JobStatus.WAITING, JobStatus.WAITING]
+    assert app.require_job(child.id).error is None
+    moves = [(e.from_status, e.to_status) for e in app.job_events(child.id)]
+    assert moves[-1] == (JobStatus.CANCELLED, JobStatus.WAITING)
+
+    app.cancel(bad.id)  # a cancelled parent cascades as a failed one does
+    assert statuses(app, child.id, grandchild.id) == [JobStatus.CANCELLED, JobStatus.CANCELLED]
+    assert "cancelled" in (app.require_job(grandchild.id).error or "")
+
+
+def test_a_retried_parent_that_then_completes_releases_its_dependents(tasks: Conveyor) -> None:
+    app = tasks
+    flaky = app.enqueue("demo.fail", {"times": 1}, max_retries=0)
+    child = app.enqueue("add", {"x": 1}, depends_on=[flaky.id])
+    app.run_worker(concurrency=2, burst=True)
+    assert statuses(app, flaky.id, child.id) == [JobStatus.FAILED, JobStatus.CANCELLED]
+    app.retry(flaky.id)
+    app.run_worker(concurrency=2, burst=True)
+    assert statuses(app, flaky.id, child.id) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+
+
+def test_cancelling_a_waiting_job_cascades(tasks: Conveyor) -> None:
+    app = tasks
+    parent = app.enqueue("add", {"x": 1}, delay=3600)
+    child = app.enqueue("add", {"x": 1}, depends_on=[parent.id])
+    grandchild = app.enqueue("add", {"x": 1}, depends_on=[child.id])
+    assert app.cancel(child.id).status is JobStatus.CANCELLED
+    assert app.require_job(grandchild.id).status is JobStatus.CANCELLED
+    assert child.id in (app.require_job(grandchild.id).error or "")
+    assert app.require_job(parent.id).status is JobStatus.SCHEDULED
+
+
+def test_a_released_child_with_a_later_run_at_is_scheduled(tasks: Conveyor) -> None:
+    app = tasks
+    parent = app.enqueue("add", {"x": 1})
+    child = app.enqueue("add", {"x": 1}, depends_on=[parent.id], delay=3600)
+    app.run_worker(concurrency=1, burst=True)
+    assert statuses(app, parent.id, child.id) == [JobStatus.COMPLETED, JobStatus.SCHEDULED]
+
+
+@pytest.mark.parametrize(
+    ("depends_on", "message"),
+    [([UNKNOWN], UNKNOWN), (["not-a-uuid"], "depends_on"), ([UNKNOWN] * 10_001, "depends_on")],
+)
+def test_an_unknown_parent_is_refused_and_nothing_is_stored(
+    tasks: Conveyor, depends_on: list[str], message: str
+) -> None:
+    app = tasks
+    parent = app.enqueue("add", {"x": 1})
+    with pytest.raises(InvalidArgumentsError, match=message):
+        app.enqueue("add", {"x": 1}, depends_on=[parent.id, *depends_on])
+    with pytest.raises(InvalidArgumentsError, match=message):
+        app.enqueue_many("add", [{"x": 1}, {"x": 2}], depends_on=[*depends_on, parent.id])
+    with pytest.raises(InvalidArgumentsError, match=message):
+        app.enqueue_batch([{"type": "add", "args": {"x": 1}}, {"type": "add", "args": {"x": 1},
+                                                               "depends_on": depends_on}])
+    assert [j.id for j in app.list_jobs().jobs] == [parent.id]
+    assert not app.require_job(parent.id).depends_on
+
+
+def test_depends_on_with_a_unique_key_is_refused(tasks: Conveyor) -> None:
+    parent = tasks.enqueue("add", {"x": 1})
+    with pytest.raises(InvalidArgumentsError, match="unique_key"):
+        tasks.enqueue("add", {"x": 1}, depends_on=[parent.id], unique_key="k")
