@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.job import JobStatus
 from conveyor.options import EnqueueSpec
+from conveyor.workflows.model import WorkflowStatus
+from conveyor.workflows.spec import WorkflowSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
@@ -26,6 +28,11 @@ class EnqueueRequest(EnqueueSpec):
 
 class BatchRequest(_Strict):
     jobs: list[EnqueueRequest] = Field(max_length=MAX_BATCH)
+
+
+class WorkflowRequest(WorkflowSpec):
+    """A workflow: its `name`, `metadata` and `steps`, each with a unique `name`, a `type`, `args`, the step names
+    it runs `after`, and job options. Validated whole before anything is stored (422 naming the step)."""
 
 
 class BulkFilter(_Strict):
@@ -114,6 +121,23 @@ class JobOut(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="ids of the jobs this one waits for")
     workflow_id: str | None = None
     step: str | None = Field(default=None, description="the job's step name in its workflow")
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    name: str
+    status: WorkflowStatus
+    metadata: dict[str, Any]
+    steps_total: int
+    steps_done: int = Field(description="steps completed")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    steps: list[JobOut] | None = Field(default=None, description="its jobs (POST and GET of one workflow)")
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowOut]
 
 
 class JobList(BaseModel):

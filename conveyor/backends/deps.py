@@ -63,7 +63,9 @@ class DependencyOps:
                     found[str(job_id)] = (status, step)
             missing = [p for p in outside if p not in found]
             if missing:
-                raise InvalidArgumentsError(f"depends_on: no job has the id {missing[0]}")
+                where = next(i for i, j in enumerate(jobs) if missing[0] in j.depends_on)
+                prefix = f"jobs[{where}]: " if len(jobs) > 1 else ""  # which job of a batch
+                raise InvalidArgumentsError(f"{prefix}depends_on: no job has the id {missing[0]}")
             if workflow is not None:
                 tx.execute("insert_workflow", {"id": workflow.id, "name": workflow.name,
                                                "metadata": dumps(workflow.metadata), "steps_total": len(jobs),
