@@ -73,6 +73,11 @@ class ConveyorCollector(Collector):
         workers.add_metric([], stats.workers)
         yield workers
 
+        workflows = GaugeMetricFamily("conveyor_workflows", "Workflows by status.", labels=["status"])
+        for status, n in stats.extra.get("workflows", {}).items():
+            workflows.add_metric([status], n)
+        yield workflows
+
     def _durations(self) -> Iterator[Metric]:
         page = self.conveyor.list_jobs(status=JobStatus.COMPLETED, limit=DURATION_SAMPLE)
         by_type: dict[str, list[float]] = {}

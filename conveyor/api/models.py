@@ -199,6 +199,7 @@ class StatsOut(BaseModel):
     durations: dict[str, dict[str, float]]
     throughput: list[dict[str, Any]]
     workers: int
+    workflows: dict[str, int] = Field(default_factory=dict, description="workflows by status (`running`, ...)")
     unserved: list[dict[str, Any]] = Field(
         default_factory=list, description="types with jobs waiting that no live worker runs: {type, pending, scheduled}"
     )

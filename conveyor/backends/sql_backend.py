@@ -34,6 +34,7 @@ from conveyor.backends.stats import Stats
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 
+WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
 DELETE_BATCH = 1000  # rows per purge transaction: a big purge never holds many locks for long
 DEAD_WORKER_KEEP_S = 60.0
 
@@ -387,9 +388,12 @@ class SQLBackend(DependencyOps, Backend):
                 tx.rows("recent_durations", {"since": since}),
                 tx.rows("throughput", {"since": since}),
                 tx.rows("live_worker_types", {"now": now}),
+                tx.rows("count_workflows"),
             )
 
-        by_type, durations, minutes, workers = self.driver.read(go)
+        by_type, durations, minutes, workers, flows = self.driver.read(go)
         types = [self._decode(r[0]) for r in workers]
         served = None if any(t is None for t in types) else {name for t in types for name in t}
-        return Stats.from_rows(by_type, durations, minutes, len(workers), since, window_s, served)
+        stats = Stats.from_rows(by_type, durations, minutes, len(workers), since, window_s, served)
+        workflows = {s: 0 for s in WORKFLOW_STATUSES} | {str(s): int(n) for s, n in flows}
+        return replace(stats, extra={**stats.extra, "workflows": workflows})

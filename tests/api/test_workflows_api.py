@@ -112,3 +112,16 @@ def test_a_bad_workflow_is_422_and_nothing_is_stored(api: httpx.Client, steps: l
     assert needle in error["message"], error
     assert api.get("/api/v1/workflows").json()["workflows"] == []
     assert api.get("/api/v1/jobs").json()["jobs"] == []
+
+
+def test_stats_and_metrics_count_workflows_by_status(api: httpx.Client, backend_server: RunningServer) -> None:
+    for name in ("one", "two"):
+        api.post("/api/v1/workflows", json={"name": name, "steps": [{"name": "a", "type": "demo.echo"}]})
+    stats = api.get("/api/v1/stats").json()
+    assert stats["workflows"] == {"running": 2, "completed": 0, "failed": 0, "cancelled": 0}
+    backend_server.conveyor.run_worker(concurrency=2, burst=True)
+    assert api.get("/api/v1/stats").json()["workflows"]["completed"] == 2
+    metrics = api.get("/metrics").text
+    assert 'conveyor_workflows{status="completed"} 2.0' in metrics
+    assert 'conveyor_workflows{status="running"} 0.0' in metrics
+    assert 'conveyor_jobs{status="waiting",type="demo.echo"} 0.0' in metrics
