@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
 from conveyor.errors import WorkflowNotFoundError
@@ -31,9 +32,12 @@ class WorkflowMethods:
         transaction: a cycle, a duplicate or unknown step name, an unknown type or bad arguments store nothing."""
         checked = spec if isinstance(spec, WorkflowSpec) else WorkflowSpec.model_validate(dict(spec))
         app = self._app
-        workflow, jobs = build(app, checked)
-        app.backend.insert_graph(jobs, app.clock(), workflow=workflow)
-        return self.require_workflow(workflow.id)
+        now = app.clock()
+        workflow, jobs = build(app, checked, now)
+        steps = app.backend.insert_graph(jobs, now, workflow=workflow)
+        at = datetime.fromtimestamp(now, UTC)
+        return Workflow(workflow.id, workflow.name, WorkflowStatus.RUNNING, workflow.metadata, len(steps), 0, at, at,
+                        None, steps)
 
     def get_workflow(self, workflow_id: str) -> Workflow | None:
         """The workflow with its steps' jobs, or None."""

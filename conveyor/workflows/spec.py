@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import graphlib
 from collections.abc import Sequence
-from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -78,12 +77,11 @@ def _order(steps: Sequence[StepSpec]) -> None:
         ) from None
 
 
-def build(app: Conveyor, spec: WorkflowSpec) -> tuple[NewWorkflow, list[NewJob]]:
+def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, list[NewJob]]:
     """The workflow and its jobs, ready to insert in one transaction; refused with an error naming the step."""
     _order(spec.steps)
     workflow = NewWorkflow(uuid7(), spec.name, spec.metadata)
     ids = dict(zip((s.name for s in spec.steps), uuid7_many(len(spec.steps)), strict=True))
-    now = app.clock()
     jobs: list[NewJob] = []
     for step in spec.steps:
         where = f"step {step.name!r}"
@@ -97,7 +95,8 @@ def build(app: Conveyor, spec: WorkflowSpec) -> tuple[NewWorkflow, list[NewJob]]
             raise UnknownTaskError(exc.task_type, exc.known, where=where) from None
         except InvalidArgumentsError as exc:
             raise InvalidArgumentsError(f"{where}: {exc.message}", errors=exc.errors) from None
-        job = template.with_payload(ids[step.name], payload)
-        jobs.append(replace(job, depends_on=tuple(ids[p] for p in dict.fromkeys(step.after)),
-                            workflow_id=workflow.id, step=step.name))
+        jobs.append(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
+                           template.max_retries, template.timeout, template.run_at, template.tags, template.metadata,
+                           None, template.scheduled, tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id,
+                           step.name))
     return workflow, jobs

@@ -51,19 +51,26 @@ DECLARE
     released integer;
 BEGIN
     PERFORM set_config('conveyor.history', 'written', true);
-    UPDATE conveyor_jobs c SET deps_remaining = c.deps_remaining - 1
-    FROM conveyor_job_deps d WHERE d.parent_id = NEW.id AND c.id = d.child_id;
+    -- One statement: every child has one parent fewer to wait for; a waiting child with none left is ready. Only
+    -- such a child can be pending or scheduled afterwards (a child is released once: its counter reaches 0 once).
     WITH moved AS (
         UPDATE conveyor_jobs c
-        SET status = CASE WHEN c.run_at > NEW.updated_at THEN 'scheduled' ELSE 'pending' END,
-            run_at = greatest(c.run_at, NEW.updated_at), updated_at = NEW.updated_at,
-            status_message = 'parents completed'
+        SET deps_remaining = c.deps_remaining - 1,
+            status = CASE WHEN c.status <> 'waiting' OR c.deps_remaining > 1 THEN c.status
+                          WHEN c.run_at > NEW.updated_at THEN 'scheduled' ELSE 'pending' END,
+            run_at = CASE WHEN c.status = 'waiting' AND c.deps_remaining <= 1
+                          THEN greatest(c.run_at, NEW.updated_at) ELSE c.run_at END,
+            updated_at = CASE WHEN c.status = 'waiting' AND c.deps_remaining <= 1
+                              THEN NEW.updated_at ELSE c.updated_at END,
+            status_message = CASE WHEN c.status = 'waiting' AND c.deps_remaining <= 1
+                                  THEN 'parents completed' ELSE c.status_message END
         FROM conveyor_job_deps d
-        WHERE d.parent_id = NEW.id AND c.id = d.child_id AND c.status = 'waiting' AND c.deps_remaining <= 0
+        WHERE d.parent_id = NEW.id AND c.id = d.child_id
         RETURNING c.id, c.status
     )
     INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, message)
-    SELECT id, NEW.updated_at, 'waiting', status, 'parents completed' FROM moved;
+    SELECT id, NEW.updated_at, 'waiting', status, 'parents completed' FROM moved
+    WHERE status IN ('pending', 'scheduled');
     GET DIAGNOSTICS released = ROW_COUNT;
     PERFORM set_config('conveyor.history', prev, true);
     IF released > 0 THEN

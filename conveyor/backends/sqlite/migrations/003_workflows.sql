@@ -130,13 +130,16 @@ CREATE INDEX conveyor_workflows_created ON conveyor_workflows (created_at);
 CREATE TRIGGER conveyor_jobs_release AFTER UPDATE OF status ON conveyor_jobs
 WHEN new.has_dependents AND old.status IS NOT new.status AND new.status = 'completed'
 BEGIN
-    UPDATE conveyor_jobs SET deps_remaining = deps_remaining - 1
-    WHERE id IN (SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id);
     UPDATE conveyor_jobs
-    SET status = CASE WHEN run_at > new.updated_at THEN 'scheduled' ELSE 'pending' END,
-        run_at = max(run_at, new.updated_at), updated_at = new.updated_at, status_message = 'parents completed'
-    WHERE id IN (SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id)
-      AND status = 'waiting' AND deps_remaining <= 0;
+    SET deps_remaining = deps_remaining - 1,
+        status = CASE WHEN status <> 'waiting' OR deps_remaining > 1 THEN status
+                      WHEN run_at > new.updated_at THEN 'scheduled' ELSE 'pending' END,
+        run_at = CASE WHEN status = 'waiting' AND deps_remaining <= 1 THEN max(run_at, new.updated_at)
+                      ELSE run_at END,
+        updated_at = CASE WHEN status = 'waiting' AND deps_remaining <= 1 THEN new.updated_at ELSE updated_at END,
+        status_message = CASE WHEN status = 'waiting' AND deps_remaining <= 1 THEN 'parents completed'
+                              ELSE status_message END
+    WHERE id IN (SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id);
 END;
 
 -- A parent failed or was cancelled (by itself, not by the cascade): its waiting descendants, transitively, are
@@ -177,14 +180,18 @@ BEGIN
     UPDATE conveyor_workflows
     SET steps_done = steps_done + (new.status = 'completed') - (old.status = 'completed'),
         steps_ended = steps_ended + CASE WHEN new.status IN ('completed', 'failed', 'cancelled') THEN 1 ELSE -1 END,
-        updated_at = new.updated_at
-    WHERE id = new.workflow_id;
-    UPDATE conveyor_workflows
-    SET status = CASE WHEN steps_ended < steps_total THEN 'running'
-                      WHEN steps_done = steps_total THEN 'completed'
-                      WHEN cancelled THEN 'cancelled'
-                      ELSE 'failed' END,
-        completed_at = CASE WHEN steps_ended < steps_total THEN NULL ELSE new.updated_at END
+        updated_at = new.updated_at,
+        -- the SET expressions read the row before this update: the counters are recomputed where needed
+        status = CASE
+            WHEN steps_ended + CASE WHEN new.status IN ('completed', 'failed', 'cancelled') THEN 1 ELSE -1 END
+                 < steps_total THEN 'running'
+            WHEN steps_done + (new.status = 'completed') - (old.status = 'completed') = steps_total THEN 'completed'
+            WHEN cancelled THEN 'cancelled'
+            ELSE 'failed' END,
+        completed_at = CASE
+            WHEN steps_ended + CASE WHEN new.status IN ('completed', 'failed', 'cancelled') THEN 1 ELSE -1 END
+                 < steps_total THEN NULL
+            ELSE new.updated_at END
     WHERE id = new.workflow_id;
 END;
 
