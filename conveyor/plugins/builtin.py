@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from conveyor.demo import PLUGIN as DEMO
 from conveyor.ingest.plugin import PLUGIN as INGESTION
-from conveyor.plugins import Plugin
+from conveyor.plugins import DashboardPage, Plugin
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -21,7 +22,14 @@ def _dashboard_router(app: Conveyor) -> APIRouter:
     return create_dashboard(app)
 
 
-DASHBOARD = Plugin("dashboard", router=_dashboard_router)
-BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, DASHBOARD)
+def _workflow_pages() -> Sequence[DashboardPage]:
+    from conveyor.dashboard.workflows import WorkflowsPage
 
-__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION"]
+    return [WorkflowsPage()]
+
+
+WORKFLOWS = Plugin("workflows", dashboard_pages=_workflow_pages)  # its REST routes and commands are core ones
+DASHBOARD = Plugin("dashboard", router=_dashboard_router)
+BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, WORKFLOWS, DASHBOARD)
+
+__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION", "WORKFLOWS"]
