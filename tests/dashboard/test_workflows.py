@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 
 from conveyor import Conveyor
-from tests.conftest import wait_for
 from tests.dashboard.conftest import Server
 
 
