@@ -160,3 +160,26 @@ def test_depends_on_with_a_unique_key_is_refused(tasks: Conveyor) -> None:
     parent = tasks.enqueue("add", {"x": 1})
     with pytest.raises(InvalidArgumentsError, match="unique_key"):
         tasks.enqueue("add", {"x": 1}, depends_on=[parent.id], unique_key="k")
+
+
+def test_the_sql_api_enqueues_cancels_and_retries_with_dependencies(pg_url: str) -> None:
+    import psycopg
+
+    app = Conveyor(pg_url)
+    parent = app.enqueue("demo.fail", {"times": -1}, max_retries=0)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        child = conn.execute("SELECT conveyor.enqueue('demo.echo', depends_on => ARRAY[%s]::uuid[])",
+                             (parent.id,)).fetchone()[0]
+        row = conn.execute("SELECT status, depends_on FROM conveyor.jobs WHERE id = %s", (child,)).fetchone()
+        assert (row[0], [str(p) for p in row[1]]) == ("waiting", [parent.id])
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="no job has the id"):
+            conn.execute("SELECT conveyor.enqueue('demo.echo', depends_on => ARRAY[%s]::uuid[])", (UNKNOWN,))
+        app.run_worker(concurrency=1, burst=True)
+        assert app.require_job(str(child)).status is JobStatus.CANCELLED
+        assert conn.execute("SELECT conveyor.retry(%s)", (child,)).fetchone()[0] == "waiting"
+        assert conn.execute("SELECT conveyor.cancel(%s)", (child,)).fetchone()[0] == "cancelled"
+        late = conn.execute("SELECT conveyor.enqueue('demo.echo', depends_on => ARRAY[%s]::uuid[])",
+                            (parent.id,)).fetchone()[0]
+        assert conn.execute("SELECT status FROM conveyor.jobs WHERE id = %s", (late,)).fetchone()[0] == "cancelled"
+    assert [j.id for j in app.list_jobs().jobs if j.depends_on] == [str(late), str(child)]
+    app.close()

@@ -179,3 +179,138 @@ END $$;
 
 CREATE TRIGGER conveyor_jobs_deps_deleted AFTER DELETE ON conveyor_jobs
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION conveyor_jobs_deps_deleted();
+
+-- The SQL API (migration 2) knows dependencies: enqueue takes `depends_on` (the job waits in `waiting`; an unknown
+-- parent is refused; a parent that already failed or was cancelled makes the job `cancelled`, naming it), cancel
+-- takes a waiting job, retry puts a job back in `waiting` while a parent is not completed.
+DROP FUNCTION conveyor.enqueue(text, jsonb, text, integer, integer, double precision, double precision, timestamptz,
+                               text[], jsonb, text);
+
+CREATE FUNCTION conveyor.enqueue(
+    type        text,
+    args        jsonb DEFAULT '{}',
+    queue       text DEFAULT NULL,
+    priority    integer DEFAULT NULL,
+    max_retries integer DEFAULT NULL,
+    timeout     double precision DEFAULT NULL,
+    delay       double precision DEFAULT NULL,
+    run_at      timestamptz DEFAULT NULL,
+    tags        text[] DEFAULT '{}',
+    metadata    jsonb DEFAULT '{}',
+    unique_key  text DEFAULT NULL,
+    depends_on  uuid[] DEFAULT NULL
+) RETURNS uuid LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+#variable_conflict use_column
+DECLARE
+    now_s     double precision := extract(epoch FROM clock_timestamp());
+    start_s   double precision;
+    task      conveyor_tasks%ROWTYPE;
+    retries   integer;
+    new_id    uuid;
+    parents   uuid[] := ARRAY(SELECT DISTINCT p FROM unnest(coalesce(enqueue.depends_on, '{}')) AS p ORDER BY p);
+    found     integer;
+    remaining integer := 0;
+    dead_id   uuid;
+    dead_st   text;
+    dead_step text;
+    why       text;
+    st        text;
+BEGIN
+    IF enqueue.type IS NULL OR enqueue.type = '' THEN
+        RAISE EXCEPTION 'conveyor.enqueue: type must be a non-empty string' USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(coalesce(enqueue.args, '{}')) <> 'object' THEN
+        RAISE EXCEPTION 'conveyor.enqueue: args must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF enqueue.delay IS NOT NULL AND enqueue.run_at IS NOT NULL THEN
+        RAISE EXCEPTION 'conveyor.enqueue: give delay or run_at, not both' USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(parents) > 0 AND enqueue.unique_key IS NOT NULL THEN
+        RAISE EXCEPTION 'conveyor.enqueue: depends_on and unique_key cannot be combined' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO task FROM conveyor_tasks t WHERE t.name = enqueue.type;
+    retries := coalesce(enqueue.max_retries, task.max_retries, 3);
+    IF retries < 0 THEN
+        RAISE EXCEPTION 'conveyor.enqueue: max_retries must be a non-negative integer' USING ERRCODE = '22023';
+    END IF;
+    start_s := coalesce(extract(epoch FROM enqueue.run_at), now_s + greatest(coalesce(enqueue.delay, 0), 0));
+    st := CASE WHEN start_s > now_s THEN 'scheduled' ELSE 'pending' END;
+    IF cardinality(parents) > 0 THEN
+        -- locked in id order until commit: a parent cannot complete unseen between this read and the edge's insert
+        PERFORM 1 FROM conveyor_jobs j WHERE j.id = ANY(parents) ORDER BY j.id FOR UPDATE;
+        SELECT count(*), count(*) FILTER (WHERE j.status <> 'completed') INTO found, remaining
+        FROM conveyor_jobs j WHERE j.id = ANY(parents);
+        IF found < cardinality(parents) THEN
+            RAISE EXCEPTION 'conveyor.enqueue: depends_on: no job has the id %',
+                (SELECT p FROM unnest(parents) AS p WHERE NOT EXISTS (SELECT 1 FROM conveyor_jobs j WHERE j.id = p)
+                 LIMIT 1) USING ERRCODE = '22023';
+        END IF;
+        SELECT j.id, j.status, j.step INTO dead_id, dead_st, dead_step FROM conveyor_jobs j
+        WHERE j.id = ANY(parents) AND j.status IN ('failed', 'cancelled') ORDER BY j.id LIMIT 1;
+        IF dead_id IS NOT NULL THEN
+            st := 'cancelled';
+            why := 'parent ' || coalesce('step ''' || dead_step || ''' (job ' || dead_id || ')', 'job ' || dead_id)
+                   || ' ' || dead_st;
+        ELSIF remaining > 0 THEN
+            st := 'waiting';
+        END IF;
+    END IF;
+    INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
+                               unique_key, created_at, updated_at, deps_remaining, blocked_by, error, completed_at,
+                               status_message)
+    VALUES (conveyor.uuid7(), enqueue.type, coalesce(enqueue.queue, task.queue, 'default'), st,
+            coalesce(enqueue.priority, task.priority, 0), coalesce(enqueue.args, '{}'), retries,
+            coalesce(enqueue.timeout, task.timeout), greatest(start_s, now_s), to_jsonb(coalesce(enqueue.tags, '{}')),
+            coalesce(enqueue.metadata, '{}'), enqueue.unique_key, now_s, now_s, remaining, dead_id, why,
+            CASE WHEN st = 'cancelled' THEN now_s END, why)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
+    DO NOTHING
+    RETURNING id INTO new_id;
+    IF new_id IS NULL THEN
+        SELECT id INTO new_id FROM conveyor_jobs
+        WHERE unique_key = enqueue.unique_key AND status IN ('scheduled', 'pending', 'processing');
+    ELSIF cardinality(parents) > 0 THEN
+        INSERT INTO conveyor_job_deps (parent_id, child_id) SELECT p, new_id FROM unnest(parents) AS p;
+        UPDATE conveyor_jobs SET has_dependents = true WHERE id = ANY(parents) AND NOT has_dependents;
+    END IF;
+    RETURN new_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION conveyor.cancel(job_id uuid) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    now_s double precision := extract(epoch FROM clock_timestamp());
+    st    text;
+BEGIN
+    UPDATE conveyor_jobs SET status = 'cancelled', completed_at = now_s, updated_at = now_s,
+                             status_message = 'cancelled'
+    WHERE id = cancel.job_id AND status IN ('waiting', 'scheduled', 'pending');
+    UPDATE conveyor_jobs SET cancel_requested = true, updated_at = now_s
+    WHERE id = cancel.job_id AND status = 'processing' AND NOT cancel_requested;
+    SELECT status INTO st FROM conveyor_jobs WHERE id = cancel.job_id;
+    RETURN st;
+END $$;
+
+CREATE OR REPLACE FUNCTION conveyor.retry(job_id uuid) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path FROM CURRENT AS $$
+DECLARE
+    now_s double precision := extract(epoch FROM clock_timestamp());
+    st    text;
+BEGIN
+    UPDATE conveyor_jobs
+    SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, attempts_base = attempts,
+        run_at = now_s, result = NULL, completed_at = NULL, cancel_requested = false, progress = 0,
+        progress_info = NULL, blocked_by = NULL, updated_at = now_s, status_message = 'retried'
+    WHERE id = retry.job_id AND status IN ('failed', 'cancelled');
+    SELECT status INTO st FROM conveyor_jobs WHERE id = retry.job_id;
+    RETURN st;
+END $$;
+
+CREATE OR REPLACE VIEW conveyor.jobs AS
+SELECT id, type, queue, status, priority, args, result, error, error_detail, progress, progress_info, attempts,
+       max_retries, timeout, to_timestamp(run_at) AS run_at, tags, metadata, unique_key,
+       to_timestamp(created_at) AS created_at, to_timestamp(updated_at) AS updated_at,
+       to_timestamp(started_at) AS started_at, to_timestamp(completed_at) AS completed_at, worker_id,
+       cancel_requested, workflow_id, step,
+       ARRAY(SELECT d.parent_id FROM conveyor_job_deps d WHERE d.child_id = conveyor_jobs.id) AS depends_on
+FROM conveyor_jobs;
