@@ -183,3 +183,25 @@ def test_the_sql_api_enqueues_cancels_and_retries_with_dependencies(pg_url: str)
         assert conn.execute("SELECT status FROM conveyor.jobs WHERE id = %s", (late,)).fetchone()[0] == "cancelled"
     assert [j.id for j in app.list_jobs().jobs if j.depends_on] == [str(late), str(child)]
     app.close()
+
+
+def test_a_parent_is_not_deleted_while_children_wait_nor_purged_while_they_need_it(tasks: Conveyor) -> None:
+    from conveyor import InvalidStateError
+
+    app = tasks
+    parent = app.enqueue("add", {"x": 1}, delay=3600)
+    child = app.enqueue("add", {"x": 1}, depends_on=[parent.id], delay=3600)
+    with pytest.raises(InvalidStateError):
+        app.delete(parent.id)
+    app.cancel(child.id)
+    app.delete(parent.id)  # nobody waits for it any more
+    assert app.get_job(parent.id) is None
+
+    done = app.enqueue("add", {"x": 1})
+    app.run_worker(concurrency=1, burst=True)
+    later = app.enqueue("add", {"x": 1}, depends_on=[done.id], delay=3600)  # released, scheduled: not ended yet
+    assert app.require_job(later.id).status is JobStatus.SCHEDULED
+    assert app.purge(older_than_s=0) == 1  # the cancelled child; the completed parent is still needed
+    assert app.get_job(done.id) is not None
+    app.cancel(later.id)
+    assert app.purge(older_than_s=0) == 2

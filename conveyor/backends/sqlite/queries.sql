@@ -258,12 +258,18 @@ WHERE status = 'processing' AND lease_expires_at < :now;
 DELETE FROM conveyor_jobs WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < :before
+      AND NOT (has_dependents AND EXISTS (  -- a parent whose children have not all ended: they need it
+          SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+          WHERE d.parent_id = conveyor_jobs.id AND c.status NOT IN ('completed', 'failed', 'cancelled')))
     LIMIT :batch);
 
 -- name: purge_jobs
 DELETE FROM conveyor_jobs WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status IN (SELECT value FROM json_each(:statuses)) AND completed_at < :before
+      AND NOT (has_dependents AND EXISTS (  -- a parent whose children have not all ended: they need it
+          SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+          WHERE d.parent_id = conveyor_jobs.id AND c.status NOT IN ('completed', 'failed', 'cancelled')))
     LIMIT :batch);
 
 -- name: prune_workers
@@ -286,7 +292,11 @@ SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, att
 WHERE id = :id AND status IN ('failed', 'cancelled');
 
 -- name: delete_job
-DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing';
+-- A job that others wait for is deleted only once it ended (its waiting children would wait forever).
+DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing'
+  AND NOT (has_dependents AND status NOT IN ('completed', 'failed', 'cancelled')
+           AND EXISTS (SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+                       WHERE d.parent_id = conveyor_jobs.id AND c.status = 'waiting'));
 
 -- name: queue_settings
 SELECT name, paused, concurrency, rate_limit FROM conveyor_queues;
