@@ -7,14 +7,18 @@ Prints one JSON object.
 For each backend, each phase on a fresh database (see bench/run.py): enqueue, then `conveyor worker --processes W
 --concurrency C` runs everything; the rate is (jobs - 1) over the time between the first and the last job's
 `completed_at` (worker start-up excluded). `ratio` = workflow rate / plain rate (the SPEC's bar: at least 0.5).
-`enqueue_s` is the time of the one call that stores the whole workflow (validation included).
+`enqueue_s` is the time of the one call that stores the whole workflow (validation included). Each backend runs
+`--repeat` pairs (plain, then workflow: both under the same load of a shared machine) and reports medians, with each
+pair's ratio in `ratios`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -53,20 +57,23 @@ def run_all(url: str, n: int, args: argparse.Namespace, log: Path) -> float:
     return float((n - 1) / (last - first))
 
 
-def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    n = args.n + 1
-    url = fresh_url(backend, workdir, "plain")
+def plain_phase(backend: str, args: argparse.Namespace, workdir: Path, n: int, k: int) -> float:
+    url = fresh_url(backend, workdir, f"plain-{k}")
     app = make_app(url)
     for offset in range(0, n, 1000):
         app.enqueue_many("noop", [{"i": i} for i in range(offset, min(n, offset + 1000))])
     app.close()
-    plain = run_all(url, n, args, workdir / f"{backend}-plain.log")
+    return run_all(url, n, args, workdir / f"{backend}-plain.log")
 
-    url = fresh_url(backend, workdir, "workflow")
+
+def workflow_phase(
+    backend: str, args: argparse.Namespace, workdir: Path, n: int, k: int
+) -> tuple[float, float]:
+    url = fresh_url(backend, workdir, f"workflow-{k}")
     app = make_app(url)
     started = time.perf_counter()
     wf = app.workflow("fan-out-fan-in")
-    steps = [wf.step(f"part-{i}", "noop", i=i) for i in range(args.n)]
+    steps = [wf.step(f"part-{i}", "noop", i=i) for i in range(n - 1)]
     wf.step("join", "noop", after=steps, i=-1)
     run = wf.enqueue()
     enqueue_s = time.perf_counter() - started
@@ -75,8 +82,25 @@ def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict
     app.close()
     if final.status != "completed" or final.steps_done != n:
         raise RuntimeError(f"the workflow ended {final.status} with {final.steps_done}/{n} steps done")
-    return {"plain_jobs_per_s": round(plain), "workflow_jobs_per_s": round(rate), "ratio": round(rate / plain, 3),
-            "enqueue_s": round(enqueue_s, 3)}
+    return rate, enqueue_s
+
+
+def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """`--repeat` pairs of phases, plain then workflow, so both see the same load; medians, and each pair's ratio."""
+    n = args.n + 1
+    plain, flows, enqueues = [], [], []
+    for k in range(args.repeat):
+        plain.append(plain_phase(backend, args, workdir, n, k))
+        rate, enqueue_s = workflow_phase(backend, args, workdir, n, k)
+        flows.append(rate)
+        enqueues.append(enqueue_s)
+    return {
+        "plain_jobs_per_s": round(statistics.median(plain)),
+        "workflow_jobs_per_s": round(statistics.median(flows)),
+        "ratio": round(statistics.median(f / p for f, p in zip(flows, plain, strict=True)), 3),
+        "ratios": [round(f / p, 3) for f, p in zip(flows, plain, strict=True)],
+        "enqueue_s": round(statistics.median(enqueues), 3),
+    }
 
 
 def pg_reachable() -> bool:
@@ -97,12 +121,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000, help="fan-out steps (plus one fan-in step)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=10, help="slots per worker process")
+    parser.add_argument("--repeat", type=int, default=2, help="pairs of phases per backend (medians reported)")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
     backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
     if args.backend == "both" and not pg_reachable():
         backends = ["sqlite"]
     out: dict[str, Any] = {"version": __version__, "python": platform.python_version(), "n": args.n,
+                           "load_1min": round(os.getloadavg()[0], 2),
                            "workers": args.workers, "concurrency": args.concurrency,
                            "at": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     with tempfile.TemporaryDirectory(prefix="conveyor-wf-bench-") as tmp:

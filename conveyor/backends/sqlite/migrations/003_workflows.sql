@@ -130,16 +130,14 @@ CREATE INDEX conveyor_workflows_created ON conveyor_workflows (created_at);
 CREATE TRIGGER conveyor_jobs_release AFTER UPDATE OF status ON conveyor_jobs
 WHEN new.has_dependents AND old.status IS NOT new.status AND new.status = 'completed'
 BEGIN
-    UPDATE conveyor_jobs
-    SET deps_remaining = deps_remaining - 1,
-        status = CASE WHEN status <> 'waiting' OR deps_remaining > 1 THEN status
-                      WHEN run_at > new.updated_at THEN 'scheduled' ELSE 'pending' END,
-        run_at = CASE WHEN status = 'waiting' AND deps_remaining <= 1 THEN max(run_at, new.updated_at)
-                      ELSE run_at END,
-        updated_at = CASE WHEN status = 'waiting' AND deps_remaining <= 1 THEN new.updated_at ELSE updated_at END,
-        status_message = CASE WHEN status = 'waiting' AND deps_remaining <= 1 THEN 'parents completed'
-                              ELSE status_message END
+    -- Two statements: the first, the common case of a fan-in, changes no indexed column and fires no status trigger.
+    UPDATE conveyor_jobs SET deps_remaining = deps_remaining - 1
     WHERE id IN (SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id);
+    UPDATE conveyor_jobs
+    SET status = CASE WHEN run_at > new.updated_at THEN 'scheduled' ELSE 'pending' END,
+        run_at = max(run_at, new.updated_at), updated_at = new.updated_at, status_message = 'parents completed'
+    WHERE id IN (SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id)
+      AND status = 'waiting' AND deps_remaining <= 0;
 END;
 
 -- A parent failed or was cancelled (by itself, not by the cascade): its waiting descendants, transitively, are
