@@ -75,5 +75,9 @@ def test_the_pages_answer_without_a_browser(server: Server) -> None:
     data = httpx.get(f"{server.url}/ui/data/workflows/{workflow_id}").json()
     assert data["steps_total"] == 5 and len(data["steps"]) == 5
     assert httpx.get(f"{server.url}/ui/workflows/01900000-0000-7000-8000-000000000000").status_code == 404
+    step = server.conveyor.require_workflow(workflow_id).step("summarize")
+    job_page = httpx.get(f"{server.url}/ui/jobs/{step.id}").text
+    assert f'href="/ui/workflows/{workflow_id}"' in job_page and "summarize" in job_page
+    assert all(f'href="/ui/jobs/{p}"' in job_page for p in step.depends_on)
     dagre = httpx.get(f"{server.url}/ui/static/dagre.esm.js")
     assert dagre.status_code == 200 and "text/javascript" in dagre.headers["content-type"]
