@@ -7,9 +7,10 @@ Prints one JSON object.
 For each backend, each phase on a fresh database (see bench/run.py): enqueue, then `conveyor worker --processes W
 --concurrency C` runs everything; the rate is (jobs - 1) over the time between the first and the last job's
 `completed_at` (worker start-up excluded). `ratio` = workflow rate / plain rate (the SPEC's bar: at least 0.5).
-`enqueue_s` is the time of the one call that stores the whole workflow (validation included). Each backend runs
-`--repeat` pairs (plain, then workflow: both under the same load of a shared machine) and reports medians, with each
-pair's ratio in `ratios`.
+Each backend runs `--repeat` pairs (plain, then workflow: both under the same load of a shared machine) and reports
+medians, with each pair's ratio in `ratios`. `enqueue_s` is the one call that validates and stores the whole
+workflow. A last phase runs a chain of `--chain` steps (default 300) with idle workers: `chain_gap_p50_ms` and
+`chain_gap_p95_ms` say how long after its parent completed each step started.
 """
 
 from __future__ import annotations
@@ -100,7 +101,31 @@ def bench_backend(backend: str, args: argparse.Namespace, workdir: Path) -> dict
         "ratio": round(statistics.median(f / p for f, p in zip(flows, plain, strict=True)), 3),
         "ratios": [round(f / p, 3) for f, p in zip(flows, plain, strict=True)],
         "enqueue_s": round(statistics.median(enqueues), 3),
+        **(chain_phase(backend, args, workdir) if args.chain > 1 else {}),
     }
+
+
+def chain_phase(backend: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    """A chain of `--chain` steps, each after the one before, run by idle workers: how long after its parent's
+    completion each step started (its `started_at` minus the parent's `completed_at`)."""
+    url = fresh_url(backend, workdir, "chain")
+    app = make_app(url)
+    wf = app.workflow("chain")
+    previous = None
+    for i in range(args.chain):
+        previous = wf.step(f"step-{i}", "noop", i=i, after=[previous] if previous else [])
+    run = wf.enqueue()
+    run_all(url, args.chain, args, workdir / f"{backend}-chain.log")
+    steps = {j.step: j for j in app.require_workflow(run.id).steps or []}
+    app.close()
+    gaps = []
+    for i in range(1, args.chain):
+        child, parent = steps[f"step-{i}"], steps[f"step-{i - 1}"]
+        assert child.started_at is not None and parent.completed_at is not None
+        gaps.append((child.started_at - parent.completed_at).total_seconds() * 1000)
+    gaps.sort()
+    return {"chain_steps": args.chain, "chain_gap_p50_ms": round(statistics.median(gaps), 2),
+            "chain_gap_p95_ms": round(gaps[int(0.95 * (len(gaps) - 1))], 2)}
 
 
 def pg_reachable() -> bool:
@@ -121,6 +146,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=10_000, help="fan-out steps (plus one fan-in step)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes")
     parser.add_argument("--concurrency", type=int, default=10, help="slots per worker process")
+    parser.add_argument("--chain", type=int, default=300, help="steps of the chain phase (0: no chain phase)")
     parser.add_argument("--repeat", type=int, default=2, help="pairs of phases per backend (medians reported)")
     parser.add_argument("--timeout", type=float, default=120.0)
     args = parser.parse_args()
