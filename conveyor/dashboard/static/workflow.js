@@ -1,11 +1,13 @@
 // One workflow's page: its graph laid out by dagre (vendored: dagre.esm.js, MIT, see dagre.LICENSE.txt) and drawn
-// as SVG, each step coloured by its state; followed live (polled while the workflow runs).
+// as SVG, each step coloured by its state; followed live: the page's event stream (SSE) says when one of its steps
+// changed, then the page reads the workflow again (and every few seconds while it runs, should the stream drop).
+import { liveJobs, throttle } from "./app.js";
 import dagre from "./dagre.esm.js";
 
 const page = document.querySelector("[data-workflow-page]");
 const box = page.querySelector("[data-graph]");
 const SVG = "http://www.w3.org/2000/svg";
-const POLL_MS = 1000;
+const POLL_MS = 5000;
 const NODE_W = 150;
 const NODE_H = 40;
 const MAX_DRAWN = 500; // a bigger graph is listed in the table only: its layout would take seconds
@@ -82,12 +84,18 @@ function draw(workflow) {
   page.querySelector("[data-action=retry]").hidden = !["failed", "cancelled"].includes(workflow.status);
 }
 
-async function refresh() {
+async function load() {
   const response = await fetch(`/ui/data/workflows/${encodeURIComponent(page.dataset.workflowId)}`, {
     headers: { Accept: "application/json" },
   });
   if (response.ok) draw(await response.json());
-  if (page.dataset.status === "running") setTimeout(refresh, POLL_MS);
 }
 
-refresh();
+async function poll() {
+  await load();
+  if (page.dataset.status === "running") setTimeout(poll, POLL_MS);
+}
+
+const loadSoon = throttle(load, 250);
+liveJobs({}, { onJob: (job) => job.workflow_id === page.dataset.workflowId && loadSoon() });
+poll();
