@@ -205,3 +205,23 @@ def test_a_parent_is_not_deleted_while_children_wait_nor_purged_while_they_need_
     assert app.get_job(done.id) is not None
     app.cancel(later.id)
     assert app.purge(older_than_s=0) == 2
+
+
+def test_retrying_one_of_two_failed_parents_leaves_the_child_cancelled_by_the_other(tasks: Conveyor) -> None:
+    app = tasks
+    first = app.enqueue("boom", {})
+    second = app.enqueue("boom", {})
+    child = app.enqueue("add", {"x": 1}, depends_on=[first.id, second.id])
+    grandchild = app.enqueue("add", {"x": 1}, depends_on=[child.id])
+    app.run_worker(concurrency=2, burst=True)
+    assert statuses(app, child.id, grandchild.id) == [JobStatus.CANCELLED, JobStatus.CANCELLED]
+    blocker = first.id if first.id in (app.require_job(child.id).error or "") else second.id
+    other = second.id if blocker == first.id else first.id
+
+    app.retry(blocker)  # the other parent is still failed: the child and its own child stay cancelled, by it
+    assert statuses(app, child.id, grandchild.id) == [JobStatus.CANCELLED, JobStatus.CANCELLED]
+    assert other in (app.require_job(child.id).error or "")
+    assert other in (app.require_job(grandchild.id).error or "")
+
+    app.retry(other)  # now both wait again
+    assert statuses(app, child.id, grandchild.id) == [JobStatus.WAITING, JobStatus.WAITING]

@@ -137,6 +137,31 @@ BEGIN
     INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, message)
     SELECT id, NEW.updated_at, 'cancelled', 'waiting', 'parent retried' FROM moved;
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- Those that still have another failed or cancelled parent (or ancestor) are cancelled again, by that one.
+    WITH RECURSIVE mine(id) AS (
+        SELECT child_id FROM conveyor_job_deps WHERE parent_id = NEW.id
+        UNION
+        SELECT d.child_id FROM conveyor_job_deps d JOIN mine ON d.parent_id = mine.id
+    ), dead(root, id) AS (
+        SELECT coalesce(p.blocked_by, p.id), d.child_id
+        FROM conveyor_job_deps d JOIN conveyor_jobs p ON p.id = d.parent_id
+        WHERE d.child_id IN (SELECT id FROM mine) AND p.status IN ('failed', 'cancelled')
+        UNION
+        SELECT dead.root, d.child_id FROM conveyor_job_deps d JOIN dead ON d.parent_id = dead.id
+    ), blocker AS (
+        SELECT dead.id, min(dead.root::text)::uuid AS root FROM dead GROUP BY dead.id
+    ), moved AS (
+        UPDATE conveyor_jobs c
+        SET status = 'cancelled', completed_at = NEW.updated_at, updated_at = NEW.updated_at, blocked_by = b.root,
+            error = 'parent job ' || b.root || ' ' || coalesce((SELECT r.status FROM conveyor_jobs r
+                                                                WHERE r.id = b.root), 'ended'),
+            status_message = 'another parent failed or was cancelled'
+        FROM blocker b
+        WHERE c.id = b.id AND c.status = 'waiting'
+        RETURNING c.id
+    )
+    INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, message)
+    SELECT id, NEW.updated_at, 'waiting', 'cancelled', 'another parent failed or was cancelled' FROM moved;
     PERFORM set_config('conveyor.history', prev, true);
     IF n > 0 THEN
         PERFORM pg_notify('conveyor_changes', '');

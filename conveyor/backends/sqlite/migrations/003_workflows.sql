@@ -168,6 +168,38 @@ BEGIN
     SET status = 'waiting', blocked_by = NULL, error = NULL, completed_at = NULL, updated_at = new.updated_at,
         status_message = 'parent retried'
     WHERE blocked_by = new.id AND status = 'cancelled';
+    -- Those that still have another failed or cancelled parent (or ancestor) are cancelled again, by that one.
+    UPDATE conveyor_jobs
+    SET status = 'cancelled', completed_at = new.updated_at, updated_at = new.updated_at,
+        blocked_by = (WITH RECURSIVE mine(id) AS (
+                SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id
+                UNION
+                SELECT d.child_id FROM conveyor_job_deps d JOIN mine ON d.parent_id = mine.id
+            ), dead(root, id) AS (
+                SELECT coalesce(p.blocked_by, p.id), d.child_id
+                FROM conveyor_job_deps d JOIN conveyor_jobs p ON p.id = d.parent_id
+                WHERE d.child_id IN (SELECT id FROM mine) AND p.status IN ('failed', 'cancelled')
+                UNION
+                SELECT dead.root, d.child_id FROM conveyor_job_deps d JOIN dead ON d.parent_id = dead.id
+            )
+            SELECT min(root) FROM dead WHERE dead.id = conveyor_jobs.id),
+        status_message = 'another parent failed or was cancelled'
+    WHERE status = 'waiting' AND id IN (WITH RECURSIVE mine(id) AS (
+            SELECT child_id FROM conveyor_job_deps WHERE parent_id = new.id
+            UNION
+            SELECT d.child_id FROM conveyor_job_deps d JOIN mine ON d.parent_id = mine.id
+        ), dead(root, id) AS (
+            SELECT coalesce(p.blocked_by, p.id), d.child_id
+            FROM conveyor_job_deps d JOIN conveyor_jobs p ON p.id = d.parent_id
+            WHERE d.child_id IN (SELECT id FROM mine) AND p.status IN ('failed', 'cancelled')
+            UNION
+            SELECT dead.root, d.child_id FROM conveyor_job_deps d JOIN dead ON d.parent_id = dead.id
+        )
+        SELECT id FROM dead);
+    UPDATE conveyor_jobs
+    SET error = 'parent job ' || blocked_by || ' ' || coalesce((SELECT r.status FROM conveyor_jobs r
+                                                                WHERE r.id = conveyor_jobs.blocked_by), 'ended')
+    WHERE blocked_by IS NOT NULL AND error IS NULL AND status = 'cancelled';
 END;
 
 -- A workflow's step moved into or out of a terminal state: its counters, then its status.
