@@ -94,7 +94,7 @@ def test_a_keys_concurrency_holds_across_processes_and_kills(
     runs: dict[tuple[str, str], list[float]] = {}
     key_of, pid_of = {}, {}
     for line in log.read_text().splitlines():
-        what, job_id, attempt, key, pid, at = line.split()
+        _what, job_id, attempt, key, pid, at = line.split()
         runs.setdefault((job_id, attempt), []).append(float(at))
         key_of[(job_id, attempt)], pid_of[(job_id, attempt)] = key, int(pid)
     peak = {}
