@@ -57,3 +57,15 @@ def test_a_long_group_key_is_422_and_nothing_stored(client: httpx.Client, server
     assert_error(r, 422)
     assert_error(client.get("/api/v1/queues/mail/groups/" + "k" * 1000), 422)
     assert server.conveyor.list_jobs().jobs == []
+
+
+def test_metrics_carry_the_busiest_keys_only(client: httpx.Client, server: RunningServer) -> None:
+    from conveyor.api.metrics import TOP_KEYS
+
+    server.conveyor.enqueue_batch([{"type": "demo.echo", "queue": "mail", "group_key": f"k{i:02}"}
+                                   for i in range(TOP_KEYS + 5)])
+    server.conveyor.enqueue_many("demo.echo", [{}, {}], queue="mail", group_key="k99")
+    text = client.get("/metrics").text
+    assert 'conveyor_group_keys{queue="mail"} 26.0' in text
+    assert 'conveyor_group_ready{key="k99",queue="mail"} 2.0' in text  # the busiest first
+    assert sum(1 for line in text.splitlines() if line.startswith("conveyor_group_ready{")) == TOP_KEYS
