@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from conveyor.backends.driver import Tx, dumps
+from conveyor.backends.driver import Tx
 from conveyor.backends.params import ClaimParams
 
 
@@ -79,8 +79,9 @@ def _group_allowances(
     limits allow: `concurrency` minus its running jobs, and what is left of its rate window. Also returns those best
     jobs, as candidates."""
     group_concurrency, group_rate = settings[6], settings[7]
-    turns = tx.rows("group_turns", {"queue": name, "limit": params.limit})
-    top = tx.rows("top_in_groups", {"queue": name, "types": types, "limit": params.limit})
+    most = _keyed_most(params)  # keyed jobs this claim can take at most
+    turns = tx.rows("group_turns", {"queue": name, "limit": most})
+    top = tx.rows("top_in_groups", {"queue": name, "types": types, "limit": most})
     in_turns = {t[0] for t in turns}
     others = sorted({c[4] for c in top} - in_turns)
     if others:
@@ -96,6 +97,10 @@ def _group_allowances(
         keys[key] = (turn, allowance(params.limit, params.now, concurrency, running.get(key, 0), rate, window_start,
                                      window_count))
     return keys, top
+
+
+def _keyed_most(params: ClaimParams) -> int:
+    return params.limit if params.free is None else max(0, min(params.limit, params.free))
 
 
 def claim_with_limits(
@@ -114,6 +119,7 @@ def claim_with_limits(
     meanwhile, and limits count only what runs."""
     queues, types = array(params.queues or None), array(params.types or None)
     plans: list[_Queue] = []
+    left_keyed = False
     for name in sorted(limited):
         settings = tx.rows("lock_queue", {"queue": name})
         if not settings or settings[0][0]:  # gone, or paused meanwhile
@@ -121,8 +127,9 @@ def claim_with_limits(
         _, concurrency, rate, window_start, window_count, grouped = settings[0][:6]
         running = tx.rows("count_processing_in_queue", {"queue": name})[0][0] if concurrency is not None else 0
         allow = allowance(params.limit, params.now, concurrency, running, rate, window_start, window_count)
-        keys, top = _group_allowances(tx, params, name, settings[0], array, types) if grouped and allow.n > 0 \
-            else ({}, [])
+        keyed = grouped and allow.n > 0 and _keyed_most(params) > 0
+        keys, top = _group_allowances(tx, params, name, settings[0], array, types) if keyed else ({}, [])
+        left_keyed = left_keyed or (bool(grouped) and allow.n > 0 and not keyed)  # no free slot for them
         plans.append(_Queue(name, allow, bool(grouped), concurrency is not None or rate is not None, keys, top))
     # candidates: (ref, queue, priority, run_at, group_key); the unlimited queues' first
     candidates = [(*c, None) for c in tx.rows("ready_jobs", {"queues": queues, "types": types, "limit": params.limit})]
@@ -135,7 +142,7 @@ def claim_with_limits(
         candidates += plan.top
         wanted = {k: min(a.n, plan.allow.n) for k, (_, a) in plan.keys.items() if a.n > 0}
         if wanted:
-            share = max(1, -(-2 * params.limit // len(wanted)))  # enough for round-robin over the keys in turn
+            share = max(1, -(-2 * _keyed_most(params) // len(wanted)))  # enough for round-robin over the keys
             candidates += fetch_groups(tx, plan.name, list(wanted), [min(n, share) for n in wanted.values()], types)
     turn_of = {(p.name, k): t for p in plans for k, (t, _) in p.keys.items()}
     seen: Counter[tuple[str, str | None]] = Counter()
@@ -151,7 +158,7 @@ def claim_with_limits(
     key_allows = {(p.name, k): a.n for p in plans for k, (_, a) in p.keys.items()}
     chosen: list[Any] = []
     # keys at their limit: a finished job of this worker may free one, so it claims again with its next outcome
-    keyed_left = any(a.n <= 0 for p in plans for _, a in p.keys.values())
+    keyed_left = left_keyed or any(a.n <= 0 for p in plans for _, a in p.keys.values())
     for *_, c in ranked:
         if len(chosen) >= params.limit:
             break
@@ -199,7 +206,8 @@ def _record_starts(tx: Tx, now: float, plans: Sequence[_Queue], rows: Sequence[A
             n = by_key[(plan.name, key)]
             if n:
                 start, count = allow.window if allow.window is not None else (None, None)
-                batch.append([key, start, None if count is None else count + n,
-                              now + last[(plan.name, key)] * TURN_STEP_S])
+                batch.append({"queue": plan.name, "key": key, "window_start": start,
+                              "window_count": None if count is None else count + n,
+                              "served_at": now + last[(plan.name, key)] * TURN_STEP_S})
         if batch:
-            tx.execute("serve_groups", {"queue": plan.name, "now": now, "batch": dumps(batch)})
+            tx.executemany("serve_groups", batch)

@@ -200,6 +200,7 @@ class PostgresBackend(SQLBackend):
     def _ready_in_groups(self, tx: Tx, queue: str, keys: list[str], limits: list[int], types: Any) -> list[Any]:
         return tx.rows("ready_in_groups", {"queue": queue, "keys": keys, "limits": limits, "types": types})
 
+
     def _limited_queues(self, tx: Tx, claim: ClaimParams) -> list[str]:
         return self._limited_for(claim) or []
 

@@ -40,13 +40,11 @@ CROSS JOIN LATERAL (
 ) j;
 
 -- name: serve_groups
--- `%(batch)s`: [[key, window_start, window_count, served_at]]; a key without a rate limit has a null window.
-UPDATE conveyor_groups g
-SET served_at = (b.value ->> 3)::float8,
-    window_start = coalesce((b.value ->> 1)::float8, g.window_start),
-    window_count = coalesce((b.value ->> 2)::int, g.window_count)
-FROM jsonb_array_elements(%(batch)s::jsonb) AS b
-WHERE g.queue = %(queue)s AND g.group_key = b.value ->> 0;
+-- One row per key served: its new place in the turns, and its rate window (null: no rate limit, kept as it is).
+UPDATE conveyor_groups
+SET served_at = %(served_at)s, window_start = coalesce(%(window_start)s::float8, window_start),
+    window_count = coalesce(%(window_count)s::int, window_count)
+WHERE queue = %(queue)s AND group_key = %(key)s;
 
 -- name: list_groups
 -- A queue's keys with their counts and limits, busiest first (running, then ready).

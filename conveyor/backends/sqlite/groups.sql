@@ -26,21 +26,24 @@ WHERE status = 'processing' AND group_key IS NOT NULL AND queue = :queue
   AND group_key IN (SELECT value FROM json_each(:keys))
 GROUP BY group_key;
 
--- name: ready_in_group
-SELECT seq, queue, priority, run_at, group_key FROM conveyor_jobs
-WHERE status = 'pending' AND group_key IS NOT NULL AND queue = :queue AND group_key = :key
-  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
-ORDER BY priority DESC, run_at, seq
-LIMIT :limit;
+-- name: ready_in_groups
+-- Each key's best `:limit` ready jobs (`:keys`: a JSON array), in one statement: an index range per key. (SQLite's
+-- LIMIT cannot read the outer row: a key allowed fewer brings more, and the planner takes only what it allows.)
+SELECT j.seq, j.queue, j.priority, j.run_at, j.group_key
+FROM json_each(:keys) AS k
+JOIN conveyor_jobs AS j ON j.seq IN (
+    SELECT seq FROM conveyor_jobs
+    WHERE status = 'pending' AND group_key IS NOT NULL AND queue = :queue AND group_key = k.value
+      AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+    ORDER BY priority DESC, run_at, seq
+    LIMIT :limit);
 
 -- name: serve_groups
--- `:batch`: [[key, window_start, window_count, served_at]]; a key without a rate limit has a null window.
+-- One row per key served: its new place in the turns, and its rate window (null: no rate limit, kept as it is).
 UPDATE conveyor_groups
-SET served_at = b.value ->> 3,
-    window_start = coalesce(b.value ->> 1, window_start),
-    window_count = coalesce(b.value ->> 2, window_count)
-FROM json_each(:batch) AS b
-WHERE conveyor_groups.queue = :queue AND conveyor_groups.group_key = b.value ->> 0;
+SET served_at = :served_at, window_start = coalesce(:window_start, window_start),
+    window_count = coalesce(:window_count, window_count)
+WHERE queue = :queue AND group_key = :key;
 
 -- name: list_groups
 -- A queue's keys with their counts and limits, busiest first (running, then ready).
