@@ -3,6 +3,7 @@ validated at the edge, with errors naming the field, so a bad schedule is refuse
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,14 +82,14 @@ class _Fields(BaseModel):
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
         if value is not None:
-            Cron(value)  # InvalidArgumentsError, its message naming the field: not caught by pydantic
+            _check(Cron, value)
         return value
 
     @field_validator("timezone", check_fields=False)
     @classmethod
     def _timezone(cls, value: str | None) -> str | None:
         if value is not None:
-            zone(value)
+            _check(zone, value)
         return value
 
     @classmethod
@@ -122,3 +123,11 @@ class ScheduleSpec(ScheduleChange):
     task: Name
     cron: str = Field(max_length=200, description="5 fields, 6 with leading seconds, or @daily")
     timezone: str = Field(default="UTC", max_length=200)
+
+
+def _check(parse: Callable[[str], object], value: str) -> None:
+    """A field's check as pydantic wants it (a ValueError: its message, after the field name pydantic adds)."""
+    try:
+        parse(value)
+    except InvalidArgumentsError as exc:
+        raise ValueError(exc.message.split(": ", 1)[-1]) from None
