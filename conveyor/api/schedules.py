@@ -61,21 +61,21 @@ def create_schedules_router(conveyor: Conveyor) -> APIRouter:
         made = schedules.create(**body.model_dump(exclude_unset=True))
         return JSONResponse(made.to_dict(), status_code=201)
 
-    @router.get("/schedules/{name}", response_model=ScheduleOut, summary="One schedule")
+    @router.get("/schedules/{name:path}", response_model=ScheduleOut, summary="One schedule")
     def get_schedule(name: ScheduleName) -> Response:
         return JSONResponse(schedules.get(name).to_dict())
 
-    @router.patch("/schedules/{name}", response_model=ScheduleOut, summary="Change a schedule")
+    @router.patch("/schedules/{name:path}", response_model=ScheduleOut, summary="Change a schedule")
     def patch_schedule(name: ScheduleName, body: ScheduleChange) -> Response:
         """Any field; a new cron, time zone or `paused` moves the next run to the first tick from now."""
         return JSONResponse(schedules.update(name, **body.model_dump(exclude_unset=True)).to_dict())
 
-    @router.delete("/schedules/{name}", status_code=204, summary="Delete a schedule")
+    @router.delete("/schedules/{name:path}", status_code=204, summary="Delete a schedule")
     def delete_schedule(name: ScheduleName) -> Response:
         schedules.delete(name)
         return Response(status_code=204)
 
-    @router.post("/schedules/{name}/trigger", status_code=201, response_model=JobOut, summary="Run it now")
+    @router.post("/schedules/{name:path}/trigger", status_code=201, response_model=JobOut, summary="Run it now")
     def trigger_schedule(name: ScheduleName) -> Response:
         """Enqueue one job of the schedule now (its next run stays): 201 and the job."""
         return JSONResponse(schedules.trigger(name).to_dict(), status_code=201)

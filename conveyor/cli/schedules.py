@@ -83,21 +83,27 @@ def schedules_add(
 
 @schedules_app.command("pause")
 @handle_errors
-def schedules_pause(name: NameArgument, db: DbOption = None, app: AppOption = None, as_json: JsonOption = False) -> None:
+def schedules_pause(
+    name: NameArgument, db: DbOption = None, app: AppOption = None, as_json: JsonOption = False
+) -> None:
     """Stop a schedule firing (until resumed)."""
     _print(load_app(db, app).schedules.pause(name), as_json, "paused")
 
 
 @schedules_app.command("resume")
 @handle_errors
-def schedules_resume(name: NameArgument, db: DbOption = None, app: AppOption = None, as_json: JsonOption = False) -> None:
+def schedules_resume(
+    name: NameArgument, db: DbOption = None, app: AppOption = None, as_json: JsonOption = False
+) -> None:
     """Let a paused schedule fire again, from its next tick."""
     _print(load_app(db, app).schedules.resume(name), as_json, "resumed")
 
 
 @schedules_app.command("trigger")
 @handle_errors
-def schedules_trigger(name: NameArgument, db: DbOption = None, app: AppOption = None, as_json: JsonOption = False) -> None:
+def schedules_trigger(
+    name: NameArgument, db: DbOption = None, app: AppOption = None, as_json: JsonOption = False
+) -> None:
     """Enqueue one job of a schedule now; prints the job id."""
     job = load_app(db, app).schedules.trigger(name)
     if as_json:

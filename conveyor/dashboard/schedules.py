@@ -37,7 +37,7 @@ class SchedulesPage:
         r = dashboard.router
         r.add_api_route(PAGE, self.page, methods=["GET"])
         r.add_api_route(PAGE, self.add, methods=["POST"])
-        r.add_api_route(PAGE + "/{name}/{action}", self.act, methods=["POST"])
+        r.add_api_route(PAGE + "/{name:path}/{action}", self.act, methods=["POST"])
 
     async def page(self, request: Request) -> Response:
         d = self.dashboard

@@ -1,4 +1,5 @@
-"""The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the schedules, the dashboard."""
+"""The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the schedules,
+the dashboard."""
 
 from __future__ import annotations
 

@@ -83,3 +83,11 @@ def test_a_bad_patch_changes_nothing(client: httpx.Client) -> None:
         error = assert_error(client.patch("/schedules/nightly", json=change), 422)
         assert error["message"].startswith(field), error
     assert client.get("/schedules/nightly").json() == before
+
+
+def test_any_name_is_reachable(client: httpx.Client) -> None:
+    assert client.post("/schedules", json={**NEW, "name": "team/a b"}).status_code == 201
+    assert client.get("/schedules/team%2Fa%20b").json()["name"] == "team/a b"
+    assert client.post("/schedules/team%2Fa%20b/trigger").status_code == 201
+    assert client.patch("/schedules/team%2Fa%20b", json={"paused": True}).json()["paused"] is True
+    assert client.delete("/schedules/team%2Fa%20b").status_code == 204
