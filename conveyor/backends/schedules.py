@@ -1,7 +1,7 @@
 """The backend's schedule operations (SPEC section 7), a mixin of the shared SQL backend; their SQL is each dialect's
 `schedules.sql`.
 
-Exactly one job per tick, cluster-wide: `fire_schedule` moves the schedule's `next_run_at` on, guarded by the tick
+Exactly one job per tick, cluster-wide: `fire_schedules` moves the schedule's `next_run_at` on, guarded by the tick
 the caller read (`claim_tick`), and inserts the tick's jobs in the same transaction, each with a unique key of
 (schedule, tick). A process that lost the race finds the guard false and inserts nothing; a process killed mid-tick
 committed nothing, so the tick is still due; and the unique key makes a second insert of an open tick's job return
@@ -11,7 +11,7 @@ the first.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.driver import Driver, Tx, dumps
@@ -21,6 +21,18 @@ from conveyor.schedules.model import Schedule
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """One schedule's due ticks: the tick it was due at (`due`, as read), its next tick after them, the ticks' jobs,
+    and the last tick (its `last_run_at`)."""
+
+    name: str
+    due: float
+    next_run_at: float
+    jobs: Sequence[NewJob]
+    last_tick: float
+
 
 SYNCED_FIELDS = ("task", "cron", "timezone", "args", "queue", "priority", "max_retries", "timeout", "tags", "catch_up")
 
@@ -99,19 +111,20 @@ class ScheduleOps:
         value = self.driver.read(lambda tx: tx.rows("next_schedule_at"))[0][0]
         return None if value is None else float(value)
 
-    def fire_schedule(
-        self, name: str, due: float, next_run_at: float, jobs: Sequence[NewJob], last_tick: float, now: float
-    ) -> list[Job] | None:
-        """Claim the schedule's tick `due` (move `next_run_at` on to `next_run_at`) and insert its jobs (each with
-        its unique key), in one transaction; None if another process claimed it first (nothing inserted). `last_tick`:
-        the tick of the last job, the schedule's `last_run_at`."""
+    def fire_schedules(self, firings: Sequence[Firing], now: float) -> list[Job]:
+        """Claim each firing's tick (move its schedule's `next_run_at` on) and insert its jobs (each with its unique
+        key), all in one transaction; a firing whose tick another process claimed first inserts nothing. Returns the
+        jobs of the claimed ticks (one that an open job already held is that job, `existing`)."""
 
-        def go(tx: Tx) -> list[Job] | None:
-            if tx.execute("claim_tick", {"name": name, "due": due, "next_run_at": next_run_at}) == 0:
-                return None
-            out = self._insert_unique(tx, jobs, now)
-            if out:
-                tx.execute("record_schedule_run", {"name": name, "at": last_tick, "job_id": out[-1].id})
+        def go(tx: Tx) -> list[Job]:
+            out: list[Job] = []
+            for f in firings:
+                if tx.execute("claim_tick", {"name": f.name, "due": f.due, "next_run_at": f.next_run_at}) == 0:
+                    continue
+                jobs = self._insert_unique(tx, f.jobs, now)
+                if jobs:
+                    tx.execute("record_schedule_run", {"name": f.name, "at": f.last_tick, "job_id": jobs[-1].id})
+                out.extend(jobs)
             return out
 
         return self.driver.write(go)

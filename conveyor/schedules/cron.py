@@ -75,6 +75,7 @@ class Cron:
         return out
 
 
+@lru_cache(maxsize=1024)
 def _fields(expression: str) -> str:
     text = " ".join(expression.split())
     if text.lower() in ALIASES:

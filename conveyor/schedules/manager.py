@@ -9,6 +9,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.params import NewJob
+from conveyor.backends.schedules import Firing
 from conveyor.errors import (
     InvalidArgumentsError,
     InvalidStateError,
@@ -28,7 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("conveyor.schedules")
 
-DUE_BATCH = 500  # due schedules read per query: a pass reads again while a batch comes back full
+DUE_BATCH = 1000  # due schedules read per query: a pass reads again while a batch comes back full
+FIRE_BATCH = 100  # schedules fired per transaction: few commits, and short transactions
 RESCHEDULING = ("cron", "timezone", "paused")  # a change of these computes the next tick anew
 
 
@@ -125,27 +127,30 @@ class Schedules:
         fired: list[Job] = []
         while True:
             due = self.backend.due_schedules(now, DUE_BATCH)
-            mine = [s for s in due if s.task in self.app.tasks]
-            for schedule in mine:
-                fired.extend(self._fire(schedule, now))
-            if len(due) < DUE_BATCH or not mine:
+            firings = [f for s in due if s.task in self.app.tasks and (f := self._firing(s, now)) is not None]
+            for i in range(0, len(firings), FIRE_BATCH):
+                fired.extend(j for j in self.backend.fire_schedules(firings[i : i + FIRE_BATCH], now) if not j.existing)
+            if len(due) < DUE_BATCH or not firings:
                 return fired
 
     def next_due(self) -> float | None:
         return self.backend.next_schedule_at()
 
-    def _fire(self, schedule: Schedule, now: float) -> list[Job]:
+    def _firing(self, schedule: Schedule, now: float) -> Firing | None:
+        """The schedule's ticks due at `now` (none if it cannot fire: a stored schedule whose task changed, say)."""
         assert schedule.next_run_at is not None
-        when = schedule.when
-        ticks = when.due(schedule.next_run_at, now, schedule.catch_up)
-        following = when.next_after(max(now, ticks[-1]) if ticks else now)
+        try:
+            when = schedule.when
+            ticks = when.due(schedule.next_run_at, now, schedule.catch_up)
+            following = when.next_after(max(now, ticks[-1]) if ticks else now)
+            jobs = [self._job(schedule, tick, now) for tick in ticks]
+        except (InvalidArgumentsError, UnknownTaskError) as exc:
+            log.error("schedule %s cannot fire: %s", schedule.name, exc)
+            return None
         if not ticks:
             log.info("schedule %s: ticks missed since %s skipped (catch_up is off)", schedule.name,
                      iso(to_datetime(schedule.next_run_at)))
-        jobs = [self._job(schedule, tick, now) for tick in ticks]
-        last = ticks[-1] if ticks else now
-        out = self.backend.fire_schedule(schedule.name, schedule.next_run_at, following, jobs, last, now)
-        return [j for j in out or [] if not j.existing]
+        return Firing(schedule.name, schedule.next_run_at, following, jobs, ticks[-1] if ticks else now)
 
     # ------------------------------------------------------------------------------------------ helpers
     def _job(self, schedule: Schedule, tick: float, now: float, *, keyed: bool = True) -> NewJob:

@@ -36,10 +36,13 @@ LIMIT %(limit)s::int;
 SELECT min(next_run_at) FROM conveyor_schedules WHERE NOT paused;
 
 -- name: claim_tick
--- Guarded by the tick this process read: a process that lost the race (its UPDATE waited for the winner's row lock,
--- then found the row moved on) changes nothing, and inserts nothing.
+-- Guarded by the tick this process read: a process that lost the race changes nothing, and inserts nothing. A row
+-- another process is firing is skipped rather than waited for (if that process dies, its transaction rolls back
+-- and the tick is still due at the next pass), so racing schedulers split the due schedules instead of queueing.
 UPDATE conveyor_schedules SET next_run_at = %(next_run_at)s::float8
-WHERE name = %(name)s AND next_run_at = %(due)s::float8 AND NOT paused;
+WHERE name = (SELECT name FROM conveyor_schedules
+              WHERE name = %(name)s AND next_run_at = %(due)s::float8 AND NOT paused
+              FOR UPDATE SKIP LOCKED);
 
 -- name: record_schedule_run
 UPDATE conveyor_schedules SET last_run_at = %(at)s::float8, last_job_id = %(job_id)s::uuid WHERE name = %(name)s;
