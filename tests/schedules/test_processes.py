@@ -4,6 +4,7 @@ while any process was up."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -72,7 +73,7 @@ def test_processes_fire_each_tick_once_through_a_kill_and_a_restart(db_url: str,
     found = ticks(app)
     app.close()
     assert len(found) == len(set(found)), f"a tick fired twice: {found}"
-    gaps = [b for a, b in zip(found, found[1:], strict=False) if b - a != 1.0]
+    gaps = [b for a, b in itertools.pairwise(found) if b - a != 1.0]
     assert not gaps, f"ticks missing before {gaps} while processes were up"
     for log in tmp_path.glob("*.log"):
         assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")[-3000:]
