@@ -77,3 +77,35 @@ def test_processes_fire_each_tick_once_through_a_kill_and_a_restart(db_url: str,
     assert not gaps, f"ticks missing before {gaps} while processes were up"
     for log in tmp_path.glob("*.log"):
         assert "Traceback" not in log.read_text(errors="replace"), log.read_text(errors="replace")[-3000:]
+
+
+DIE_MID_TICK = """
+import os, signal, sys
+from conveyor import Conveyor
+from conveyor.backends.sql_backend import SQLBackend
+
+def die(*args, **kwargs):  # after the tick is claimed, before its job is inserted: inside the transaction
+    os.kill(os.getpid(), signal.SIGKILL)
+
+SQLBackend._insert_unique = die
+Conveyor(sys.argv[1], clock=lambda: float(sys.argv[2])).schedules.fire_due()
+"""
+
+
+def test_a_process_killed_in_the_middle_of_a_tick(db_url: str) -> None:
+    t0 = datetime(2026, 6, 1, 12, 0).timestamp()
+    app = Conveyor(db_url, clock=lambda: t0)
+    try:
+        app.schedules.create(name="mid", task="demo.echo", cron="* * * * *")
+        due = app.schedules.get("mid").next_run_at
+        assert due is not None
+        killed = subprocess.run([sys.executable, "-c", DIE_MID_TICK, db_url, str(due + 1)], cwd=ROOT, timeout=60,
+                                check=False, capture_output=True)
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        assert app.schedules.get("mid").next_run_at == due, "the killed transaction claimed nothing"
+        assert app.list_jobs().jobs == []
+        (job,) = app.schedules.fire_due(due + 2)  # the restarted process: the tick is still due, and fires once
+        assert app.schedules.fire_due(due + 3) == []
+        assert [j.id for j in app.list_jobs().jobs] == [job.id]
+    finally:
+        app.close()
