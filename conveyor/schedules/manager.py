@@ -9,8 +9,9 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from conveyor.backends.params import NewJob
-from conveyor.backends.schedules import Firing
+from conveyor.backends.schedules import Firing, ScheduleOps
 from conveyor.errors import (
+    ConfigError,
     InvalidArgumentsError,
     InvalidStateError,
     ScheduleNotFoundError,
@@ -25,7 +26,6 @@ from conveyor.task import Task
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
-    from conveyor.backends.sql_backend import SQLBackend
 
 log = logging.getLogger("conveyor.schedules")
 
@@ -40,8 +40,11 @@ class Schedules:
         self.declared: dict[str, ScheduleSpec] = {}
 
     @property
-    def backend(self) -> SQLBackend:
-        return self.app.backend  # type: ignore[return-value]  # both backends are the shared SQL backend
+    def backend(self) -> ScheduleOps:
+        backend = self.app.backend
+        if not isinstance(backend, ScheduleOps):  # both built-in backends are the shared SQL backend
+            raise ConfigError(f"the {backend.dialect} backend does not store schedules")
+        return backend
 
     # ------------------------------------------------------------------------------------------ reading
     def all(self) -> list[Schedule]:
@@ -90,7 +93,7 @@ class Schedules:
         """Enqueue one job of the schedule now (its ticks are not changed)."""
         schedule = self.get(name)
         now = self.app.clock()
-        job = self.backend.insert_jobs([self._job(schedule, now, now, keyed=False)], now)[0]
+        job = self.app.backend.insert_jobs([self._job(schedule, now, now, keyed=False)], now)[0]
         self.backend.record_schedule_run(name, now, job.id)
         return job
 

@@ -49,10 +49,15 @@ class Scheduler:
             return SLEEP_CAP_S
         return min(SLEEP_CAP_S, max(0.0, due - self.clock()))
 
-    async def run(self, calls: BlockingCalls) -> None:
-        """The loop inside a worker, its database calls on the worker's database thread; runs until cancelled."""
-        while True:
-            await asyncio.sleep(await calls.run(self.run_once))
+    async def run(self) -> None:
+        """The loop inside a worker; runs until cancelled. Its database calls run in a thread of its own, so a pass
+        over many due schedules never holds up the worker's claims."""
+        calls = BlockingCalls("conveyor-scheduler")
+        try:
+            while True:
+                await asyncio.sleep(await calls.run(self.run_once))
+        finally:  # a pass under way ends before the worker closes the backend
+            await asyncio.to_thread(calls.close)
 
 
 class SchedulerThread:
