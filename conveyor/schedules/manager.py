@@ -108,6 +108,8 @@ class Schedules:
             task = target if isinstance(target, Task) else self.app.task(target)
             spec = ScheduleSpec.parse({"name": name or task.name, "task": task.name, "cron": cron, **fields})
             self._build(spec, 0.0)  # the task and its args, checked now rather than at start
+            if spec.name in self.declared and self.declared[spec.name] != spec:
+                raise ConfigError(f"two @periodic declarations are named {spec.name!r}: give each its own name=")
             self.declared[spec.name] = spec
             return task
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from conveyor import Conveyor
-from conveyor.errors import InvalidArgumentsError, InvalidStateError, ScheduleNotFoundError, UnknownTaskError
+from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, ScheduleNotFoundError, UnknownTaskError
 from conveyor.job import Job
 from conveyor.settings import Settings
 
@@ -221,3 +221,13 @@ def test_periodic_is_synced_by_name_never_twice(db_url: str, settings: Settings)
 def test_periodic_with_a_bad_cron_fails_at_declaration(sqlite_app: Conveyor) -> None:
     with pytest.raises(InvalidArgumentsError, match=r"^cron: "):
         sqlite_app.periodic("* * *")(lambda: None)
+
+
+def test_two_periodic_declarations_of_one_name_are_refused(sqlite_app: Conveyor) -> None:
+    @sqlite_app.periodic("0 * * * *", name="twice")
+    def first() -> None: ...
+
+    with pytest.raises(ConfigError, match="twice"):
+
+        @sqlite_app.periodic("30 * * * *", name="twice")
+        def second() -> None: ...

@@ -1,4 +1,4 @@
-"""Real processes racing for the same ticks: two `conveyor worker` processes and a `conveyor serve --no-worker` on one
+"""Real processes racing for the same ticks: two `conveyor worker` processes and two `conveyor serve --no-worker` on one
 database, a schedule every second, one worker SIGKILLed and started again: one job per tick, and no tick missing
 while any process was up."""
 
@@ -22,6 +22,7 @@ from tests.conftest import wait_for
 ROOT = Path(__file__).resolve().parents[2]
 CONVEYOR = str(Path(sys.executable).parent / "conveyor")
 APP = "tests.schedules.periodic_app:app"
+SOAK_S = float(os.environ.get("CONVEYOR_SCHEDULE_SOAK_S", "0"))  # longer runs: e.g. 180 (the issue's three minutes)
 
 
 def free_port() -> int:
@@ -53,8 +54,11 @@ def test_processes_fire_each_tick_once_through_a_kill_and_a_restart(db_url: str,
     try:
         procs.append(start(db_url, "worker", "--processes", "0", log=tmp_path / "w1.log"))
         procs.append(start(db_url, "worker", "--processes", "0", log=tmp_path / "w2.log"))
-        procs.append(start(db_url, "serve", "--no-worker", "--port", str(free_port()), log=tmp_path / "s.log"))
+        for i in range(2):
+            port = str(free_port())
+            procs.append(start(db_url, "serve", "--no-worker", "--port", port, log=tmp_path / f"s{i}.log"))
         wait_for(lambda: len(ticks(app)) >= 3, timeout=60, what="the first ticks")
+        time.sleep(SOAK_S)
         procs[0].send_signal(signal.SIGKILL)  # wherever it was, perhaps in the middle of a tick
         procs[0].wait(10)
         time.sleep(2.5)
