@@ -38,7 +38,8 @@ __all__ = ["ApiError", "AsyncClient", "Client", "job_from_dict"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PREFIX = "/api/v1"
-_OPTIONS = ("queue", "priority", "max_retries", "timeout", "delay", "run_at", "unique_key", "tags", "metadata")
+_OPTIONS = ("queue", "priority", "max_retries", "timeout", "delay", "run_at", "unique_key", "tags", "metadata",
+            "group_key")
 
 
 class ApiError(ConveyorError):
@@ -83,6 +84,7 @@ def job_from_dict(data: dict[str, Any]) -> Job:
         completed_at=_dt(data.get("completed_at")),
         worker_id=data.get("worker_id"),
         cancel_requested=bool(data.get("cancel_requested", False)),
+        group_key=data.get("group_key"),
     )
 
 

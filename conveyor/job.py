@@ -79,6 +79,7 @@ class Job:
     completed_at: datetime | None
     worker_id: str | None
     cancel_requested: bool = False
+    group_key: str | None = None  # the job's key for fair limits (SPEC section 7)
     # True when `enqueue` returned the open job that already held the `unique_key` instead of storing a new one
     # (REST: 200 instead of 201). Not stored: a job read back later says False.
     existing: bool = False
@@ -114,6 +115,7 @@ class Job:
             "completed_at": iso(self.completed_at),
             "worker_id": self.worker_id,
             "cancel_requested": self.cancel_requested,
+            "group_key": self.group_key,
         }
 
 
@@ -149,6 +151,8 @@ class QueueInfo:
     concurrency: int | None = None
     rate_limit: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    group_concurrency: int | None = None  # fair limits: each key of the queue at most this many processing
+    group_rate_limit: float | None = None  # and at most this many starts per second
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +161,31 @@ class QueueInfo:
             "concurrency": self.concurrency,
             "rate_limit": self.rate_limit,
             "counts": {s.value: self.counts.get(s.value, 0) for s in JobStatus},
+            "group_concurrency": self.group_concurrency,
+            "group_rate_limit": self.group_rate_limit,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """One key of a queue (fair limits): its jobs running and ready, and its limits (its own, else the queue's)."""
+
+    key: str
+    running: int
+    ready: int
+    concurrency: int | None
+    rate_limit: float | None
+    concurrency_override: bool = False
+    rate_limit_override: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "running": self.running,
+            "ready": self.ready,
+            "concurrency": self.concurrency,
+            "rate_limit": self.rate_limit,
+            "overrides": {"concurrency": self.concurrency_override, "rate_limit": self.rate_limit_override},
         }
 
 

@@ -93,7 +93,7 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["jobs", "purge", "--status", "pending"], "purge deletes finished jobs only"),
         (["jobs", "purge", "--status", "bogus"], "unknown status"),
         (["jobs", "list", "--cursor", "nonsense"], "invalid cursor"),
-        (["queues", "set", "q", "--concurrency", "0"], "concurrency must be at least 1"),
+        (["queues", "set", "q", "--concurrency", "0"], "concurrency must be an integer from 1 to 1000000, got 0"),
         (["queues", "set", "q", "--concurrency", "many"], "--concurrency must be a number"),
     ],
 )

@@ -52,6 +52,10 @@ class QueuePatch(_Strict):
     paused: bool | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
     rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000, description="jobs started per second")
+    group_concurrency: int | None = Field(default=None, ge=1, le=1_000_000,
+                                          description="most jobs of one key processing at once")
+    group_rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000,
+                                           description="jobs of one key started per second")
 
 
 class ClaimRequest(_Strict):
@@ -111,6 +115,7 @@ class JobOut(BaseModel):
     completed_at: datetime | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    group_key: str | None = None
 
 
 class JobList(BaseModel):
@@ -144,6 +149,8 @@ class QueueOut(BaseModel):
     concurrency: int | None
     rate_limit: float | None
     counts: dict[str, int]
+    group_concurrency: int | None = None
+    group_rate_limit: float | None = None
 
 
 class QueueList(BaseModel):

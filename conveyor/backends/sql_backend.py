@@ -15,6 +15,7 @@ from typing import Any
 
 from conveyor.backends.base import Backend
 from conveyor.backends.driver import Driver, Tx, dumps
+from conveyor.backends.groups import GroupOps
 from conveyor.backends.limits import claim_with_limits
 from conveyor.backends.params import (
     ClaimParams,
@@ -53,6 +54,7 @@ def insert_row(job: NewJob, now: float, encode: Any = dumps) -> dict[str, Any]:
         "tags": encode(job.tags),
         "metadata": encode(job.metadata),
         "unique_key": job.unique_key,
+        "group_key": job.group_key,
         "now": now,
     }
 
@@ -70,7 +72,10 @@ def shared_encoder() -> Any:
     return encode
 
 
-class SQLBackend(ScheduleOps, Backend):
+IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
+
+
+class SQLBackend(GroupOps, ScheduleOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks
@@ -204,8 +209,9 @@ class SQLBackend(ScheduleOps, Backend):
         queues = array(params.queues or None)
         tx.execute("promote_due", {"now": params.now})
         limited = self._limited_queues(tx, params)
+        keyed_left = False
         if limited:
-            rows = claim_with_limits(tx, params, limited, array)
+            rows, keyed_left = claim_with_limits(tx, params, limited, array, self._ready_in_groups)
         else:  # the common case: one statement
             rows = tx.rows(
                 "claim_jobs",
@@ -221,7 +227,7 @@ class SQLBackend(ScheduleOps, Backend):
         next_run_at = None
         if len(rows) < params.limit:  # a full claim brings the worker back at once; only a short one needs to know
             next_run_at = tx.rows("next_run_at", {"queues": queues})[0][0]
-        return ClaimResult(claimed_in_order(rows, params.worker_id, self._decode), next_run_at)
+        return ClaimResult(claimed_in_order(rows, params.worker_id, self._decode), next_run_at, keyed_left)
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         worker = {
@@ -268,6 +274,7 @@ class SQLBackend(ScheduleOps, Backend):
             return 0
         deleted = self._delete_in_batches("prune_finished", {"before": finished_before})
         self.driver.write(lambda tx: tx.execute("prune_workers", {"before": now - DEAD_WORKER_KEEP_S}))
+        self.prune_groups(now - IDLE_GROUP_KEEP_S)
         return deleted
 
     def _delete_in_batches(self, query: str, params: dict[str, Any]) -> int:
@@ -342,8 +349,10 @@ class SQLBackend(ScheduleOps, Backend):
             counts.setdefault(queue, {})[status] = n
         out = []
         for name in sorted(set(settings) | set(counts) | {"default"}):
-            _, paused, concurrency, rate = settings.get(name, (name, False, None, None))
-            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {})))
+            _, paused, concurrency, rate, group_concurrency, group_rate = settings.get(
+                name, (name, False, None, None, None, None))
+            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {}), group_concurrency,
+                                 group_rate))
         return out
 
     def set_queue(self, change: QueueChange, now: float) -> QueueInfo:
@@ -354,6 +363,10 @@ class SQLBackend(ScheduleOps, Backend):
             "rate_limit": change.rate_limit,
             "clear_concurrency": change.clear_concurrency,
             "clear_rate_limit": change.clear_rate_limit,
+            "group_concurrency": change.group_concurrency,
+            "group_rate_limit": change.group_rate_limit,
+            "clear_group_concurrency": change.clear_group_concurrency,
+            "clear_group_rate_limit": change.clear_group_rate_limit,
             "now": now,
         }
 

@@ -23,6 +23,7 @@ def enqueue(
     timeout: Annotated[float | None, typer.Option(help="Seconds one attempt may run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
     unique_key: Annotated[str | None, typer.Option(help="Deduplicate while a job with this key is open.")] = None,
+    group_key: Annotated[str | None, typer.Option(help="The job's key for fair limits per key (a tenant).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Enqueue a job and print its id."""
@@ -43,6 +44,7 @@ def enqueue(
         timeout=timeout,
         tags=tag,
         unique_key=unique_key,
+        group_key=group_key,
     )
     if as_json:
         print_json(job.to_dict())

@@ -226,17 +226,18 @@ class Worker:
     # ------------------------------------------------------------------------------------------ fetcher
     async def _claim(self, free: int) -> ClaimResult:
         now = self.clock()
-        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues, self.types)
+        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues, self.types, self._slots.free())
         return await self._calls.run(self.backend.claim_jobs, params)
 
     async def _fetch_loop(self) -> None:
         """One database call per cycle: write the outcomes of finished jobs, then claim into the free slots."""
-        may_have_more = True  # whether the last claim suggested more ready jobs
+        may_have_more, keyed_left = True, False  # whether the last claim suggested more ready jobs
         due_at: float | None = None
         token = self.backend.wake_token()
         while not self._stopping:
             wanted = self._slots.wanted()
-            claim = wanted > 0 and may_have_more
+            # (keyed jobs left for want of a free slot: claim again as soon as one frees)
+            claim = wanted > 0 and (may_have_more or (keyed_left and self._slots.free() > 0))
             if not (claim or self._outcomes):
                 may_have_more = await self._wait(token, due_at) or may_have_more
                 continue
@@ -246,7 +247,7 @@ class Worker:
                 continue
             for job in result.jobs:
                 self._start_or_hold(job)
-            may_have_more, due_at = len(result.jobs) == wanted, result.next_run_at
+            may_have_more, due_at, keyed_left = len(result.jobs) == wanted, result.next_run_at, result.keyed_left
             if self.burst and not (result.jobs or self._slots.holding() or self._outcomes):
                 if not await self._calls.run(self.backend.has_ready_jobs, self.queues, self.clock()):
                     return
@@ -259,7 +260,7 @@ class Worker:
         now = self.clock()
         params = None
         if wanted > 0:
-            params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types)
+            params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types, self._slots.free())
         try:
             cycle = await self.backend.finish_and_claim_async(outcomes, progress, now, params)
             if cycle is None:  # no asyncio path for this backend or this cycle: the database thread

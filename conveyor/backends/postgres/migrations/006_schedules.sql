@@ -1,4 +1,4 @@
--- Conveyor schema for PostgreSQL, migration 5: cron schedules (SPEC section 7). A tick claims itself by moving
+-- Conveyor schema for PostgreSQL, migration 6: cron schedules (SPEC section 7). A tick claims itself by moving
 -- `next_run_at` on (guarded by its old value) in the transaction that inserts the tick's job. Times are UTC epoch
 -- seconds; job options left NULL take the task's defaults when the tick's job is made.
 CREATE TABLE conveyor_schedules (
