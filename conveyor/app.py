@@ -26,7 +26,7 @@ from conveyor.plugins import Plugin
 from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
 from conveyor.queues import QueueControls
 from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, RetryPolicy
-from conveyor.schedules import Schedules
+from conveyor.schedules.manager import Schedules
 from conveyor.settings import Settings
 from conveyor.task import Task
 from conveyor.worker import Worker

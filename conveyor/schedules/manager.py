@@ -163,7 +163,7 @@ class Schedules:
         scheduled_for = iso(to_datetime(tick))
         options = JobOptions.of(**schedule.job_options(), metadata={"schedule": schedule.name,
                                                                     "scheduled_for": scheduled_for})
-        job = options.resolve(task, self.app.settings, now).with_payload(uuid7(), schedule.args)
+        job = task.keyed(options.resolve(task, self.app.settings, now).with_payload(uuid7(), schedule.args))
         # the key the database keeps unique among open jobs: one job per (schedule, tick)
         return replace(job, unique_key=f"schedule:{schedule.name}:{scheduled_for}") if keyed else job
 

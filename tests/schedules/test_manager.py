@@ -10,7 +10,13 @@ from datetime import UTC, datetime
 import pytest
 
 from conveyor import Conveyor
-from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, ScheduleNotFoundError, UnknownTaskError
+from conveyor.errors import (
+    ConfigError,
+    InvalidArgumentsError,
+    InvalidStateError,
+    ScheduleNotFoundError,
+    UnknownTaskError,
+)
 from conveyor.job import Job
 from conveyor.settings import Settings
 
