@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from conveyor.errors import InvalidArgumentsError
 from conveyor.job import iso, to_datetime
-from conveyor.options import MAX_INT, MAX_RETRIES, MAX_SECONDS, MAX_TAGS, Name, Tag, options_error
+from conveyor.options import MAX_INT, MAX_RETRIES, MAX_SECONDS, MAX_TAGS, Name, Tag, check_name, options_error
 from conveyor.schedules.cron import Cron, describe, zone
 
 
@@ -90,6 +90,25 @@ class _Fields(BaseModel):
     def _timezone(cls, value: str | None) -> str | None:
         if value is not None:
             _check(zone, value)
+        return value
+
+    @field_validator("name", "task", "queue", check_fields=False)
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return check_name(value)
+
+    @field_validator("tags", check_fields=False)
+    @classmethod
+    def _tags(cls, value: list[str] | None) -> list[str] | None:
+        for tag in value or []:
+            check_name(tag)
+        return value
+
+    @field_validator("priority", "max_retries", mode="before", check_fields=False)
+    @classmethod
+    def _integer(cls, value: Any) -> Any:
+        if isinstance(value, bool | float):  # 1.5 is no priority, True no retry count
+            raise ValueError("must be an integer")
         return value
 
     @classmethod

@@ -75,6 +75,13 @@ def test_create_read_change_delete(sapp: Conveyor) -> None:
         ({"task": "no.such.task"}, UnknownTaskError, "^task: unknown task type"),
         ({"name": "n" * 300}, InvalidArgumentsError, "^name: "),
         ({"task": "demo.sleep", "args": {"seconds": "long"}}, InvalidArgumentsError, "^args: "),
+        ({"name": "nul\x00"}, InvalidArgumentsError, "^name: must not contain NUL"),
+        ({"name": "  "}, InvalidArgumentsError, "^name: must not be blank"),
+        ({"queue": "q\x00"}, InvalidArgumentsError, "^queue: "),
+        ({"tags": ["t\x00"]}, InvalidArgumentsError, "^tags: "),
+        ({"priority": True}, InvalidArgumentsError, "^priority: must be an integer"),
+        ({"max_retries": 1.5}, InvalidArgumentsError, "^max_retries: "),
+        ({"args": {"x": float("nan")}}, InvalidArgumentsError, "^args: "),
     ],
 )
 def test_bad_schedules_are_refused_and_nothing_is_stored(
