@@ -12,7 +12,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cron_descriptor import get_description
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from conveyor.errors import InvalidArgumentsError
 
@@ -54,7 +54,10 @@ class Cron:
         local = datetime.fromtimestamp(after, tz).replace(tzinfo=None)
         steps = croniter(_fields(self.expression), local.replace(microsecond=0), second_at_beginning=True)
         while True:
-            wall: datetime = steps.get_next(datetime)
+            try:
+                wall: datetime = steps.get_next(datetime)
+            except CroniterBadDateError:  # `0 0 30 2 *`: a valid expression whose days never come
+                raise InvalidArgumentsError(f"cron: {self.expression!r} never fires") from None
             first = wall.replace(tzinfo=tz, fold=0)
             if first.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != wall:
                 continue  # in the gap of a spring-forward change: this wall time does not exist that day

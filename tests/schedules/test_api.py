@@ -62,6 +62,7 @@ def test_create_list_get_patch_trigger_delete(client: httpx.Client) -> None:
     [
         ({"cron": "61 * * * *"}, "cron"),
         ({"cron": "* * *"}, "cron"),
+        ({"cron": "0 0 30 2 *"}, "cron"),
         ({"timezone": "Mars/Olympus"}, "timezone"),
         ({"task": "no.such.task"}, "task"),
         ({"name": "n" * 300}, "name"),

@@ -75,6 +75,11 @@ def test_bad_expressions_are_refused_naming_the_field(expression: str, field: st
         Cron(expression)
 
 
+def test_an_expression_that_never_fires_is_refused() -> None:
+    with pytest.raises(InvalidArgumentsError, match=r"^cron: '0 0 30 2 \*' never fires"):
+        Cron("0 0 30 2 *").next_after(0.0)
+
+
 def test_unknown_time_zone_is_refused() -> None:
     with pytest.raises(InvalidArgumentsError, match=r"^timezone: unknown time zone 'Mars/Olympus'"):
         Cron("* * * * *", "Mars/Olympus")
