@@ -69,8 +69,13 @@ class SchedulerThread:
         self.thread = threading.Thread(target=self._run, name="conveyor-scheduler", daemon=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.scheduler.run_once()):
-            pass
+        pause = 0.0
+        while not self._stop.wait(pause):
+            try:
+                pause = self.scheduler.run_once()
+            except Exception:  # a bug, not the database: said loudly, and the API keeps serving
+                log.exception("scheduler: a pass failed; retrying in %gs", ERROR_PAUSE_S)
+                pause = ERROR_PAUSE_S
 
     def start(self) -> None:
         self.thread.start()
