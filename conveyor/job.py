@@ -153,6 +153,7 @@ class QueueInfo:
     counts: dict[str, int] = field(default_factory=dict)
     group_concurrency: int | None = None  # fair limits: each key of the queue at most this many processing
     group_rate_limit: float | None = None  # and at most this many starts per second
+    keyed: bool = False  # whether the queue has had jobs with a group_key (its claims take the fair path)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +164,7 @@ class QueueInfo:
             "counts": {s.value: self.counts.get(s.value, 0) for s in JobStatus},
             "group_concurrency": self.group_concurrency,
             "group_rate_limit": self.group_rate_limit,
+            "keyed": self.keyed,
         }
 
 

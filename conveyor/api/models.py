@@ -151,6 +151,7 @@ class QueueOut(BaseModel):
     counts: dict[str, int]
     group_concurrency: int | None = None
     group_rate_limit: float | None = None
+    keyed: bool = False
 
 
 class QueueList(BaseModel):

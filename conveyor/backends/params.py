@@ -103,7 +103,7 @@ class ClaimParams:
 class ClaimResult:
     jobs: list[ClaimedJob]
     next_run_at: float | None = None  # earliest scheduled job in the worker's queues, to wake up for it
-    keyed_left: bool = False  # keyed jobs were left for want of a free slot: claim again when one frees
+    keyed_left: bool = False  # keyed jobs were left (no free slot, or a key at its limit): claim with the next outcome
 
 
 # Outcomes of one attempt, written by `finish_jobs`.

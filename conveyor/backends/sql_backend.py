@@ -349,10 +349,10 @@ class SQLBackend(GroupOps, ScheduleOps, Backend):
             counts.setdefault(queue, {})[status] = n
         out = []
         for name in sorted(set(settings) | set(counts) | {"default"}):
-            _, paused, concurrency, rate, group_concurrency, group_rate = settings.get(
-                name, (name, False, None, None, None, None))
+            _, paused, concurrency, rate, group_concurrency, group_rate, keyed = settings.get(
+                name, (name, False, None, None, None, None, False))
             out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {}), group_concurrency,
-                                 group_rate))
+                                 group_rate, bool(keyed)))
         return out
 
     def set_queue(self, change: QueueChange, now: float) -> QueueInfo:

@@ -236,8 +236,9 @@ class Worker:
         token = self.backend.wake_token()
         while not self._stopping:
             wanted = self._slots.wanted()
-            # (keyed jobs left for want of a free slot: claim again as soon as one frees)
-            claim = wanted > 0 and (may_have_more or (keyed_left and self._slots.free() > 0))
+            # keyed jobs were left (no free slot, or their key at its limit): a job of ours that finished may have
+            # freed one, so the cycle that writes its outcome claims too
+            claim = wanted > 0 and (may_have_more or (keyed_left and bool(self._outcomes)))
             if not (claim or self._outcomes):
                 may_have_more = await self._wait(token, due_at) or may_have_more
                 continue

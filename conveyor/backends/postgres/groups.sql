@@ -7,6 +7,20 @@ WHERE queue = %(queue)s AND ready > 0
 ORDER BY served_at, group_key
 LIMIT %(limit)s;
 
+-- name: top_in_groups
+-- A queue's best keyed jobs by priority, whatever their key's turn.
+SELECT id::text, queue, priority, run_at, group_key FROM conveyor_jobs
+WHERE status = 'pending' AND group_key IS NOT NULL AND queue = %(queue)s
+  AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
+ORDER BY priority DESC, run_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: groups_by_key
+SELECT group_key, served_at, concurrency, rate_limit, window_start, window_count FROM conveyor_groups
+WHERE queue = %(queue)s AND group_key = ANY(%(keys)s::text[])
+ORDER BY served_at, group_key;
+
 -- name: running_in_groups
 SELECT group_key, count(*) FROM conveyor_jobs
 WHERE status = 'processing' AND group_key IS NOT NULL AND queue = %(queue)s AND group_key = ANY(%(keys)s::text[])
@@ -26,9 +40,9 @@ CROSS JOIN LATERAL (
 ) j;
 
 -- name: serve_groups
--- `%(batch)s`: [[key, window_start, window_count]]; a key without a rate limit has a null window.
+-- `%(batch)s`: [[key, window_start, window_count, served_at]]; a key without a rate limit has a null window.
 UPDATE conveyor_groups g
-SET served_at = %(now)s,
+SET served_at = (b.value ->> 3)::float8,
     window_start = coalesce((b.value ->> 1)::float8, g.window_start),
     window_count = coalesce((b.value ->> 2)::int, g.window_count)
 FROM jsonb_array_elements(%(batch)s::jsonb) AS b

@@ -7,6 +7,19 @@ WHERE queue = :queue AND ready > 0
 ORDER BY served_at, group_key
 LIMIT :limit;
 
+-- name: top_in_groups
+-- A queue's best keyed jobs by priority, whatever their key's turn.
+SELECT seq, queue, priority, run_at, group_key FROM conveyor_jobs
+WHERE status = 'pending' AND group_key IS NOT NULL AND queue = :queue
+  AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
+ORDER BY priority DESC, run_at, seq
+LIMIT :limit;
+
+-- name: groups_by_key
+SELECT group_key, served_at, concurrency, rate_limit, window_start, window_count FROM conveyor_groups
+WHERE queue = :queue AND group_key IN (SELECT value FROM json_each(:keys))
+ORDER BY served_at, group_key;
+
 -- name: running_in_groups
 SELECT group_key, count(*) FROM conveyor_jobs
 WHERE status = 'processing' AND group_key IS NOT NULL AND queue = :queue
@@ -21,9 +34,9 @@ ORDER BY priority DESC, run_at, seq
 LIMIT :limit;
 
 -- name: serve_groups
--- `:batch`: [[key, window_start, window_count]]; a key without a rate limit has a null window.
+-- `:batch`: [[key, window_start, window_count, served_at]]; a key without a rate limit has a null window.
 UPDATE conveyor_groups
-SET served_at = :now,
+SET served_at = b.value ->> 3,
     window_start = coalesce(b.value ->> 1, window_start),
     window_count = coalesce(b.value ->> 2, window_count)
 FROM json_each(:batch) AS b

@@ -286,7 +286,7 @@ WHERE id = :id AND status IN ('failed', 'cancelled');
 DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing';
 
 -- name: queue_settings
-SELECT name, paused, concurrency, rate_limit, group_concurrency, group_rate_limit FROM conveyor_queues;
+SELECT name, paused, concurrency, rate_limit, group_concurrency, group_rate_limit, grouped FROM conveyor_queues;
 
 -- name: queue_counts
 SELECT queue, status, count(*) AS n FROM conveyor_jobs GROUP BY queue, status;

@@ -28,12 +28,16 @@ DROP INDEX conveyor_jobs_ready;
 CREATE INDEX conveyor_jobs_ready ON conveyor_jobs (priority DESC, run_at, id) WHERE status = 'pending' AND group_key IS NULL;
 CREATE INDEX conveyor_jobs_group_ready ON conveyor_jobs (queue, group_key, priority DESC, run_at, id)
     WHERE status = 'pending' AND group_key IS NOT NULL;
+CREATE INDEX conveyor_jobs_group_top ON conveyor_jobs (queue, priority DESC, run_at, id)
+    WHERE status = 'pending' AND group_key IS NOT NULL;
 CREATE INDEX conveyor_jobs_group_running ON conveyor_jobs (queue, group_key)
     WHERE status = 'processing' AND group_key IS NOT NULL;
 
 -- Each key's ready count moves by one statement per key (in key order, so that concurrent writers lock the rows in
 -- the same order); a statement without grouped rows pays one pass over its transition table.
-CREATE FUNCTION conveyor_groups_count(deltas jsonb, at double precision) RETURNS void LANGUAGE sql AS $$
+-- (enable_sort: the claim's transaction turns sorts off, and this small sort must not make the planner despair)
+CREATE FUNCTION conveyor_groups_count(deltas jsonb, at double precision) RETURNS void LANGUAGE sql
+SET enable_sort = on AS $$
     INSERT INTO conveyor_groups (queue, group_key, ready, updated_at)
     SELECT d->>0, d->>1, (d->>2)::int, at FROM jsonb_array_elements(deltas) d ORDER BY d->>0, d->>1
     ON CONFLICT (queue, group_key) DO UPDATE SET ready = conveyor_groups.ready + EXCLUDED.ready;
@@ -68,12 +72,12 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT jsonb_agg(jsonb_build_array(queue, group_key, n)) INTO deltas
-    FROM (SELECT n.queue, n.group_key,
-                 sum((n.status = 'pending')::int - (o.status = 'pending')::int) AS n
-          FROM new_rows n JOIN old_rows o ON o.id = n.id
-          WHERE n.group_key IS NOT NULL AND (n.status = 'pending') <> (o.status = 'pending')
-          GROUP BY n.queue, n.group_key) k
-    WHERE n <> 0;
+    FROM (SELECT queue, group_key, sum(d)::int AS n
+          FROM (SELECT queue, group_key, 1 AS d FROM new_rows WHERE group_key IS NOT NULL AND status = 'pending'
+                UNION ALL
+                SELECT queue, group_key, -1 FROM old_rows WHERE group_key IS NOT NULL AND status = 'pending') c
+          GROUP BY queue, group_key) k
+    WHERE n <> 0;  -- (a job's key and queue never change: the pending rows before and after are enough)
     IF deltas IS NOT NULL THEN
         PERFORM conveyor_groups_count(deltas, extract(epoch FROM now()));
     END IF;

@@ -28,6 +28,8 @@ DROP INDEX conveyor_jobs_ready;
 CREATE INDEX conveyor_jobs_ready ON conveyor_jobs (priority DESC, run_at, seq) WHERE status = 'pending' AND group_key IS NULL;
 CREATE INDEX conveyor_jobs_group_ready ON conveyor_jobs (queue, group_key, priority DESC, run_at, seq)
     WHERE status = 'pending' AND group_key IS NOT NULL;
+CREATE INDEX conveyor_jobs_group_top ON conveyor_jobs (queue, priority DESC, run_at, seq)
+    WHERE status = 'pending' AND group_key IS NOT NULL;
 CREATE INDEX conveyor_jobs_group_running ON conveyor_jobs (queue, group_key)
     WHERE status = 'processing' AND group_key IS NOT NULL;
 
