@@ -26,6 +26,7 @@ from conveyor.plugins import Plugin
 from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
 from conveyor.queues import QueueControls
 from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, RetryPolicy
+from conveyor.schedules.manager import Schedules
 from conveyor.settings import Settings
 from conveyor.task import Task
 from conveyor.worker import Worker
@@ -60,6 +61,7 @@ class Conveyor(QueueControls):
         self.tasks: dict[str, Task] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
+        self.schedules = Schedules(self)  # cron schedules (SPEC section 7)
         self.plugins = self._plug_in(plugins, demo_tasks, demo_tasks if ingest_tasks is None else ingest_tasks)
 
     def _plug_in(self, plugins: Sequence[Plugin], demo_tasks: bool, ingest_tasks: bool) -> tuple[Plugin, ...]:
@@ -173,6 +175,10 @@ class Conveyor(QueueControls):
             return task
 
         return register(fn) if fn is not None else register
+
+    def periodic(self, cron: str, **fields: Any) -> Callable[[Any], Task]:
+        """Declare a cron schedule of a task in code: `@app.periodic("*/5 * * * *", args={...})`."""
+        return self.schedules.periodic(cron, **fields)
 
     def task_infos(self) -> list[TaskInfo]:
         """Each task's effective defaults (what a job of it gets when the enqueue gives no option)."""

@@ -30,6 +30,7 @@ from conveyor.backends.params import (
     WorkerBeat,
 )
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
+from conveyor.backends.schedules import ScheduleOps
 from conveyor.backends.stats import Stats
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
@@ -74,7 +75,7 @@ def shared_encoder() -> Any:
 IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
 
 
-class SQLBackend(GroupOps, Backend):
+class SQLBackend(GroupOps, ScheduleOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks
@@ -115,16 +116,23 @@ class SQLBackend(GroupOps, Backend):
             if all(j.unique_key is None for j in jobs):
                 tx.executemany("insert_job", rows)
                 return [j.as_job(created_at) for j in jobs]
-            out: list[Job] = []
-            for job, row in zip(jobs, rows, strict=True):
-                if tx.execute("insert_job", row) == 1:
-                    out.append(job.as_job(created_at))
-                else:  # a job whose unique key an open job already holds is that job
-                    found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
-                    out.append(replace(job_from_row(found[0], self._decode), existing=True))
-            return out
+            return self._insert_unique(tx, jobs, now, rows)
 
         return self.driver.write(go)
+
+    def _insert_unique(
+        self, tx: Tx, jobs: Sequence[NewJob], now: float, rows: Sequence[dict[str, Any]] | None = None
+    ) -> list[Job]:
+        """Insert jobs one by one in `tx`: a job whose unique key an open job already holds is that job."""
+        created_at = datetime.fromtimestamp(now, UTC)
+        out: list[Job] = []
+        for job, row in zip(jobs, rows or [insert_row(j, now) for j in jobs], strict=True):
+            if tx.execute("insert_job", row) == 1:
+                out.append(job.as_job(created_at))
+            else:
+                found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
+                out.append(replace(job_from_row(found[0], self._decode), existing=True))
+        return out
 
     def _no_connection(self) -> Exception:
         return ConfigError(f"connection= (transactional enqueue) needs the PostgreSQL backend, not {self.dialect}")
