@@ -6,6 +6,7 @@ ConveyorError
 ├── InvalidArgumentsError  a payload or an enqueue option is invalid
 ├── JobNotFoundError       no job has that id
 ├── WorkflowNotFoundError  no workflow has that id
+├── ScheduleNotFoundError  no schedule has that name
 ├── InvalidStateError      the job's state does not allow that action
 ├── JobFailed              `wait` saw the job end failed or cancelled
 └── BackendError           the database failed (the driver's error is the cause)
@@ -87,6 +88,16 @@ class WorkflowNotFoundError(ConveyorError):
     def __init__(self, workflow_id: str) -> None:
         self.workflow_id = workflow_id
         super().__init__(f"workflow {workflow_id} not found")
+
+
+class ScheduleNotFoundError(ConveyorError):
+    """No schedule has that name."""
+
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"schedule {name!r} not found")
 
 
 class InvalidStateError(ConveyorError):

@@ -69,16 +69,15 @@ class JobOptions(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     unique_key: Name | None = None
+    group_key: Name | None = Field(default=None, description="the job's key for fair limits per key")
     depends_on: list[JobId] | None = Field(
         default=None, max_length=MAX_PARENTS, description="ids of jobs that must complete before this one starts"
     )
 
-    @field_validator("queue", "unique_key")
+    @field_validator("queue", "unique_key", "group_key")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
+        return check_name(value)
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -146,8 +145,30 @@ class JobOptions(BaseModel):
             self.metadata or {},
             self.unique_key,
             scheduled,
+            self.group_key if self.group_key is not None else task_group_key(task),
             tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
         )
+
+
+def check_name(value: str | None) -> str | None:
+    """A queue name, unique key or group key: not blank, no NUL (no database stores one in text)."""
+    if value is not None:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    return value
+
+
+def usable_key(value: object) -> bool:
+    """Whether `value` can be a group key: a non-blank string of at most MAX_NAME characters, without NUL."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_NAME and "\x00" not in value
+
+
+def task_group_key(task: TaskDefaults) -> str | None:
+    """The task's `group_key` when it is a fixed string (a function of the args is the caller's to evaluate)."""
+    key = getattr(task, "group_key", None)
+    return key if isinstance(key, str) else None
 
 
 def options_error(exc: ValidationError) -> str:

@@ -182,6 +182,9 @@ LAZY_IMPORTS = {
         "conveyor.api", "conveyor.ingest.routes", "conveyor.ingest.cli", "conveyor.dashboard.sources",
         "conveyor.ingest.check",  # the store and the embedder's status, for `conveyor check` only
     },
+    "conveyor.schedules.plugin": {  # likewise: a worker needs only the scheduler, not the routes, commands or page
+        "conveyor.api", "conveyor.api.schedules", "conveyor.cli.schedules", "conveyor.dashboard.schedules",
+    },
 }
 
 

@@ -25,6 +25,7 @@ from conveyor.errors import (
     InvalidStateError,
     JobFailed,
     JobNotFoundError,
+    ScheduleNotFoundError,
     UnknownTaskError,
     WorkflowNotFoundError,
 )
@@ -35,6 +36,7 @@ log = logging.getLogger("conveyor.api")
 _STATUS_OF: list[tuple[type[ConveyorError], int]] = [
     (JobNotFoundError, 404),
     (WorkflowNotFoundError, 404),
+    (ScheduleNotFoundError, 404),
     (InvalidStateError, 409),
     (JobFailed, 409),
     (UnknownTaskError, 422),

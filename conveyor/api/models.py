@@ -59,6 +59,10 @@ class QueuePatch(_Strict):
     paused: bool | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
     rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000, description="jobs started per second")
+    group_concurrency: int | None = Field(default=None, ge=1, le=1_000_000,
+                                          description="most jobs of one key processing at once")
+    group_rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000,
+                                           description="jobs of one key started per second")
 
 
 class ClaimRequest(_Strict):
@@ -118,6 +122,7 @@ class JobOut(BaseModel):
     completed_at: datetime | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    group_key: str | None = None
     depends_on: list[str] = Field(default_factory=list, description="ids of the jobs this one waits for")
     workflow_id: str | None = None
     step: str | None = Field(default=None, description="the job's step name in its workflow")
@@ -171,6 +176,9 @@ class QueueOut(BaseModel):
     concurrency: int | None
     rate_limit: float | None
     counts: dict[str, int]
+    group_concurrency: int | None = None
+    group_rate_limit: float | None = None
+    keyed: bool = False
 
 
 class QueueList(BaseModel):

@@ -32,7 +32,7 @@ from conveyor.backends.params import (
     WorkflowRow,
 )
 from conveyor.backends.stats import Stats
-from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.job import GroupInfo, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 
 __all__ = [
     "Backend",
@@ -213,6 +213,15 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def has_ready_jobs(self, queues: tuple[str, ...] | None, now: float) -> bool:
         """Whether any job is pending, or scheduled and due, in these queues (None: all)."""
+
+    # fair limits per key
+    @abc.abstractmethod
+    def list_groups(self, queue: str, limit: int = 100, key: str | None = None) -> tuple[list[GroupInfo], int]:
+        """The keys of `queue`, busiest first (running, then ready), at most `limit`, and how many it has."""
+
+    @abc.abstractmethod
+    def set_group(self, queue: str, key: str, concurrency: int | None, rate_limit: float | None, now: float) -> None:
+        """Set one key's overrides of its queue's group limits (None: the queue's)."""
 
     # the change outbox, for live events (SSE) across processes
     @abc.abstractmethod

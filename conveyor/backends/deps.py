@@ -32,7 +32,7 @@ def _as_job(job: NewJob, now: datetime, status: JobStatus, error: str | None) ->
     return Job(
         job.id, job.type, job.queue, status, job.priority, job.args, None, error, None, 0, None,
         0, job.max_retries, job.timeout, run_at, job.tags, job.metadata, job.unique_key,
-        now, now, None, now if status is JobStatus.CANCELLED else None, None, False,
+        now, now, None, now if status is JobStatus.CANCELLED else None, None, False, job.group_key,
         sorted(job.depends_on), job.workflow_id, job.step,
     )
 
@@ -97,7 +97,7 @@ class DependencyOps:
                     blocked = why = None
                 rows.append([j.id, j.type, j.queue, status.value, j.priority, j.args, j.max_retries, j.timeout,
                              j.run_at, j.tags, j.metadata, remaining, j.id in parents_in_batch, blocked, why,
-                             j.workflow_id, j.step])
+                             j.workflow_id, j.step, j.group_key])
                 edges.extend([p, j.id] for p in j.depends_on)
                 out.append(_as_job(j, created_at, status, why))
             tx.execute("insert_graph", {"batch": dumps(rows), "now": now})

@@ -41,6 +41,7 @@ def job_from_row(row: dict[str, Any], decode: Decode) -> Job:
         completed_at=to_datetime(row["completed_at"]),
         worker_id=row["worker_id"],
         cancel_requested=bool(row["cancel_requested"]),
+        group_key=row.get("group_key"),
         depends_on=_parents(row.get("depends_on"), decode),
         workflow_id=str(row["workflow_id"]) if row.get("workflow_id") is not None else None,
         step=row.get("step"),
@@ -69,7 +70,7 @@ def event_from_row(row: dict[str, Any]) -> JobEvent:
 
 def claimed_from_row(row: Sequence[Any], worker_id: str, decode: Decode) -> ClaimedJob:
     """A claim's row: `id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout`."""
-    job_id, type_, queue, priority, _run_at, args, attempts, base, max_retries, timeout = row
+    job_id, type_, queue, priority, _run_at, args, attempts, base, max_retries, timeout = row[:10]
     return ClaimedJob(
         id=str(job_id),
         type=type_,

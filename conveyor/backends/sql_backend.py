@@ -16,6 +16,7 @@ from typing import Any
 from conveyor.backends.base import Backend
 from conveyor.backends.deps import DependencyOps
 from conveyor.backends.driver import Driver, Tx, dumps
+from conveyor.backends.groups import GroupOps
 from conveyor.backends.limits import claim_with_limits
 from conveyor.backends.params import (
     ClaimParams,
@@ -30,6 +31,7 @@ from conveyor.backends.params import (
     WorkerBeat,
 )
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
+from conveyor.backends.schedules import ScheduleOps
 from conveyor.backends.stats import Stats
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
@@ -54,6 +56,7 @@ def insert_row(job: NewJob, now: float, encode: Any = dumps) -> dict[str, Any]:
         "tags": encode(job.tags),
         "metadata": encode(job.metadata),
         "unique_key": job.unique_key,
+        "group_key": job.group_key,
         "now": now,
     }
 
@@ -71,7 +74,10 @@ def shared_encoder() -> Any:
     return encode
 
 
-class SQLBackend(DependencyOps, Backend):
+IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
+
+
+class SQLBackend(GroupOps, ScheduleOps, DependencyOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks
@@ -114,16 +120,23 @@ class SQLBackend(DependencyOps, Backend):
             if all(j.unique_key is None for j in jobs):
                 tx.executemany("insert_job", rows)
                 return [j.as_job(created_at) for j in jobs]
-            out: list[Job] = []
-            for job, row in zip(jobs, rows, strict=True):
-                if tx.execute("insert_job", row) == 1:
-                    out.append(job.as_job(created_at))
-                else:  # a job whose unique key an open job already holds is that job
-                    found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
-                    out.append(replace(job_from_row(found[0], self._decode), existing=True))
-            return out
+            return self._insert_unique(tx, jobs, now, rows)
 
         return self.driver.write(go)
+
+    def _insert_unique(
+        self, tx: Tx, jobs: Sequence[NewJob], now: float, rows: Sequence[dict[str, Any]] | None = None
+    ) -> list[Job]:
+        """Insert jobs one by one in `tx`: a job whose unique key an open job already holds is that job."""
+        created_at = datetime.fromtimestamp(now, UTC)
+        out: list[Job] = []
+        for job, row in zip(jobs, rows or [insert_row(j, now) for j in jobs], strict=True):
+            if tx.execute("insert_job", row) == 1:
+                out.append(job.as_job(created_at))
+            else:
+                found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
+                out.append(replace(job_from_row(found[0], self._decode), existing=True))
+        return out
 
     def _no_connection(self) -> Exception:
         return ConfigError(f"connection= (transactional enqueue) needs the PostgreSQL backend, not {self.dialect}")
@@ -200,8 +213,9 @@ class SQLBackend(DependencyOps, Backend):
         queues = array(params.queues or None)
         tx.execute("promote_due", {"now": params.now})
         limited = self._limited_queues(tx, params)
+        keyed_left = False
         if limited:
-            rows = claim_with_limits(tx, params, limited, array)
+            rows, keyed_left = claim_with_limits(tx, params, limited, array, self._ready_in_groups)
         else:  # the common case: one statement
             rows = tx.rows(
                 "claim_jobs",
@@ -217,7 +231,7 @@ class SQLBackend(DependencyOps, Backend):
         next_run_at = None
         if len(rows) < params.limit:  # a full claim brings the worker back at once; only a short one needs to know
             next_run_at = tx.rows("next_run_at", {"queues": queues})[0][0]
-        return ClaimResult(claimed_in_order(rows, params.worker_id, self._decode), next_run_at)
+        return ClaimResult(claimed_in_order(rows, params.worker_id, self._decode), next_run_at, keyed_left)
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         worker = {
@@ -264,6 +278,7 @@ class SQLBackend(DependencyOps, Backend):
             return 0
         deleted = self._delete_in_batches("prune_finished", {"before": finished_before})
         self.driver.write(lambda tx: tx.execute("prune_workers", {"before": now - DEAD_WORKER_KEEP_S}))
+        self.prune_groups(now - IDLE_GROUP_KEEP_S)
         return deleted
 
     def _delete_in_batches(self, query: str, params: dict[str, Any]) -> int:
@@ -338,8 +353,10 @@ class SQLBackend(DependencyOps, Backend):
             counts.setdefault(queue, {})[status] = n
         out = []
         for name in sorted(set(settings) | set(counts) | {"default"}):
-            _, paused, concurrency, rate = settings.get(name, (name, False, None, None))
-            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {})))
+            _, paused, concurrency, rate, group_concurrency, group_rate, keyed = settings.get(
+                name, (name, False, None, None, None, None, False))
+            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {}), group_concurrency,
+                                 group_rate, bool(keyed)))
         return out
 
     def set_queue(self, change: QueueChange, now: float) -> QueueInfo:
@@ -350,6 +367,10 @@ class SQLBackend(DependencyOps, Backend):
             "rate_limit": change.rate_limit,
             "clear_concurrency": change.clear_concurrency,
             "clear_rate_limit": change.clear_rate_limit,
+            "group_concurrency": change.group_concurrency,
+            "group_rate_limit": change.group_rate_limit,
+            "clear_group_concurrency": change.clear_group_concurrency,
+            "clear_group_rate_limit": change.clear_group_rate_limit,
             "now": now,
         }
 

@@ -1,4 +1,5 @@
-"""The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the dashboard."""
+"""The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the schedules,
+the workflows (their dashboard pages), the dashboard."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import TYPE_CHECKING
 from conveyor.demo import PLUGIN as DEMO
 from conveyor.ingest.plugin import PLUGIN as INGESTION
 from conveyor.plugins import DashboardPage, Plugin
+from conveyor.schedules.plugin import PLUGIN as SCHEDULES
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -30,6 +32,6 @@ def _workflow_pages() -> Sequence[DashboardPage]:
 
 WORKFLOWS = Plugin("workflows", dashboard_pages=_workflow_pages)  # its REST routes and commands are core ones
 DASHBOARD = Plugin("dashboard", router=_dashboard_router)
-BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, WORKFLOWS, DASHBOARD)
+BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, SCHEDULES, WORKFLOWS, DASHBOARD)
 
-__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION", "WORKFLOWS"]
+__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION", "SCHEDULES", "WORKFLOWS"]

@@ -91,12 +91,13 @@ def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, l
             task = app.get_task(step.type)
             payload = task.validate(step.args)
             template = step.resolve(task, app.settings, now)
+            job = task.keyed(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
+                                    template.max_retries, template.timeout, template.run_at, template.tags,
+                                    template.metadata, None, template.scheduled, template.group_key,
+                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id, step.name))
         except UnknownTaskError as exc:
             raise UnknownTaskError(exc.task_type, exc.known, where=where) from None
         except InvalidArgumentsError as exc:
             raise InvalidArgumentsError(f"{where}: {exc.message}", errors=exc.errors) from None
-        jobs.append(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
-                           template.max_retries, template.timeout, template.run_at, template.tags, template.metadata,
-                           None, template.scheduled, tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id,
-                           step.name))
+        jobs.append(job)
     return workflow, jobs

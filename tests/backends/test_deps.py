@@ -225,3 +225,19 @@ def test_retrying_one_of_two_failed_parents_leaves_the_child_cancelled_by_the_ot
 
     app.retry(other)  # now both wait again
     assert statuses(app, child.id, grandchild.id) == [JobStatus.WAITING, JobStatus.WAITING]
+
+
+def test_a_keyed_child_is_claimed_through_its_group_once_released(tasks: Conveyor) -> None:
+    app = tasks
+    parent = app.enqueue("add", {"x": 1}, group_key="tenant:1")
+    child = app.enqueue("add", {"x": 1}, depends_on=[parent.id], group_key="tenant:1")
+    assert app.require_job(child.id).group_key == "tenant:1"
+    app.run_worker(concurrency=2, burst=True)
+    assert statuses(app, parent.id, child.id) == [JobStatus.COMPLETED, JobStatus.COMPLETED]
+    wf = app.workflow("keyed")
+    first = wf.step("first", "add", x=1, options={"group_key": "tenant:2"})
+    wf.step("second", "add", x=2, after=[first], options={"group_key": "tenant:2"})
+    run = wf.enqueue()
+    app.run_worker(concurrency=2, burst=True)
+    done = app.require_workflow(run.id)
+    assert done.status == "completed" and done.step("second").group_key == "tenant:2"

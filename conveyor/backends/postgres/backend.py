@@ -199,6 +199,10 @@ class PostgresBackend(SQLBackend):
         tx.execute("claim_plan")
         return super()._claim(tx, params)
 
+    def _ready_in_groups(self, tx: Tx, queue: str, keys: list[str], limits: list[int], types: Any) -> list[Any]:
+        return tx.rows("ready_in_groups", {"queue": queue, "keys": keys, "limits": limits, "types": types})
+
+
     def _limited_queues(self, tx: Tx, claim: ClaimParams) -> list[str]:
         return self._limited_for(claim) or []
 
@@ -247,5 +251,6 @@ def _insert_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
         "tags": [encode(j.tags) for j in jobs],
         "metadata": [encode(j.metadata) for j in jobs],
         "unique_keys": [j.unique_key for j in jobs],
+        "group_keys": [j.group_key for j in jobs],
         "now": now,
     }

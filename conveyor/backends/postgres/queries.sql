@@ -25,18 +25,22 @@ SET LOCAL synchronous_commit = off;
 -- name: claim_plan
 -- Claims must walk the ready index in its order and stop after `limit` rows. A queue table's statistics are stale
 -- most of the time (a burst of enqueues is minutes ahead of autovacuum's ANALYZE), and with too low a row estimate the
--- planner would rather sort every ready job; no statement of a claim transaction needs a sort, so rule sorts out.
+-- planner would rather sort every ready job; no statement of a claim transaction needs a sort, so rule sorts out. A
+-- small sort that remains (the fair claim's keys) then costs the planner's "disabled" penalty, which would make it
+-- compile the statement with JIT (a hundred milliseconds): JIT is off for the claim too.
 SET LOCAL enable_sort = off;
+SET LOCAL jit = off;
 
 -- name: insert_jobs
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, created_at, updated_at)
-SELECT id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key,
+                           unique_key, group_key, created_at, updated_at)
+SELECT id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key, group_key,
        %(now)s, %(now)s
 FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(queues)s::text[], %(statuses)s::text[], %(priorities)s::int[],
             %(args)s::jsonb[], %(max_retries)s::int[], %(timeouts)s::float8[], %(run_ats)s::float8[],
-            %(tags)s::jsonb[], %(metadata)s::jsonb[], %(unique_keys)s::text[])
-     AS t(id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key)
+            %(tags)s::jsonb[], %(metadata)s::jsonb[], %(unique_keys)s::text[], %(group_keys)s::text[])
+     AS t(id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key,
+          group_key)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING
 RETURNING id;
@@ -44,17 +48,17 @@ RETURNING id;
 -- name: insert_job
 -- One job: scalar parameters (adapting a dozen one-element arrays cost the client more than the insert itself).
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, created_at, updated_at)
+                           unique_key, group_key, created_at, updated_at)
 VALUES (%(id)s::uuid, %(type)s, %(queue)s, %(status)s, %(priority)s::int, %(args)s::jsonb, %(max_retries)s::int,
         %(timeout)s::float8, %(run_at)s::float8, %(tags)s::jsonb, %(metadata)s::jsonb, %(unique_key)s::text,
-        %(now)s::float8, %(now)s::float8)
+        %(group_key)s::text, %(now)s::float8, %(now)s::float8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING
 RETURNING id;
 
 -- name: copy_jobs
-COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeout, run_at, tags, metadata, created_at,
-                    updated_at) FROM STDIN;
+COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeout, run_at, tags, metadata, group_key,
+                    created_at, updated_at) FROM STDIN;
 
 -- name: get_open_by_unique_keys
 SELECT * FROM conveyor_jobs
@@ -109,18 +113,19 @@ SELECT conveyor_work(%(now)s::float8, %(completed)s::jsonb, %(failed)s::jsonb, %
                      %(lease_until)s::float8, %(queues)s::text[], %(types)s::text[]);
 
 -- name: limited_queues
-SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL OR grouped)
 ORDER BY name;
 
 -- name: lock_queue
-SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
+SELECT paused, concurrency, rate_limit, window_start, window_count, grouped, group_concurrency, group_rate_limit
+FROM conveyor_queues
 WHERE name = %(queue)s FOR UPDATE;
 
 -- name: claim_jobs
 -- The claim of the shared backend's transaction (conveyor_work has the same in one function call).
 WITH picked AS (
     SELECT id FROM conveyor_jobs
-    WHERE status = 'pending'
+    WHERE status = 'pending' AND group_key IS NULL
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
       AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -141,7 +146,7 @@ RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts,
 -- locked (SKIP LOCKED: another worker's candidates are not waited for); those not chosen are free again at commit.
 -- The first column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
 SELECT id::text, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending'
+WHERE status = 'pending' AND group_key IS NULL
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
   AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -152,7 +157,7 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: ready_jobs_in_queue
 SELECT id::text, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending' AND queue = %(queue)s
+WHERE status = 'pending' AND group_key IS NULL AND queue = %(queue)s
   AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
 ORDER BY priority DESC, run_at, id
 LIMIT %(limit)s
@@ -163,7 +168,7 @@ UPDATE conveyor_jobs
 SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
     updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
 WHERE id = ANY(%(refs)s::uuid[]) AND status = 'pending'
-RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
+RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout, group_key;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = %(queue)s;
@@ -277,7 +282,7 @@ DELETE FROM conveyor_jobs WHERE id = %(id)s::uuid AND status <> 'processing'
                        WHERE d.parent_id = conveyor_jobs.id AND c.status = 'waiting'));
 
 -- name: queue_settings
-SELECT name, paused, concurrency, rate_limit FROM conveyor_queues;
+SELECT name, paused, concurrency, rate_limit, group_concurrency, group_rate_limit, grouped FROM conveyor_queues;
 
 -- name: queue_counts
 SELECT queue, status, count(*) AS n FROM conveyor_jobs GROUP BY queue, status;
@@ -290,6 +295,12 @@ UPDATE conveyor_queues
 SET paused = coalesce(%(paused)s::boolean, paused),
     concurrency = CASE WHEN %(clear_concurrency)s THEN NULL ELSE coalesce(%(concurrency)s::int, concurrency) END,
     rate_limit = CASE WHEN %(clear_rate_limit)s THEN NULL ELSE coalesce(%(rate_limit)s::float8, rate_limit) END,
+    group_concurrency = CASE WHEN %(clear_group_concurrency)s THEN NULL
+                             ELSE coalesce(%(group_concurrency)s::int, group_concurrency) END,
+    group_rate_limit = CASE WHEN %(clear_group_rate_limit)s THEN NULL
+                            ELSE coalesce(%(group_rate_limit)s::float8, group_rate_limit) END,
+    grouped = CASE WHEN %(group_concurrency)s::int IS NOT NULL OR %(group_rate_limit)s::float8 IS NOT NULL
+                   THEN true ELSE grouped END,
     updated_at = %(now)s
 WHERE name = %(name)s;
 

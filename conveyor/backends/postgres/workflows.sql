@@ -1,5 +1,5 @@
 -- Conveyor queries for PostgreSQL: workflows. Their counters and status are kept by the trigger
--- conveyor_jobs_workflow_step (migration 005).
+-- conveyor_jobs_workflow_step (migration 007).
 
 -- name: insert_workflow
 INSERT INTO conveyor_workflows (id, name, status, metadata, steps_total, created_at, updated_at)

@@ -67,7 +67,7 @@ class SQLiteBackend(SQLBackend):
             return [jobs[0].as_job(created_at)]
         rows = [
             [j.id, j.type, j.queue, "scheduled" if j.scheduled else "pending", j.priority, j.args, j.max_retries,
-             j.timeout, j.run_at, j.tags, j.metadata]
+             j.timeout, j.run_at, j.tags, j.metadata, j.group_key]
             for j in jobs
         ]
         self.driver.write_statement("insert_jobs_batch", {"batch": dumps(rows), "now": now})
@@ -93,6 +93,7 @@ class SQLiteBackend(SQLBackend):
             "run_at": template.run_at,
             "tags": dumps(template.tags),
             "metadata": dumps(template.metadata),
+            "group_key": template.group_key,
             "now": now,
             "batch": dumps(list(zip(ids, payloads, strict=True))),
         }

@@ -1,5 +1,5 @@
 -- Conveyor queries for SQLite: job dependencies and workflows (SPEC section 7). What happens when a parent ends is
--- done by the triggers of migration 003.
+-- done by the triggers of migration 005.
 
 -- name: lock_parents
 -- The enqueue's write transaction holds the file's write lock: no parent can change before it commits.
@@ -7,13 +7,14 @@ SELECT id, status, step FROM conveyor_jobs WHERE id IN (SELECT value FROM json_e
 
 -- name: insert_graph
 -- `:batch` a JSON array of [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
--- deps_remaining, has_dependents, blocked_by, error, workflow_id, step].
+-- deps_remaining, has_dependents, blocked_by, error, workflow_id, step, group_key].
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
                            created_at, updated_at, deps_remaining, has_dependents, blocked_by, error, completed_at,
-                           status_message, workflow_id, step)
+                           status_message, workflow_id, step, group_key)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value -> 5, value ->> 6, value ->> 7,
        value ->> 8, value -> 9, value -> 10, :now, :now, value ->> 11, value ->> 12, value ->> 13, value ->> 14,
-       CASE WHEN value ->> 3 = 'cancelled' THEN :now END, value ->> 14, value ->> 15, value ->> 16
+       CASE WHEN value ->> 3 = 'cancelled' THEN :now END, value ->> 14, value ->> 15, value ->> 16,
+       value ->> 17
 FROM json_each(:batch);
 
 -- name: insert_deps

@@ -16,9 +16,9 @@ INSERT INTO conveyor_schema (version) VALUES (:version);
 
 -- name: insert_job
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, created_at, updated_at)
+                           unique_key, group_key, created_at, updated_at)
 VALUES (:id, :type, :queue, :status, :priority, :args, :max_retries, :timeout, :run_at, :tags, :metadata,
-        :unique_key, :now, :now)
+        :unique_key, :group_key, :now, :now)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING;
 
@@ -26,18 +26,18 @@ DO NOTHING;
 -- A batch of one task with the same options (enqueue_many): the options once, `:batch` a JSON array of [id, args],
 -- one statement for the whole batch (C-speed encode and parse instead of a statement per row).
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           created_at, updated_at)
+                           group_key, created_at, updated_at)
 SELECT value ->> 0, :type, :queue, :status, :priority, value -> 1, :max_retries, :timeout, :run_at, :tags, :metadata,
-       :now, :now
+       :group_key, :now, :now
 FROM json_each(:batch);
 
 -- name: insert_jobs_batch
 -- Jobs of any options without unique keys (enqueue_batch): `:batch` a JSON array of
--- [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata].
+-- [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, group_key].
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           created_at, updated_at)
+                           group_key, created_at, updated_at)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value -> 5, value ->> 6, value ->> 7,
-       value ->> 8, value -> 9, value -> 10, :now, :now
+       value ->> 8, value -> 9, value -> 10, value ->> 11, :now, :now
 FROM json_each(:batch);
 
 -- name: get_open_by_unique_key
@@ -82,12 +82,13 @@ SET status = 'pending', updated_at = :now, status_message = 'due'
 WHERE status = 'scheduled' AND run_at <= :now;
 
 -- name: limited_queues
-SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL OR grouped)
 ORDER BY name;
 
 -- name: lock_queue
 -- The claim's transaction holds the file's write lock: reading the row is enough.
-SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues WHERE name = :queue;
+SELECT paused, concurrency, rate_limit, window_start, window_count, grouped, group_concurrency, group_rate_limit
+FROM conveyor_queues WHERE name = :queue;
 
 -- name: claim_jobs
 UPDATE conveyor_jobs
@@ -95,7 +96,7 @@ SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, star
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
 WHERE seq IN (
     SELECT seq FROM conveyor_jobs
-    WHERE status = 'pending'
+    WHERE status = 'pending' AND group_key IS NULL
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
       AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -109,7 +110,7 @@ RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_
 -- up to its allowance), picks the best across all of them (limits.py), then claims those with claim_chosen. The first
 -- column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending'
+WHERE status = 'pending' AND group_key IS NULL
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
   AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -119,7 +120,7 @@ LIMIT :limit;
 
 -- name: ready_jobs_in_queue
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending' AND queue = :queue
+WHERE status = 'pending' AND group_key IS NULL AND queue = :queue
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
 ORDER BY priority DESC, run_at, seq
 LIMIT :limit;
@@ -129,7 +130,7 @@ UPDATE conveyor_jobs
 SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
 WHERE seq IN (SELECT value FROM json_each(:refs)) AND status = 'pending'
-RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
+RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout, group_key;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = :queue;
@@ -299,7 +300,7 @@ DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing'
                        WHERE d.parent_id = conveyor_jobs.id AND c.status = 'waiting'));
 
 -- name: queue_settings
-SELECT name, paused, concurrency, rate_limit FROM conveyor_queues;
+SELECT name, paused, concurrency, rate_limit, group_concurrency, group_rate_limit, grouped FROM conveyor_queues;
 
 -- name: queue_counts
 SELECT queue, status, count(*) AS n FROM conveyor_jobs GROUP BY queue, status;
@@ -312,6 +313,12 @@ UPDATE conveyor_queues
 SET paused = coalesce(:paused, paused),
     concurrency = CASE WHEN :clear_concurrency THEN NULL ELSE coalesce(:concurrency, concurrency) END,
     rate_limit = CASE WHEN :clear_rate_limit THEN NULL ELSE coalesce(:rate_limit, rate_limit) END,
+    group_concurrency = CASE WHEN :clear_group_concurrency THEN NULL
+                             ELSE coalesce(:group_concurrency, group_concurrency) END,
+    group_rate_limit = CASE WHEN :clear_group_rate_limit THEN NULL
+                            ELSE coalesce(:group_rate_limit, group_rate_limit) END,
+    grouped = CASE WHEN :group_concurrency IS NOT NULL OR :group_rate_limit IS NOT NULL
+                   THEN 1 ELSE grouped END,
     updated_at = :now
 WHERE name = :name;
 

@@ -1,5 +1,5 @@
 -- Conveyor queries for SQLite: workflows. Their counters and status are kept by the trigger
--- conveyor_jobs_workflow_step (migration 003).
+-- conveyor_jobs_workflow_step (migration 005).
 
 -- name: insert_workflow
 INSERT INTO conveyor_workflows (id, name, status, metadata, steps_total, created_at, updated_at)

@@ -1,4 +1,4 @@
--- Conveyor schema for PostgreSQL, migration 5: job dependencies and workflows (SPEC section 7).
+-- Conveyor schema for PostgreSQL, migration 7: job dependencies and workflows (SPEC section 7).
 -- A job enqueued with `depends_on` starts `waiting`. New columns: `deps_remaining` (parents not completed yet),
 -- `has_dependents` (the job has children: only such jobs run the dependency triggers, whose WHEN condition
 -- PostgreSQL checks in C, so an ordinary job pays nothing), `blocked_by` (the parent whose failure cancelled this

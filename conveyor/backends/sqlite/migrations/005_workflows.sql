@@ -1,6 +1,8 @@
--- Conveyor schema for SQLite, version 3: job dependencies and workflows (SPEC section 7).
+-- Conveyor schema for SQLite, version 5: job dependencies and workflows (SPEC section 7).
 -- A job enqueued with `depends_on` starts `waiting`: the CHECK constraint of the status gains it, which on SQLite
--- means rebuilding the table (every row copied as it is, `seq` included, then the indexes and triggers again).
+-- means rebuilding the table (every row copied as it is, `seq` included, then the indexes and triggers of versions 1
+-- to 4 again, as they were: a migration that adds a column, an index or a trigger to conveyor_jobs later must keep this
+-- list in mind, since a table rebuilt here loses what is not recreated here).
 -- New columns: `deps_remaining` (parents not completed yet), `has_dependents` (the job has children: only such jobs
 -- fire the dependency triggers' bodies), `blocked_by` (the parent whose failure cancelled this job: retrying it puts
 -- the job back in `waiting`), `workflow_id` and `step`.
@@ -8,6 +10,9 @@ DROP TRIGGER IF EXISTS conveyor_jobs_created;
 DROP TRIGGER IF EXISTS conveyor_jobs_transition;
 DROP TRIGGER IF EXISTS conveyor_jobs_changed;
 DROP TRIGGER IF EXISTS conveyor_jobs_deleted;
+DROP TRIGGER IF EXISTS conveyor_jobs_group_created;
+DROP TRIGGER IF EXISTS conveyor_jobs_group_transition;
+DROP TRIGGER IF EXISTS conveyor_jobs_group_deleted;
 
 CREATE TABLE conveyor_jobs_v3 (
     seq              INTEGER PRIMARY KEY,
@@ -39,6 +44,7 @@ CREATE TABLE conveyor_jobs_v3 (
     lease_expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     status_message   TEXT,
+    group_key        TEXT,
     deps_remaining   INTEGER NOT NULL DEFAULT 0,
     has_dependents   INTEGER NOT NULL DEFAULT 0,
     blocked_by       TEXT,
@@ -49,16 +55,23 @@ CREATE TABLE conveyor_jobs_v3 (
 INSERT INTO conveyor_jobs_v3 (seq, id, type, queue, status, priority, args, result, error, error_detail, progress,
                               progress_info, attempts, attempts_base, max_retries, timeout, run_at, tags, metadata,
                               unique_key, created_at, updated_at, started_at, completed_at, worker_id,
-                              lease_expires_at, cancel_requested, status_message)
+                              lease_expires_at, cancel_requested, status_message, group_key)
 SELECT seq, id, type, queue, status, priority, args, result, error, error_detail, progress, progress_info, attempts,
        attempts_base, max_retries, timeout, run_at, tags, metadata, unique_key, created_at, updated_at, started_at,
-       completed_at, worker_id, lease_expires_at, cancel_requested, status_message
+       completed_at, worker_id, lease_expires_at, cancel_requested, status_message, group_key
 FROM conveyor_jobs;
 
 DROP TABLE conveyor_jobs;
 ALTER TABLE conveyor_jobs_v3 RENAME TO conveyor_jobs;
 
-CREATE INDEX conveyor_jobs_ready ON conveyor_jobs (priority DESC, run_at, seq) WHERE status = 'pending';
+CREATE INDEX conveyor_jobs_ready ON conveyor_jobs (priority DESC, run_at, seq)
+    WHERE status = 'pending' AND group_key IS NULL;
+CREATE INDEX conveyor_jobs_group_ready ON conveyor_jobs (queue, group_key, priority DESC, run_at, seq)
+    WHERE status = 'pending' AND group_key IS NOT NULL;
+CREATE INDEX conveyor_jobs_group_top ON conveyor_jobs (queue, priority DESC, run_at, seq)
+    WHERE status = 'pending' AND group_key IS NOT NULL;
+CREATE INDEX conveyor_jobs_group_running ON conveyor_jobs (queue, group_key)
+    WHERE status = 'processing' AND group_key IS NOT NULL;
 CREATE INDEX conveyor_jobs_due ON conveyor_jobs (run_at) WHERE status = 'scheduled';
 CREATE INDEX conveyor_jobs_running ON conveyor_jobs (lease_expires_at) WHERE status = 'processing';
 CREATE INDEX conveyor_jobs_finished ON conveyor_jobs (completed_at)
@@ -68,7 +81,7 @@ CREATE UNIQUE INDEX conveyor_jobs_unique_key ON conveyor_jobs (unique_key)
 CREATE INDEX conveyor_jobs_workflow ON conveyor_jobs (workflow_id) WHERE workflow_id IS NOT NULL;
 CREATE INDEX conveyor_jobs_blocked ON conveyor_jobs (blocked_by) WHERE blocked_by IS NOT NULL;
 
--- The triggers of version 1, as they were.
+-- The triggers of versions 1 and 3, as they were.
 CREATE TRIGGER conveyor_jobs_created AFTER INSERT ON conveyor_jobs
 BEGIN
     INSERT INTO conveyor_job_events (job_id, at, from_status, to_status, worker_id, message)
@@ -98,6 +111,29 @@ BEGIN
     VALUES (old.id, (julianday('now') - 2440587.5) * 86400.0, 'deleted');
     DELETE FROM conveyor_job_events
     WHERE job_id = old.id AND id < (SELECT max(id) FROM conveyor_job_events);
+END;
+
+CREATE TRIGGER conveyor_jobs_group_created AFTER INSERT ON conveyor_jobs
+WHEN new.group_key IS NOT NULL
+BEGIN
+    INSERT INTO conveyor_queues (name, updated_at, grouped) VALUES (new.queue, new.created_at, 1)
+    ON CONFLICT (name) DO UPDATE SET grouped = 1 WHERE NOT grouped;
+    INSERT INTO conveyor_groups (queue, group_key, ready, updated_at)
+    VALUES (new.queue, new.group_key, new.status = 'pending', new.created_at)
+    ON CONFLICT (queue, group_key) DO UPDATE SET ready = ready + (new.status = 'pending');
+END;
+
+CREATE TRIGGER conveyor_jobs_group_transition AFTER UPDATE OF status ON conveyor_jobs
+WHEN new.group_key IS NOT NULL AND (old.status = 'pending') <> (new.status = 'pending')
+BEGIN
+    UPDATE conveyor_groups SET ready = ready + CASE WHEN new.status = 'pending' THEN 1 ELSE -1 END
+    WHERE queue = new.queue AND group_key = new.group_key;
+END;
+
+CREATE TRIGGER conveyor_jobs_group_deleted AFTER DELETE ON conveyor_jobs
+WHEN old.group_key IS NOT NULL AND old.status = 'pending'
+BEGIN
+    UPDATE conveyor_groups SET ready = ready - 1 WHERE queue = old.queue AND group_key = old.group_key;
 END;
 
 -- One row per dependency: the child may start once every parent completed. The primary key serves "the children of
