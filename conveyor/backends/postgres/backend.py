@@ -122,6 +122,9 @@ class PostgresBackend(SQLBackend):
             return self.insert_graph(jobs, now, connection=connection)
         created_at = datetime.fromtimestamp(now, UTC)
         keyed = [j.unique_key for j in jobs if j.unique_key is not None]
+        if connection is None and len(jobs) == 1 and not keyed:  # one statement, its own transaction
+            self.driver.write_statement("insert_job", insert_row(jobs[0], now))
+            return [jobs[0].as_job(created_at)]
 
         def go(tx: PostgresTx) -> list[Job]:
             if not keyed and len(jobs) >= COPY_MIN_JOBS:
