@@ -38,9 +38,9 @@ from conveyor.api.models import (
     WorkerList,
 )
 from conveyor.api.protocol import WorkerProtocol
-from conveyor.app import MAX_LIST_LIMIT
 from conveyor.errors import InvalidArgumentsError, InvalidStateError
 from conveyor.job import JobStatus
+from conveyor.job_controls import MAX_LIST_LIMIT
 from conveyor.settings import parse_duration
 
 if TYPE_CHECKING:
