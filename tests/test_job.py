@@ -46,7 +46,8 @@ def make_job(**changes: object) -> Job:
 
 
 def test_states() -> None:
-    assert [s.value for s in JobStatus] == ["scheduled", "pending", "processing", "completed", "failed", "cancelled"]
+    assert [s.value for s in JobStatus] == ["waiting", "scheduled", "pending", "processing", "completed", "failed",
+                                            "cancelled"]
     assert TERMINAL_STATUSES == {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED}
     assert OPEN_STATUSES | TERMINAL_STATUSES == set(JobStatus) and not OPEN_STATUSES & TERMINAL_STATUSES
     assert JobStatus.FAILED.is_terminal and not JobStatus.PROCESSING.is_terminal
@@ -77,9 +78,10 @@ def test_event_queue_and_worker_json() -> None:
     moved = JobEvent(2, "j", AT, JobStatus.PENDING, JobStatus.PROCESSING, "w", "m").to_dict()
     assert (moved["from_status"], moved["to_status"], moved["worker_id"]) == ("pending", "processing", "w")
     queue = QueueInfo("q", counts={"pending": 2}).to_dict()
-    assert queue["counts"] == {"scheduled": 0, "pending": 2, "processing": 0, "completed": 0, "failed": 0,
-                               "cancelled": 0}
+    assert queue["counts"] == {"waiting": 0, "scheduled": 0, "pending": 2, "processing": 0, "completed": 0,
+                               "failed": 0, "cancelled": 0}
     assert (queue["paused"], queue["concurrency"], queue["rate_limit"]) == (False, None, None)
+    assert (queue["group_concurrency"], queue["group_rate_limit"], queue["keyed"]) == (None, None, False)
     worker = WorkerInfo("w", "h", 1, None, 4, AT, AT, ["j"]).to_dict()
     assert set(worker) == {"id", "host", "pid", "queues", "slots", "started_at", "heartbeat_at", "running", "types"}
 
