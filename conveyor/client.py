@@ -38,7 +38,8 @@ __all__ = ["ApiError", "AsyncClient", "Client", "job_from_dict"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 PREFIX = "/api/v1"
-_OPTIONS = ("queue", "priority", "max_retries", "timeout", "delay", "run_at", "unique_key", "tags", "metadata")
+_OPTIONS = ("queue", "priority", "max_retries", "timeout", "delay", "run_at", "unique_key", "tags", "metadata",
+            "webhook_url")
 
 
 class ApiError(ConveyorError):

@@ -32,6 +32,7 @@ MAX_TAGS = 100
 MAX_INT = 2**31 - 1  # priority fits a 32-bit column on every backend
 MAX_RETRIES = 1000
 MAX_SECONDS = 10 * 365 * 86400.0  # the longest timeout or delay: ten years
+MAX_URL = 2000
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 Tag = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
@@ -66,6 +67,16 @@ class JobOptions(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     unique_key: Name | None = None
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL, description="an http(s) URL that gets this job's terminal event, signed"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("queue", "unique_key")
     @classmethod
@@ -138,6 +149,7 @@ class JobOptions(BaseModel):
             self.metadata or {},
             self.unique_key,
             scheduled,
+            self.webhook_url,
         )
 
 

@@ -27,6 +27,7 @@ class NewJob:
     metadata: dict[str, Any]
     unique_key: str | None
     scheduled: bool
+    webhook_url: str | None = None  # this job's terminal event goes there (webhooks)
 
     def batch(self, payloads: Sequence[dict[str, Any]]) -> list[NewJob]:
         """One job per payload, each with this template's options and a new id (in increasing order)."""
@@ -36,7 +37,7 @@ class NewJob:
     def with_payload(self, job_id: str, args: dict[str, Any]) -> NewJob:
         """This job's options for another job: `self` as the template of a batch."""
         return NewJob(job_id, self.type, self.queue, self.priority, args, self.max_retries, self.timeout, self.run_at,
-                      self.tags, self.metadata, self.unique_key, self.scheduled)
+                      self.tags, self.metadata, self.unique_key, self.scheduled, self.webhook_url)
 
     def as_job(self, now: datetime, job_id: str | None = None, args: dict[str, Any] | None = None) -> Job:
         """The job as it is right after its insert at `now` (so a backend need not read it back); with `job_id` and

@@ -30,6 +30,7 @@ from conveyor.backends.params import (
 )
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
 from conveyor.backends.stats import Stats
+from conveyor.backends.webhooks import WebhookOps
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 
@@ -52,6 +53,7 @@ def insert_row(job: NewJob, now: float, encode: Any = dumps) -> dict[str, Any]:
         "tags": encode(job.tags),
         "metadata": encode(job.metadata),
         "unique_key": job.unique_key,
+        "webhook_url": job.webhook_url,
         "now": now,
     }
 
@@ -69,7 +71,7 @@ def shared_encoder() -> Any:
     return encode
 
 
-class SQLBackend(Backend):
+class SQLBackend(WebhookOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks

@@ -23,6 +23,7 @@ def enqueue(
     timeout: Annotated[float | None, typer.Option(help="Seconds one attempt may run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
     unique_key: Annotated[str | None, typer.Option(help="Deduplicate while a job with this key is open.")] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="An http(s) URL that gets this job's terminal event.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Enqueue a job and print its id."""
@@ -43,6 +44,7 @@ def enqueue(
         timeout=timeout,
         tags=tag,
         unique_key=unique_key,
+        webhook_url=webhook_url,
     )
     if as_json:
         print_json(job.to_dict())

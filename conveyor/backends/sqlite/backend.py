@@ -57,7 +57,7 @@ class SQLiteBackend(SQLBackend):
     def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
         """Without unique keys: one statement for the whole batch (a single job: a statement that commits itself).
         With unique keys, the shared path (a job whose key an open job holds is that job)."""
-        if connection is not None or not jobs or any(j.unique_key is not None for j in jobs):
+        if connection is not None or not jobs or any(j.unique_key is not None or j.webhook_url for j in jobs):
             return super().insert_jobs(jobs, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         if len(jobs) == 1:
@@ -75,7 +75,7 @@ class SQLiteBackend(SQLBackend):
         self, template: NewJob, payloads: Sequence[dict[str, Any]], now: float, connection: Any = None
     ) -> list[Job]:
         """A batch of one task with the same options: the options once, the ids and args as one JSON document."""
-        if connection is not None or template.unique_key is not None or len(payloads) < 2:
+        if connection is not None or template.unique_key is not None or template.webhook_url or len(payloads) < 2:
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         ids = uuid7_many(len(payloads))

@@ -1,0 +1,243 @@
+"""The sender: a worker's side service that claims due deliveries from the outbox and POSTs them.
+
+A claim leases each delivery (`next_attempt_at` moves ahead), so several workers never send one at once, and one
+that dies mid-send lets another send it when the lease ends (at least once). The claim only gives a job's earliest
+open delivery per target, so each job's events arrive in order. Each endpoint has at most `per_endpoint` requests in
+flight and a saturated one is left out of the next claim, so a slow endpoint holds back only itself. A failed attempt
+(not 2xx, a time-out, a refused connection, a redirect: none is followed) is retried with exponential backoff and
+jitter for at least RETRY_FOR_S; a subscription failing for PAUSE_AFTER_S is paused, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from conveyor.backends.rows import job_from_row
+from conveyor.blocking import BlockingCalls
+from conveyor.errors import BackendError
+from conveyor.webhooks.model import AttemptResult, ClaimedDelivery, Webhook
+from conveyor.webhooks.signing import signed_headers
+from conveyor.webhooks.urls import UnsafeWebhookURLError, checked_address, parse_url
+
+if TYPE_CHECKING:
+    from conveyor.backends.sql_backend import SQLBackend
+    from conveyor.settings import Settings
+
+log = logging.getLogger("conveyor.webhooks")
+
+SEND_TIMEOUT_S = 10.0  # the whole attempt: connect, send, answer
+CONNECT_TIMEOUT_S = 5.0
+LEASE_S = 60.0  # a claimed delivery is another sender's again after this (longer than an attempt)
+FIRST_RETRY_S = 5.0  # the first retry comes 2.5 to 5 s after the failure (jitter: half to all of the backoff)
+MAX_BACKOFF_S = 3600.0
+RETRY_FOR_S = 24 * 3600.0  # a delivery is retried until it is this old, then failed
+PAUSE_AFTER_S = 24 * 3600.0  # a subscription failing this long is paused
+POLL_S = 0.5  # how often an idle sender looks for due deliveries
+BATCH = 100
+PER_ENDPOINT = 8
+PRUNE_EVERY_S = 600.0
+KEEP_S = 7 * 86400.0  # delivered and failed deliveries are kept a week
+USER_AGENT = "Conveyor-Webhooks/0.1"
+
+
+def backoff_s(attempt: int, rand: Callable[[], float] = random.random) -> float:
+    """The wait after failed attempt number `attempt` (1-based): FIRST_RETRY_S doubling to MAX_BACKOFF_S, each
+    with jitter (half to all of it), so receivers coming back are not hit by every retry at once."""
+    base: float = min(FIRST_RETRY_S * 2.0 ** min(attempt - 1, 30), MAX_BACKOFF_S)
+    return base * (0.5 + rand() / 2)
+
+
+def body_of(delivery: ClaimedDelivery) -> str:
+    """`{"type", "timestamp", "data"}`: data is the job as the API shows it, as it was at the event."""
+    data: Any = delivery.payload
+    if delivery.event.startswith("job.") and isinstance(data, dict) and "status" in data:
+        data = job_from_row(data, lambda value: value).to_dict()
+    at = datetime.fromtimestamp(delivery.created_at, UTC).isoformat().replace("+00:00", "Z")
+    return json.dumps({"type": delivery.event, "timestamp": at, "data": data}, separators=(",", ":"))
+
+
+class WebhookSender:
+    def __init__(
+        self,
+        backend: SQLBackend,
+        settings: Settings,
+        clock: Callable[[], float] = time.time,
+        *,
+        batch: int = BATCH,
+        per_endpoint: int = PER_ENDPOINT,
+    ) -> None:
+        self.backend = backend
+        self.allow_private = settings.webhook_allow_private
+        self.job_secret = settings.webhook_secret
+        self.clock = clock
+        self.batch = batch
+        self.per_endpoint = per_endpoint
+        self._calls = BlockingCalls("conveyor-webhooks")
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._in_flight: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._done = asyncio.Event()
+        self._last_prune = 0.0
+
+    # ------------------------------------------------------------------------------------------ loop
+    async def run(self) -> None:
+        """Send until cancelled; a database error is logged and the next round retries."""
+        try:
+            while True:
+                try:
+                    started = await self._start_due()
+                    await self._prune()
+                except BackendError as exc:
+                    log.warning("webhooks: %s", exc)
+                    started = 0
+                if not started:
+                    self._done.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._done.wait(), POLL_S)
+        finally:
+            await self.close()
+
+    async def run_once(self) -> int:
+        """Claim what is due, send it, write the results; returns how many were sent (tests, burst)."""
+        started = await self._start_due()
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+        return started
+
+    async def drain(self, timeout_s: float = 30.0) -> int:
+        """Send until nothing is due (what retries later is left); returns how many attempts were made."""
+        total = 0
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sent = await self.run_once()
+            if not sent:
+                return total
+            total += sent
+        return total
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        self._calls.close(wait=False)
+
+    async def _start_due(self) -> int:
+        free = self.batch - len(self._tasks)
+        if free <= 0:
+            return 0
+        now = self.clock()
+        busy = [target for target, n in self._in_flight.items() if n >= self.per_endpoint]
+        claimed = await self._calls.run(self.backend.claim_deliveries, free, now, now + LEASE_S, busy)
+        if not claimed:
+            return 0
+        webhooks = {w.id: w for w in await self._calls.run(self.backend.list_webhooks)}
+        for delivery in claimed:
+            self._in_flight[delivery.target] = self._in_flight.get(delivery.target, 0) + 1
+            task = asyncio.create_task(self._deliver(delivery, webhooks.get(delivery.webhook_id or "")))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return len(claimed)
+
+    async def _prune(self) -> None:
+        now = self.clock()
+        if now - self._last_prune >= PRUNE_EVERY_S:
+            self._last_prune = now
+            await self._calls.run(self.backend.prune_deliveries, now - KEEP_S)
+
+    # ------------------------------------------------------------------------------------------ one delivery
+    async def _deliver(self, delivery: ClaimedDelivery, webhook: Webhook | None) -> None:
+        try:
+            if delivery.webhook_id and webhook is None:
+                return  # its subscription was deleted (with its deliveries) since the claim
+            url = webhook.url if webhook is not None else delivery.url or ""
+            secret = webhook.secret if webhook is not None else self.job_secret
+            result = await self.attempt(delivery, url, secret)
+            await self._settle(result)
+        finally:
+            left = self._in_flight.get(delivery.target, 1) - 1
+            if left:
+                self._in_flight[delivery.target] = left
+            else:
+                self._in_flight.pop(delivery.target, None)
+            self._done.set()
+
+    async def _settle(self, result: AttemptResult) -> None:
+        d = result.delivery
+        now = self.clock()
+        retry_at = None
+        if not result.ok:
+            final = result.final or now - d.created_at >= RETRY_FOR_S
+            retry_at = None if final else now + backoff_s(d.attempt)
+            log.info("webhooks: delivery %d (%s, attempt %d) failed: %s", d.id, d.event, d.attempt, result.error)
+        for attempt in range(3):  # a result is worth a few tries: else the lease ends and it is sent again
+            try:
+                paused = await self._calls.run(
+                    self.backend.settle_deliveries, [result], now, [retry_at], now - PAUSE_AFTER_S
+                )
+                break
+            except BackendError as exc:
+                log.warning("webhooks: cannot record delivery %d yet: %s", d.id, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+        else:
+            return
+        for webhook_id in paused:
+            log.warning("webhooks: subscription %s paused: failing for 24 hours (%s)", webhook_id, result.error)
+
+    async def attempt(self, delivery: ClaimedDelivery, url: str, secret: str | None) -> AttemptResult:
+        """One POST of `delivery` to `url`, its outcome as a value (never raises for the endpoint's faults)."""
+        body = body_of(delivery)
+        headers = signed_headers(secret, f"msg_{delivery.id}", body, self.clock())
+        try:
+            status = await self._post(url, headers, body)
+        except UnsafeWebhookURLError as exc:
+            return AttemptResult(delivery, None, f"refused: {exc}", final=True)
+        except TimeoutError:
+            return AttemptResult(delivery, None, f"timed out after {SEND_TIMEOUT_S:g}s")
+        except httpx.TimeoutException as exc:
+            return AttemptResult(delivery, None, f"timed out ({type(exc).__name__})")
+        except httpx.HTTPError as exc:
+            return AttemptResult(delivery, None, f"{type(exc).__name__}: {exc or 'no detail'}"[:500])
+        if 200 <= status < 300:
+            return AttemptResult(delivery, status, None)
+        note = " (redirects are not followed)" if 300 <= status < 400 else ""
+        return AttemptResult(delivery, status, f"HTTP {status}{note}")
+
+    async def _post(self, url: str, headers: dict[str, str], body: str) -> int:
+        target = parse_url(url)
+        ip = await asyncio.to_thread(checked_address, target, self.allow_private)
+        extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        client = self._client(target.host)
+        request = client.build_request(
+            "POST",
+            target.copy_with(host=str(ip)),
+            headers={**headers, "Host": target.netloc.decode("ascii"), "User-Agent": USER_AGENT},
+            content=body.encode(),
+            extensions=extensions,
+        )
+        async with asyncio.timeout(SEND_TIMEOUT_S):
+            response = await client.send(request, stream=True)
+            await response.aclose()  # the answer's body is not needed
+        return response.status_code
+
+    def _client(self, host: str) -> httpx.AsyncClient:
+        """One client (connection pool) per host name: a TLS connection made for one name must never carry another
+        name's requests. trust_env=False: no proxy from the environment routes around the address check."""
+        client = self._clients.get(host)
+        if client is None:
+            timeout = httpx.Timeout(SEND_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
+            client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+            self._clients[host] = client
+        return client
