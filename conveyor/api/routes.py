@@ -37,6 +37,7 @@ from conveyor.api.models import (
     WorkerList,
 )
 from conveyor.api.protocol import WorkerProtocol
+from conveyor.api.webhooks import create_webhook_router
 from conveyor.app import MAX_LIST_LIMIT
 from conveyor.errors import InvalidArgumentsError, InvalidStateError
 from conveyor.job import JobStatus
@@ -224,5 +225,6 @@ def create_router(conveyor: Conveyor, *, hub: EventHub | None = None) -> APIRout
         """Records the failure; with `retry` and retries left the job is scheduled again after a backoff."""
         return _job_response(protocol.fail(job_id, body))
 
+    router.include_router(create_webhook_router(conveyor))
     return router
 

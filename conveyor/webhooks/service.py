@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from conveyor.backends.rows import job_from_row
+from conveyor.backends.webhooks import WebhookOps
 from conveyor.blocking import BlockingCalls
 from conveyor.errors import BackendError
 from conveyor.webhooks.model import AttemptResult, ClaimedDelivery, Webhook
@@ -30,7 +31,7 @@ from conveyor.webhooks.signing import signed_headers
 from conveyor.webhooks.urls import UnsafeWebhookURLError, checked_address, parse_url
 
 if TYPE_CHECKING:
-    from conveyor.backends.sql_backend import SQLBackend
+    from conveyor.app import Conveyor
     from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.webhooks")
@@ -66,10 +67,19 @@ def body_of(delivery: ClaimedDelivery) -> str:
     return json.dumps({"type": delivery.event, "timestamp": at, "data": data}, separators=(",", ":"))
 
 
+def sender_for(app: Conveyor, clock: Callable[[], float], burst: bool = False) -> list[WebhookSender]:
+    """The sender a worker runs beside its jobs: none in a burst worker (it stops once the queue is empty, and a send
+    cut short would only be sent again; a long-running worker sends what it left) or a backend without webhooks."""
+    backend = app.backend
+    if burst or not isinstance(backend, WebhookOps):
+        return []
+    return [WebhookSender(backend, app.settings, clock)]
+
+
 class WebhookSender:
     def __init__(
         self,
-        backend: SQLBackend,
+        backend: WebhookOps,
         settings: Settings,
         clock: Callable[[], float] = time.time,
         *,

@@ -3,6 +3,7 @@ nothing stored), a secret generated when none is given, and a test delivery sent
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -142,14 +143,14 @@ def change(app: Conveyor, webhook_id: str, patch: WebhookPatch) -> Webhook:
 async def send_test(app: Conveyor, webhook_id: str) -> dict[str, Any]:
     """POST a `webhook.test` event to the subscription now; the attempt is logged among its deliveries."""
     backend = store(app)
-    webhook = backend.get_webhook(webhook_id)
+    webhook = await asyncio.to_thread(backend.get_webhook, webhook_id)
     now = app.clock()
     data = {"webhook_id": webhook.id, "message": "a test delivery from Conveyor"}
     delivery = ClaimedDelivery(0, webhook.id, None, TEST_EVENT, None, data, 1, now)
-    sender = WebhookSender(app.backend, app.settings, app.clock)  # type: ignore[arg-type]
+    sender = WebhookSender(backend, app.settings, app.clock)
     try:
         result: AttemptResult = await sender.attempt(delivery, webhook.url, webhook.secret)
     finally:
         await sender.close()
-    backend.record_delivery(webhook, TEST_EVENT, data, result, now)
+    await asyncio.to_thread(backend.record_delivery, webhook, TEST_EVENT, data, result, now)
     return {"event": TEST_EVENT, "ok": result.ok, "status_code": result.status_code, "error": result.error}

@@ -13,7 +13,7 @@ from conveyor import Conveyor
 from conveyor.webhooks import subscriptions
 from conveyor.webhooks.service import RETRY_FOR_S, WebhookSender, backoff_s
 from conveyor.webhooks.subscriptions import WebhookSpec
-from tests.webhooks.conftest import Receiver
+from tests.webhooks.receiver import Receiver
 
 
 def subscribe(app: Conveyor, url: str, events: list[str], **extra: Any) -> Any:
@@ -21,7 +21,7 @@ def subscribe(app: Conveyor, url: str, events: list[str], **extra: Any) -> Any:
 
 
 def drain(app: Conveyor, clock: Any = None) -> int:
-    sender = WebhookSender(app.backend, app.settings, clock or app.clock)  # type: ignore[arg-type]
+    sender = WebhookSender(subscriptions.store(app), app.settings, clock or app.clock)
 
     async def go() -> int:
         try:
@@ -197,8 +197,27 @@ def test_ssrf_refused_at_subscription(hook_app: Conveyor, url: str) -> None:
 
     strict = Conveyor(hook_app.database_url, settings=hook_app.settings.with_changes(webhook_allow_private=False))
     try:
-        with pytest.raises(InvalidArgumentsError, match="url: .*CONVEYOR_WEBHOOK_ALLOW_PRIVATE"):
+        with pytest.raises(InvalidArgumentsError, match=r"url: .*CONVEYOR_WEBHOOK_ALLOW_PRIVATE"):
             subscribe(strict, url, ["job.completed"])
         assert subscriptions.store(strict).list_webhooks() == []
     finally:
         strict.close()
+
+
+def test_a_running_worker_sends_the_deliveries(hook_app: Conveyor, receiver: Receiver) -> None:
+    import threading
+
+    from conveyor.worker.runtime import Worker
+    from tests.conftest import wait_for
+
+    subscribe(hook_app, receiver.url, ["job.completed"])
+    worker = Worker(hook_app, concurrency=2)
+    thread = threading.Thread(target=lambda: asyncio.run(worker.run()), daemon=True)
+    thread.start()
+    try:
+        jobs = [hook_app.enqueue("add", {"a": i, "b": 0}) for i in range(3)]
+        wait_for(lambda: len(receiver.requests) >= 3, timeout=20, what="three deliveries")
+    finally:
+        worker.stop()
+        thread.join(10)
+    assert sorted(b["data"]["id"] for b in receiver.bodies()) == sorted(j.id for j in jobs)
