@@ -38,7 +38,7 @@ def test_webhooks_commands(db_url: str, receiver: Receiver) -> None:
     hook_id = added["id"]
     assert "secret (shown once): whsec_" in invoke(db_url, "add", receiver.url, "-e", "job.created").stdout
     listed = as_json(invoke(db_url, "list", "--json"))["webhooks"]
-    assert [w["id"] for w in listed][0] == hook_id and all("secret" not in w for w in listed)
+    assert listed[0]["id"] == hook_id and all("secret" not in w for w in listed)
     assert as_json(invoke(db_url, "pause", hook_id, "--json"))["paused"] is True
     assert "paused" in invoke(db_url, "list").stdout
     assert as_json(invoke(db_url, "resume", hook_id, "--json"))["paused"] is False
