@@ -3,7 +3,8 @@
 A claim leases each delivery (`next_attempt_at` moves ahead), so several workers never send one at once, and one
 that dies mid-send lets another send it when the lease ends (at least once). The claim only gives a job's earliest
 open delivery per target, so each job's events arrive in order. Each endpoint has at most `per_endpoint` requests in
-flight and a saturated one is left out of the next claim, so a slow endpoint holds back only itself. A failed attempt
+flight, a claim takes at most QUEUED_PER_ENDPOINT deliveries, and an endpoint with that many held is left out of the
+next claim: a slow endpoint holds back only itself. A failed attempt
 (not 2xx, a time-out, a refused connection, a redirect: none is followed) is retried with exponential backoff and
 jitter for at least RETRY_FOR_S; a subscription failing for PAUSE_AFTER_S is paused, with the reason.
 """
@@ -44,8 +45,9 @@ MAX_BACKOFF_S = 3600.0
 RETRY_FOR_S = 24 * 3600.0  # a delivery is retried until it is this old, then failed
 PAUSE_AFTER_S = 24 * 3600.0  # a subscription failing this long is paused
 POLL_S = 0.5  # how often an idle sender looks for due deliveries
-BATCH = 100
-PER_ENDPOINT = 8
+BATCH = 128  # most deliveries a sender holds at once
+PER_ENDPOINT = 8  # most requests in flight to one endpoint
+QUEUED_PER_ENDPOINT = 32  # most deliveries held for one endpoint (a claim takes at most this many)
 PRUNE_EVERY_S = 600.0
 KEEP_S = 7 * 86400.0  # delivered and failed deliveries are kept a week
 USER_AGENT = "Conveyor-Webhooks/0.1"
@@ -94,7 +96,8 @@ class WebhookSender:
         self.per_endpoint = per_endpoint
         self._calls = BlockingCalls("conveyor-webhooks")
         self._clients: dict[str, httpx.AsyncClient] = {}
-        self._in_flight: dict[str, int] = {}
+        self._in_flight: dict[str, int] = {}  # deliveries held per endpoint (sending or waiting for a slot)
+        self._slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done = asyncio.Event()
         self._last_prune = 0.0
@@ -145,11 +148,11 @@ class WebhookSender:
         self._calls.close(wait=False)
 
     async def _start_due(self) -> int:
-        free = self.batch - len(self._tasks)
+        free = min(self.batch - len(self._tasks), QUEUED_PER_ENDPOINT)
         if free <= 0:
             return 0
         now = self.clock()
-        busy = [target for target, n in self._in_flight.items() if n >= self.per_endpoint]
+        busy = [target for target, n in self._in_flight.items() if n >= QUEUED_PER_ENDPOINT]
         claimed = await self._calls.run(self.backend.claim_deliveries, free, now, now + LEASE_S, busy)
         if not claimed:
             return 0
@@ -174,7 +177,9 @@ class WebhookSender:
                 return  # its subscription was deleted (with its deliveries) since the claim
             url = webhook.url if webhook is not None else delivery.url or ""
             secret = webhook.secret if webhook is not None else self.job_secret
-            result = await self.attempt(delivery, url, secret)
+            slot = self._slots.setdefault(delivery.target, asyncio.Semaphore(self.per_endpoint))
+            async with slot:
+                result = await self.attempt(delivery, url, secret)
             await self._settle(result)
         finally:
             left = self._in_flight.get(delivery.target, 1) - 1
@@ -182,6 +187,7 @@ class WebhookSender:
                 self._in_flight[delivery.target] = left
             else:
                 self._in_flight.pop(delivery.target, None)
+                self._slots.pop(delivery.target, None)
             self._done.set()
 
     async def _settle(self, result: AttemptResult) -> None:

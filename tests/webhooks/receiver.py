@@ -1,5 +1,6 @@
 """A real local receiver for webhook tests: an HTTP server on 127.0.0.1 in a thread that records each request and
-answers from a script (status codes, or "hang" to sleep past the sender's time-out)."""
+answers from a script (status codes, "hang" to sleep past the sender's time-out, "close" to close the connection
+without an answer). Every request is recorded when it arrives."""
 
 from __future__ import annotations
 
@@ -41,6 +42,11 @@ class Receiver:
             return [r.json for r in self.requests]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # bursts of connections from the sender are normal
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def serve_receiver() -> Iterator[Receiver]:
     holder: dict[str, Receiver] = {}
@@ -50,11 +56,14 @@ def serve_receiver() -> Iterator[Receiver]:
             recv = holder["r"]
             body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
             answer = recv.answer()
+            with recv.lock:
+                recv.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
             if answer == "hang":
                 time.sleep(12)
                 answer = 200
-            with recv.lock:
-                recv.requests.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+            if answer == "close":  # no answer at all: the connection just closes
+                self.close_connection = True
+                return
             self.send_response(int(answer))
             self.send_header("content-length", "0")
             self.end_headers()
@@ -62,8 +71,7 @@ def serve_receiver() -> Iterator[Receiver]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), Handler)
     holder["r"] = Receiver(f"http://127.0.0.1:{server.server_address[1]}/hook")
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
