@@ -22,7 +22,7 @@ seen: set[str] = set()  # deliveries are at least once: the same webhook-id may 
 
 
 class Receiver(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0"))).decode()
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
@@ -38,7 +38,7 @@ class Receiver(BaseHTTPRequestHandler):
         data = event["data"]
         print(f"{event['type']} {data.get('id')} {data.get('status')} {json.dumps(data.get('result'))}", flush=True)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(200 if self.path == "/healthz" else 404)
 
     def _answer(self, status: int) -> None:
