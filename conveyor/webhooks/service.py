@@ -45,12 +45,14 @@ MAX_BACKOFF_S = 3600.0
 RETRY_FOR_S = 24 * 3600.0  # a delivery is retried until it is this old, then failed
 PAUSE_AFTER_S = 24 * 3600.0  # a subscription failing this long is paused
 POLL_S = 0.5  # how often an idle sender looks for due deliveries
+FLUSH_S = 0.005  # results arriving within this go in one write
 BATCH = 128  # most deliveries a sender holds at once
 PER_ENDPOINT = 8  # most requests in flight to one endpoint
 QUEUED_PER_ENDPOINT = 32  # most deliveries held for one endpoint (a claim takes at most this many)
 PRUNE_EVERY_S = 600.0
 KEEP_S = 7 * 86400.0  # delivered and failed deliveries are kept a week
 USER_AGENT = "Conveyor-Webhooks/0.1"
+MAX_ANSWER_BYTES = 64 * 1024  # of an endpoint's answer (not used: only its status code counts)
 
 
 def backoff_s(attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -99,24 +101,28 @@ class WebhookSender:
         self._in_flight: dict[str, int] = {}  # deliveries held per endpoint (sending or waiting for a slot)
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._results: list[AttemptResult] = []  # answers not yet written
         self._done = asyncio.Event()
         self._last_prune = 0.0
 
     # ------------------------------------------------------------------------------------------ loop
     async def run(self) -> None:
-        """Send until cancelled; a database error is logged and the next round retries."""
+        """Send until cancelled: write the results that came in (in one transaction), claim what is due, wait for
+        a result or POLL_S. A database error is logged and the next round retries."""
         try:
             while True:
                 try:
+                    await self._flush()
                     started = await self._start_due()
                     await self._prune()
                 except BackendError as exc:
                     log.warning("webhooks: %s", exc)
                     started = 0
-                if not started:
+                if not started and not self._results:
                     self._done.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._done.wait(), POLL_S)
+                    await asyncio.sleep(FLUSH_S)  # let the answers arriving together go in one write
         finally:
             await self.close()
 
@@ -125,6 +131,7 @@ class WebhookSender:
         started = await self._start_due()
         while self._tasks:
             await asyncio.gather(*list(self._tasks))
+        await self._flush()
         return started
 
     async def drain(self, timeout_s: float = 30.0) -> int:
@@ -148,7 +155,7 @@ class WebhookSender:
         self._calls.close(wait=False)
 
     async def _start_due(self) -> int:
-        free = min(self.batch - len(self._tasks), QUEUED_PER_ENDPOINT)
+        free = min(self.batch - len(self._tasks) - len(self._results), QUEUED_PER_ENDPOINT)
         if free <= 0:
             return 0
         now = self.clock()
@@ -172,45 +179,46 @@ class WebhookSender:
 
     # ------------------------------------------------------------------------------------------ one delivery
     async def _deliver(self, delivery: ClaimedDelivery, webhook: Webhook | None) -> None:
-        try:
-            if delivery.webhook_id and webhook is None:
-                return  # its subscription was deleted (with its deliveries) since the claim
-            url = webhook.url if webhook is not None else delivery.url or ""
-            secret = webhook.secret if webhook is not None else self.job_secret
-            slot = self._slots.setdefault(delivery.target, asyncio.Semaphore(self.per_endpoint))
-            async with slot:
-                result = await self.attempt(delivery, url, secret)
-            await self._settle(result)
-        finally:
+        if delivery.webhook_id and webhook is None:  # its subscription was deleted (with its deliveries) since
+            self._release([delivery])
+            return
+        url = webhook.url if webhook is not None else delivery.url or ""
+        secret = webhook.secret if webhook is not None else self.job_secret
+        slot = self._slots.setdefault(delivery.target, asyncio.Semaphore(self.per_endpoint))
+        async with slot:
+            result = await self.attempt(delivery, url, secret)
+        if not result.ok:
+            log.info("webhooks: delivery %d (%s, attempt %d) failed: %s", delivery.id, delivery.event,
+                     delivery.attempt, result.error)
+        self._results.append(result)
+        self._done.set()
+
+    def _release(self, deliveries: list[ClaimedDelivery]) -> None:
+        for delivery in deliveries:
             left = self._in_flight.get(delivery.target, 1) - 1
             if left:
                 self._in_flight[delivery.target] = left
             else:
                 self._in_flight.pop(delivery.target, None)
                 self._slots.pop(delivery.target, None)
-            self._done.set()
 
-    async def _settle(self, result: AttemptResult) -> None:
-        d = result.delivery
-        now = self.clock()
-        retry_at = None
-        if not result.ok:
-            final = result.final or now - d.created_at >= RETRY_FOR_S
-            retry_at = None if final else now + backoff_s(d.attempt)
-            log.info("webhooks: delivery %d (%s, attempt %d) failed: %s", d.id, d.event, d.attempt, result.error)
-        for attempt in range(3):  # a result is worth a few tries: else the lease ends and it is sent again
-            try:
-                paused = await self._calls.run(
-                    self.backend.settle_deliveries, [result], now, [retry_at], now - PAUSE_AFTER_S
-                )
-                break
-            except BackendError as exc:
-                log.warning("webhooks: cannot record delivery %d yet: %s", d.id, exc)
-                await asyncio.sleep(0.5 * (attempt + 1))
-        else:
+    async def _flush(self) -> None:
+        """Write the results that came in, in one transaction. A delivery stays held (its endpoint's count, and its
+        job's next delivery waits) until its result is written; one never written is sent again after its lease."""
+        if not self._results:
             return
+        results, self._results = self._results, []
+        now = self.clock()
+        retry_at = [None if r.ok or r.final or now - r.delivery.created_at >= RETRY_FOR_S
+                    else now + backoff_s(r.delivery.attempt) for r in results]
+        try:
+            paused = await self._calls.run(self.backend.settle_deliveries, results, now, retry_at, now - PAUSE_AFTER_S)
+        except BackendError:
+            self._results[:0] = results
+            raise
+        self._release([r.delivery for r in results])
         for webhook_id in paused:
-            log.warning("webhooks: subscription %s paused: failing for 24 hours (%s)", webhook_id, result.error)
+            log.warning("webhooks: subscription %s paused: failing for 24 hours", webhook_id)
 
     async def attempt(self, delivery: ClaimedDelivery, url: str, secret: str | None) -> AttemptResult:
         """One POST of `delivery` to `url`, its outcome as a value (never raises for the endpoint's faults)."""
@@ -245,7 +253,14 @@ class WebhookSender:
         )
         async with asyncio.timeout(SEND_TIMEOUT_S):
             response = await client.send(request, stream=True)
-            await response.aclose()  # the answer's body is not needed
+            try:  # read a short answer to its end, so the connection can be reused; a long one is cut off
+                read = 0
+                async for chunk in response.aiter_raw():
+                    read += len(chunk)
+                    if read > MAX_ANSWER_BYTES:
+                        break
+            finally:
+                await response.aclose()
         return response.status_code
 
     def _client(self, host: str) -> httpx.AsyncClient:

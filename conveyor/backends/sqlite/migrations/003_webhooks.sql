@@ -46,11 +46,21 @@ CREATE INDEX conveyor_webhook_deliveries_finished ON conveyor_webhook_deliveries
 -- Subscriptions: every history row (a transition, or a progress change) of a job that an active subscription wants.
 -- Event names from the row: the creation, a start, an end, a return to the queue (a failed attempt with retries
 -- left, an expired lease, a release, a manual retry: `job.retrying`), progress. The WHEN guard keeps the cost to a
--- lookup in a (normally empty) table when nothing subscribes. workflow.* events: a workflow's own trigger would insert
--- its rows here the same way (payload: the workflow JSON; job_id NULL).
+-- lookup in a (normally empty) table when nothing subscribes to the event. `events` is a JSON array of names, so a
+-- name in quotes is found in its text (cheaper than json_each). workflow.* events: a workflow's own trigger would
+-- insert its rows here the same way (payload: the workflow JSON; job_id NULL).
 CREATE TRIGGER conveyor_webhooks_outbox AFTER INSERT ON conveyor_job_events
 WHEN (new.to_status IS NOT NULL OR new.message = 'progress')
-     AND EXISTS (SELECT 1 FROM conveyor_webhooks WHERE paused = 0)
+     AND EXISTS (SELECT 1 FROM conveyor_webhooks
+                 WHERE paused = 0 AND instr(events, '"' || CASE
+                     WHEN new.to_status IS NULL THEN 'job.progress'
+                     WHEN new.from_status IS NULL THEN 'job.created'
+                     WHEN new.to_status = 'processing' THEN 'job.started'
+                     WHEN new.to_status = 'completed' THEN 'job.completed'
+                     WHEN new.to_status = 'failed' THEN 'job.failed'
+                     WHEN new.to_status = 'cancelled' THEN 'job.cancelled'
+                     WHEN new.from_status IN ('processing', 'failed', 'cancelled') THEN 'job.retrying'
+                 END || '"') > 0)
 BEGIN
     INSERT INTO conveyor_webhook_deliveries (webhook_id, event, job_id, payload, next_attempt_at, created_at)
     SELECT w.id, e.event, j.id,
@@ -75,7 +85,7 @@ BEGIN
                  END AS event) e
     JOIN conveyor_jobs j ON j.id = new.job_id
     JOIN conveyor_webhooks w ON w.paused = 0
-         AND EXISTS (SELECT 1 FROM json_each(w.events) WHERE value = e.event)
+         AND instr(w.events, '"' || e.event || '"') > 0
          AND (w.filter_type IS NULL OR w.filter_type = j.type)
          AND (w.filter_queue IS NULL OR w.filter_queue = j.queue)
          AND (w.filter_tag IS NULL OR EXISTS (SELECT 1 FROM json_each(j.tags) WHERE value = w.filter_tag))
