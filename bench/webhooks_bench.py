@@ -1,7 +1,7 @@
 """Webhooks benchmark: prints one JSON object of figures.
 
     python bench/webhooks_bench.py                       # SQLite file in a temp dir
-    python bench/webhooks_bench.py --backend postgres    # a fresh database `conveyor_bench` on 127.0.0.1
+    python bench/webhooks_bench.py --backend postgres    # a fresh database `conveyor_webhooks_bench`
 
 Measures, each phase on a fresh database, the receiver a local uvicorn app answering 204 (bench/webhook_sink.py):
 - `process_*`: `--n` no-op jobs processed by `--workers` worker processes (bench/run.py's processing phase) with no
@@ -29,11 +29,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bench.run  # noqa: E402
 from bench.run import bench_processing, fresh_url, make_app, query_jobs, stop_workers  # noqa: E402
 from conveyor import Conveyor  # noqa: E402
 from conveyor.webhooks import subscriptions  # noqa: E402
 from conveyor.webhooks.subscriptions import WebhookSpec  # noqa: E402
 from tests.api.conftest import free_port  # noqa: E402
+
+bench.run.PG_DB = "conveyor_webhooks_bench"  # its own database: bench/run.py may run beside it
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:

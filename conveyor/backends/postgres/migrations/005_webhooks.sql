@@ -49,7 +49,15 @@ CREATE INDEX conveyor_webhook_deliveries_finished ON conveyor_webhook_deliveries
 -- an end, a return to the queue (a failed attempt with retries left, an expired lease, a release, a manual retry:
 -- `job.retrying`), progress. workflow.* events: a workflow's own trigger would insert its rows here the same way
 -- (payload: the workflow JSON; job_id NULL).
-CREATE FUNCTION conveyor_webhooks_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE FUNCTION conveyor_webhooks_outbox() RETURNS trigger LANGUAGE plpgsql
+-- The planner's defaults, whoever fired the trigger: conveyor_work turns hash joins and sorts off for its own
+-- statements, which would make this join scan the whole jobs table for every event.
+SET enable_sort = on
+SET enable_hashjoin = on
+SET enable_mergejoin = on
+SET enable_bitmapscan = on
+SET plan_cache_mode = auto
+AS $$
 BEGIN
     PERFORM 1 FROM conveyor_webhooks WHERE NOT paused LIMIT 1;
     IF NOT FOUND THEN
