@@ -181,6 +181,8 @@ LAZY_IMPORTS = {
         "conveyor.api", "conveyor.ingest.routes", "conveyor.ingest.cli", "conveyor.dashboard.sources",
         "conveyor.ingest.check",  # the store and the embedder's status, for `conveyor check` only
     },
+    "conveyor.webhooks.worker": {"conveyor.webhooks.service"},  # httpx (it imports rich): when a worker starts
+    "conveyor.webhooks.plugin": {"conveyor.dashboard.webhooks"},  # the dashboard page, when the server mounts it
 }
 
 

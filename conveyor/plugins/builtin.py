@@ -1,4 +1,5 @@
-"""The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the dashboard."""
+"""The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the webhooks'
+dashboard page, the dashboard."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 from conveyor.demo import PLUGIN as DEMO
 from conveyor.ingest.plugin import PLUGIN as INGESTION
 from conveyor.plugins import Plugin
+from conveyor.webhooks.plugin import PLUGIN as WEBHOOKS
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -22,6 +24,6 @@ def _dashboard_router(app: Conveyor) -> APIRouter:
 
 
 DASHBOARD = Plugin("dashboard", router=_dashboard_router)
-BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, DASHBOARD)
+BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, WEBHOOKS, DASHBOARD)
 
-__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION"]
+__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION", "WEBHOOKS"]

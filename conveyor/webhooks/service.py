@@ -32,7 +32,6 @@ from conveyor.webhooks.signing import signed_headers
 from conveyor.webhooks.urls import UnsafeWebhookURLError, checked_address, parse_url
 
 if TYPE_CHECKING:
-    from conveyor.app import Conveyor
     from conveyor.settings import Settings
 
 log = logging.getLogger("conveyor.webhooks")
@@ -69,15 +68,6 @@ def body_of(delivery: ClaimedDelivery) -> str:
         data = job_from_row(data, lambda value: value).to_dict()
     at = datetime.fromtimestamp(delivery.created_at, UTC).isoformat().replace("+00:00", "Z")
     return json.dumps({"type": delivery.event, "timestamp": at, "data": data}, separators=(",", ":"))
-
-
-def sender_for(app: Conveyor, clock: Callable[[], float], burst: bool = False) -> list[WebhookSender]:
-    """The sender a worker runs beside its jobs: none in a burst worker (it stops once the queue is empty, and a send
-    cut short would only be sent again; a long-running worker sends what it left) or a backend without webhooks."""
-    backend = app.backend
-    if burst or not isinstance(backend, WebhookOps):
-        return []
-    return [WebhookSender(backend, app.settings, clock)]
 
 
 class WebhookSender:

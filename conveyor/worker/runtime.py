@@ -32,7 +32,7 @@ from conveyor.backends.base import (
 from conveyor.blocking import BlockingCalls
 from conveyor.context import JobContext
 from conveyor.errors import BackendError
-from conveyor.webhooks.service import sender_for
+from conveyor.webhooks.worker import sender_for
 from conveyor.worker.executor import Executor, Running, settled
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.slots import Slots
