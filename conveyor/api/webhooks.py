@@ -47,6 +47,13 @@ class WebhookList(BaseModel):
     webhooks: list[WebhookOut]
 
 
+class AttemptOut(BaseModel):
+    at: str
+    attempt: int
+    status_code: int | None
+    error: str | None
+
+
 class DeliveryOut(BaseModel):
     id: int
     event: str
@@ -56,6 +63,7 @@ class DeliveryOut(BaseModel):
     status_code: int | None
     error: str | None
     at: str
+    attempts: list[AttemptOut]  # every attempt, once one failed (empty when the first succeeded)
 
 
 class DeliveryList(BaseModel):

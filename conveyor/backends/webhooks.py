@@ -153,8 +153,8 @@ class WebhookOps:
         self.driver.write(lambda tx: tx.execute("insert_webhook_delivery", params))
 
     # ------------------------------------------------------------------------------------------ reading
-    @staticmethod
-    def _delivery(row: dict[str, Any]) -> Delivery:
+    def _delivery(self, row: dict[str, Any]) -> Delivery:
+        history = row["history"]
         return Delivery(
             id=int(row["id"]),
             webhook_id=row["webhook_id"],
@@ -169,6 +169,7 @@ class WebhookOps:
             attempted_at=to_datetime(row["attempted_at"]),
             delivered_at=to_datetime(row["delivered_at"]),
             next_attempt_at=to_datetime(row["next_attempt_at"]),
+            history=tuple(self.driver.decode(history) if isinstance(history, str) else history or ()),
         )
 
     def webhook_deliveries(self, webhook_id: str, limit: int = 50, before: int | None = None) -> list[Delivery]:

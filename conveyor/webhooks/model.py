@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from conveyor.errors import ConveyorError
-from conveyor.job import iso
+from conveyor.job import iso, to_datetime
 
 JOB_EVENTS = (
     "job.created",
@@ -108,6 +108,7 @@ class Delivery:
     attempted_at: datetime | None
     delivered_at: datetime | None
     next_attempt_at: datetime | None
+    history: tuple[dict[str, Any], ...] = ()  # every attempt (at, attempt, status_code, error), once one failed
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -124,6 +125,7 @@ class Delivery:
             "created_at": iso(self.created_at),
             "delivered_at": iso(self.delivered_at),
             "next_attempt_at": iso(self.next_attempt_at) if self.status == "pending" else None,
+            "attempts": [{**a, "at": iso(to_datetime(a["at"]))} for a in self.history],
         }
 
 

@@ -54,6 +54,9 @@ def test_500_then_time_out_then_closed_then_200(hook_app: Conveyor, receiver: Re
     assert errors[3] == (4, "delivered", 200, None)
     assert len(receiver.requests) == 4
     assert len({r.headers["webhook-id"] for r in receiver.requests}) == 1  # one message, four attempts
+    [row] = subscriptions.store(hook_app).job_deliveries(job.id)
+    logged = [(a["attempt"], a["status_code"], a["error"] is None) for a in row.to_dict()["attempts"]]
+    assert logged == [(1, 500, False), (2, None, False), (3, None, False), (4, 200, True)]  # each attempt logged
 
 
 def test_an_endpoint_down_while_jobs_complete_gets_them_all_in_order(hook_app: Conveyor, receiver: Receiver) -> None:

@@ -74,3 +74,15 @@ def test_deleting_a_subscription_deletes_its_deliveries(hook_app: Conveyor) -> N
     job = hook_app.enqueue("add", {"a": 1, "b": 1})
     subscriptions.store(hook_app).delete_webhook(hook.id)
     assert events_of(hook_app, job.id) == []
+
+
+def test_big_batches_keep_their_webhook_url(hook_app: Conveyor) -> None:
+    """Batches past the COPY threshold (PostgreSQL) take the path that stores webhook_url."""
+    many = hook_app.enqueue_many("add", [{"a": i, "b": 0} for i in range(60)], webhook_url="https://example.com/a")
+    mixed = hook_app.enqueue_batch(
+        [{"type": "add", "args": {"a": i, "b": 0}, "webhook_url": f"https://example.com/{i}"} for i in range(60)]
+    )
+    hook_app.run_worker(concurrency=10, burst=True)
+    store = subscriptions.store(hook_app)
+    assert all([d.url for d in store.job_deliveries(j.id)] == ["https://example.com/a"] for j in many)
+    assert all([d.url for d in store.job_deliveries(j.id)] == [f"https://example.com/{i}"] for i, j in enumerate(mixed))

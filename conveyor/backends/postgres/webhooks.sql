@@ -56,7 +56,9 @@ RETURNING d.id, d.webhook_id::text, d.url, d.event, d.job_id::text, d.payload, d
 
 -- name: webhook_delivered
 UPDATE conveyor_webhook_deliveries
-SET status = 'delivered', status_code = %(status_code)s, error = NULL, delivered_at = %(now)s
+SET status = 'delivered', status_code = %(status_code)s, error = NULL, delivered_at = %(now)s,
+    history = history || jsonb_build_array(jsonb_build_object('at', %(now)s::float8, 'attempt', attempt,
+              'status_code', %(status_code)s::int, 'error', NULL))
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'pending';
 
 -- name: webhook_attempt_failed
@@ -64,7 +66,9 @@ WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'pending';
 UPDATE conveyor_webhook_deliveries
 SET status = CASE WHEN %(retry_at)s::float8 IS NULL THEN 'failed' ELSE 'pending' END,
     next_attempt_at = coalesce(%(retry_at)s::float8, next_attempt_at),
-    status_code = %(status_code)s::int, error = %(error)s
+    status_code = %(status_code)s::int, error = %(error)s,
+    history = coalesce(history, '[]'::jsonb) || jsonb_build_array(jsonb_build_object('at', %(now)s::float8,
+              'attempt', attempt, 'status_code', %(status_code)s::int, 'error', %(error)s::text))
 WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'pending';
 
 -- name: webhook_succeeded
@@ -83,16 +87,16 @@ WHERE id = %(id)s::uuid
 RETURNING paused;
 
 -- name: list_webhook_deliveries
-SELECT id, webhook_id::text, url, event, job_id::text, attempt, status, status_code, error, created_at, attempted_at,
-       delivered_at, next_attempt_at
+SELECT id, webhook_id::text, url, event, job_id::text, attempt, status, status_code, error, history, created_at,
+       attempted_at, delivered_at, next_attempt_at
 FROM conveyor_webhook_deliveries
 WHERE webhook_id = %(webhook_id)s::uuid AND (%(before)s::bigint IS NULL OR id < %(before)s::bigint)
 ORDER BY id DESC
 LIMIT %(limit)s;
 
 -- name: job_webhook_deliveries
-SELECT id, webhook_id::text, url, event, job_id::text, attempt, status, status_code, error, created_at, attempted_at,
-       delivered_at, next_attempt_at
+SELECT id, webhook_id::text, url, event, job_id::text, attempt, status, status_code, error, history, created_at,
+       attempted_at, delivered_at, next_attempt_at
 FROM conveyor_webhook_deliveries
 WHERE job_id = %(job_id)s::uuid
 ORDER BY id;

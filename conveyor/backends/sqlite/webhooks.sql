@@ -53,7 +53,9 @@ RETURNING id, webhook_id, url, event, job_id, payload, attempt, created_at;
 
 -- name: webhook_delivered
 UPDATE conveyor_webhook_deliveries
-SET status = 'delivered', status_code = :status_code, error = NULL, delivered_at = :now
+SET status = 'delivered', status_code = :status_code, error = NULL, delivered_at = :now,
+    history = CASE WHEN history IS NOT NULL THEN json_insert(history, '$[#]', json_object('at', :now,
+              'attempt', attempt, 'status_code', :status_code, 'error', NULL)) END
 WHERE id = :id AND attempt = :attempt AND status = 'pending';
 
 -- name: webhook_attempt_failed
@@ -61,7 +63,9 @@ WHERE id = :id AND attempt = :attempt AND status = 'pending';
 UPDATE conveyor_webhook_deliveries
 SET status = CASE WHEN :retry_at IS NULL THEN 'failed' ELSE 'pending' END,
     next_attempt_at = coalesce(:retry_at, next_attempt_at),
-    status_code = :status_code, error = :error
+    status_code = :status_code, error = :error,
+    history = json_insert(coalesce(history, '[]'), '$[#]', json_object('at', :now, 'attempt', attempt,
+              'status_code', :status_code, 'error', :error))
 WHERE id = :id AND attempt = :attempt AND status = 'pending';
 
 -- name: webhook_succeeded
@@ -80,7 +84,7 @@ WHERE id = :id
 RETURNING paused;
 
 -- name: list_webhook_deliveries
-SELECT id, webhook_id, url, event, job_id, attempt, status, status_code, error, created_at, attempted_at,
+SELECT id, webhook_id, url, event, job_id, attempt, status, status_code, error, history, created_at, attempted_at,
        delivered_at, next_attempt_at
 FROM conveyor_webhook_deliveries
 WHERE webhook_id = :webhook_id AND (:before IS NULL OR id < :before)
@@ -88,7 +92,7 @@ ORDER BY id DESC
 LIMIT :limit;
 
 -- name: job_webhook_deliveries
-SELECT id, webhook_id, url, event, job_id, attempt, status, status_code, error, created_at, attempted_at,
+SELECT id, webhook_id, url, event, job_id, attempt, status, status_code, error, history, created_at, attempted_at,
        delivered_at, next_attempt_at
 FROM conveyor_webhook_deliveries
 WHERE job_id = :job_id

@@ -32,6 +32,7 @@ CREATE TABLE conveyor_webhook_deliveries (
     status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     status_code     integer,
     error           text,
+    history         jsonb,              -- every attempt, once one failed: [{at, attempt, status_code, error}]
     created_at      double precision NOT NULL,
     attempted_at    double precision,
     delivered_at    double precision

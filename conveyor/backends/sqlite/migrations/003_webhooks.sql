@@ -32,6 +32,7 @@ CREATE TABLE conveyor_webhook_deliveries (
     status          TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     status_code     INTEGER,
     error           TEXT,
+    history         TEXT,               -- every attempt, once one failed: [{at, attempt, status_code, error}]
     created_at      REAL NOT NULL,
     attempted_at    REAL,
     delivered_at    REAL
