@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import random
@@ -52,6 +53,14 @@ PRUNE_EVERY_S = 600.0
 KEEP_S = 7 * 86400.0  # delivered and failed deliveries are kept a week
 USER_AGENT = "Conveyor-Webhooks/0.1"
 MAX_ANSWER_BYTES = 64 * 1024  # of an endpoint's answer (not used: only its status code counts)
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def backoff_s(attempt: int, rand: Callable[[], float] = random.random) -> float:
@@ -231,7 +240,10 @@ class WebhookSender:
 
     async def _post(self, url: str, headers: dict[str, str], body: str) -> int:
         target = parse_url(url)
-        ip = await asyncio.to_thread(checked_address, target, self.allow_private)
+        if _is_address(target.host):  # nothing to resolve: checked here, without a thread hop
+            ip = checked_address(target, self.allow_private)
+        else:
+            ip = await asyncio.to_thread(checked_address, target, self.allow_private)
         extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
         client = self._client(target.host)
         request = client.build_request(
