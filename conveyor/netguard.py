@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from urllib.parse import urlsplit
 
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _ALWAYS_BLOCKED = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("192.0.0.0/24"))
@@ -26,6 +27,23 @@ def resolve(host: str, port: int) -> list[Address]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     found = dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos)
     return [ipaddress.ip_address(a) for a in found]
+
+
+def static_refusal(url: str) -> str | None:
+    """Why a URL must not be reached, as far as can be told without DNS: a literal refused address, or a loopback
+    name (None: nothing found; the address a name resolves to is checked when it is used)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return "is not a valid URL"
+    if is_loopback_name(host):
+        return f"names {host}, a loopback name"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    reason = address_refusal(ip)
+    return f"names {ip}, {reason}" if reason else None
 
 
 def is_loopback_name(host: str) -> bool:

@@ -23,6 +23,7 @@ from conveyor.backends.params import NewJob
 from conveyor.errors import InvalidArgumentsError
 from conveyor.job import LATEST_RUN_AT_S
 from conveyor.jsonsafe import check_json
+from conveyor.netguard import static_refusal
 
 if TYPE_CHECKING:
     from conveyor.settings import Settings
@@ -136,6 +137,12 @@ class JobOptions(BaseModel):
         if not start <= LATEST_RUN_AT_S:
             raise InvalidArgumentsError("the job would start after the year 9999: give a shorter delay or run_at")
         scheduled = start > now
+        if self.webhook_url is not None and not settings.webhook_allow_private:
+            refused = static_refusal(self.webhook_url)
+            if refused:
+                raise InvalidArgumentsError(
+                    f"webhook_url {refused}: refused (CONVEYOR_WEBHOOK_ALLOW_PRIVATE=true allows it)"
+                )
         return NewJob(
             "",
             task.name,

@@ -226,7 +226,8 @@ class WebhookSender:
         try:
             status = await self._post(url, headers, body)
         except UnsafeWebhookURLError as exc:
-            return AttemptResult(delivery, None, f"refused: {exc}", final=True)
+            prefix = "" if exc.retryable else "refused: "
+            return AttemptResult(delivery, None, f"{prefix}{exc}", final=not exc.retryable)
         except TimeoutError:
             return AttemptResult(delivery, None, f"timed out after {SEND_TIMEOUT_S:g}s")
         except httpx.TimeoutException as exc:

@@ -15,6 +15,14 @@ ALLOW_HINT = "set CONVEYOR_WEBHOOK_ALLOW_PRIVATE=true to allow it"
 class UnsafeWebhookURLError(InvalidArgumentsError):
     """The webhook URL is not allowed."""
 
+    retryable = False  # at send time: whether a later attempt may succeed (a name that did not resolve, say)
+
+
+class UnresolvedWebhookURLError(UnsafeWebhookURLError):
+    """The webhook URL's host does not resolve (now)."""
+
+    retryable = True
+
 
 def parse_url(url: str) -> httpx.URL:
     """The URL if its form is acceptable, else UnsafeWebhookURLError saying why (no DNS)."""
@@ -41,9 +49,9 @@ def checked_address(url: httpx.URL, allow_private: bool) -> Address:
     try:
         addresses = resolve(host, port)
     except OSError as exc:
-        raise UnsafeWebhookURLError(f"url: cannot resolve {host!r}: {exc}") from None
+        raise UnresolvedWebhookURLError(f"url: cannot resolve {host!r}: {exc}") from None
     if not addresses:
-        raise UnsafeWebhookURLError(f"url: {host} resolves to no address")
+        raise UnresolvedWebhookURLError(f"url: {host} resolves to no address")
     if not allow_private:
         for ip in addresses:
             reason = address_refusal(ip)

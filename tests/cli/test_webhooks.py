@@ -66,7 +66,11 @@ def test_enqueue_webhook_url(sqlite_url: str, receiver: Receiver) -> None:
     runner = CliRunner()
     bad = runner.invoke(cli, ["enqueue", "demo.echo", "--db", sqlite_url, "--webhook-url", "ftp://x/"])
     assert bad.exit_code == 2 and "webhook_url" in bad.output
-    good = runner.invoke(cli, ["enqueue", "demo.echo", "--db", sqlite_url, "--webhook-url", receiver.url])
+    private = runner.invoke(cli, ["enqueue", "demo.echo", "--db", sqlite_url, "--webhook-url", receiver.url],
+                            env={"CONVEYOR_WEBHOOK_ALLOW_PRIVATE": "false"})
+    assert private.exit_code == 2 and "CONVEYOR_WEBHOOK_ALLOW_PRIVATE" in private.output
+    good = runner.invoke(cli, ["enqueue", "demo.echo", "--db", sqlite_url, "--webhook-url", receiver.url],
+                         env={"CONVEYOR_WEBHOOK_ALLOW_PRIVATE": "true"})
     assert good.exit_code == 0, good.output
     job_id = good.stdout.strip()
     app = Conveyor(sqlite_url)

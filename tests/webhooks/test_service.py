@@ -175,19 +175,22 @@ def test_per_job_webhook_url_gets_the_terminal_event(db_url: str, hook_settings:
         app.close()
 
 
-def test_refused_address_at_send_time_fails_for_good(db_url: str, hook_settings: Any, receiver: Receiver) -> None:
-    app = Conveyor(db_url, settings=hook_settings.with_changes(webhook_allow_private=False))
-    app.task(name="add")(lambda a, b: a + b)
-    try:
-        job = app.enqueue("add", {"a": 2, "b": 3}, webhook_url=receiver.url)
-        app.run_worker(burst=True)
-        drain(app)
-        [row] = subscriptions.store(app).job_deliveries(job.id)
-        assert row.status == "failed"
-        assert "loopback" in (row.error or "")
-        assert receiver.requests == []
-    finally:
-        app.close()
+def test_refused_address_at_send_time_fails_for_good(hook_app: Conveyor, receiver: Receiver) -> None:
+    """Stored while private addresses were allowed, sent by a worker that refuses them: checked again at send time."""
+    job = hook_app.enqueue("add", {"a": 2, "b": 3}, webhook_url=receiver.url)
+    hook_app.run_worker(burst=True)
+    strict = hook_app.settings.with_changes(webhook_allow_private=False)
+    sender = WebhookSender(subscriptions.store(hook_app), strict, hook_app.clock)
+
+    async def go() -> None:
+        await sender.drain()
+        await sender.close()
+
+    asyncio.run(go())
+    [row] = subscriptions.store(hook_app).job_deliveries(job.id)
+    assert row.status == "failed"
+    assert "loopback" in (row.error or "")
+    assert receiver.requests == []
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://169.254.169.254/latest", "http://10.1.2.3/",
@@ -221,3 +224,31 @@ def test_a_running_worker_sends_the_deliveries(hook_app: Conveyor, receiver: Rec
         worker.stop()
         thread.join(10)
     assert sorted(b["data"]["id"] for b in receiver.bodies()) == sorted(j.id for j in jobs)
+
+
+def test_per_job_webhook_url_to_a_private_address_is_refused_at_enqueue(db_url: str, hook_settings: Any) -> None:
+    from conveyor.errors import InvalidArgumentsError
+
+    app = Conveyor(db_url, settings=hook_settings.with_changes(webhook_allow_private=False))
+    app.task(name="add")(lambda a, b: a + b)
+    try:
+        for url in ["http://127.0.0.1/", "http://169.254.169.254/", "http://localhost:9/x", "http://[::1]/"]:
+            with pytest.raises(InvalidArgumentsError, match="webhook_url"):
+                app.enqueue("add", {"a": 1, "b": 2}, webhook_url=url)
+        assert app.list_jobs().jobs == []
+        assert app.enqueue("add", {"a": 1, "b": 2}, webhook_url="https://hooks.example.com/x").id  # a name: at send
+    finally:
+        app.close()
+
+
+def test_a_name_that_does_not_resolve_is_retried(db_url: str, hook_settings: Any) -> None:
+    app = Conveyor(db_url, settings=hook_settings)
+    app.task(name="add")(lambda a, b: a + b)
+    try:
+        job = app.enqueue("add", {"a": 2, "b": 3}, webhook_url="http://no-such-host.invalid/hook")
+        app.run_worker(burst=True)
+        drain(app)
+        [row] = subscriptions.store(app).job_deliveries(job.id)
+        assert row.status == "pending" and "cannot resolve" in (row.error or "")
+    finally:
+        app.close()
