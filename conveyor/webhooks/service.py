@@ -123,6 +123,8 @@ class WebhookSender:
                         await asyncio.wait_for(self._done.wait(), POLL_S)
                     await asyncio.sleep(FLUSH_S)  # let the answers arriving together go in one write
         finally:
+            with contextlib.suppress(BackendError):  # what was sent is recorded, not sent again after its lease
+                await self._flush()
             await self.close()
 
     async def run_once(self) -> int:
