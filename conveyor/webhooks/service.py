@@ -17,6 +17,7 @@ import ipaddress
 import json
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -274,6 +275,9 @@ class WebhookSender:
         client = self._clients.get(host)
         if client is None:
             timeout = httpx.Timeout(SEND_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-            client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False)
+            # TCP_NODELAY: a request goes out as two writes (headers, body); with Nagle's algorithm the body may wait
+            # for the receiver's delayed ACK of the headers
+            transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
+            client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
             self._clients[host] = client
         return client
