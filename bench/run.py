@@ -60,7 +60,7 @@ def reset_db(db: str, workdir: Path, phase: str) -> str:
         exists = conn.execute("SELECT to_regclass('conveyor_jobs') IS NOT NULL").fetchone()
         if exists and exists[0]:
             conn.execute("TRUNCATE conveyor_jobs, conveyor_job_events, conveyor_workers, conveyor_queues, "
-                         "conveyor_leaders")
+                         "conveyor_leaders, conveyor_groups")
     return db
 
 
@@ -141,7 +141,11 @@ def bench_batch(app: Conveyor, n: int, batch: int) -> float:
 def bench_processing(app: Conveyor, url: str, n: int, args: argparse.Namespace, log: Path) -> dict[str, Any]:
     task = "noop_sync" if args.sync else "noop"
     for offset in range(0, n, 1000):
-        app.enqueue_many(task, [{"i": i} for i in range(offset, min(n, offset + 1000))])
+        if args.keys:  # fair limits per key: the jobs spread over `keys` group keys, round-robin
+            app.enqueue_batch([{"type": task, "args": {"i": i}, "group_key": f"key-{i % args.keys}"}
+                               for i in range(offset, min(n, offset + 1000))])
+        else:
+            app.enqueue_many(task, [{"i": i} for i in range(offset, min(n, offset + 1000))])
     launched = time.perf_counter()
     proc = start_workers(url, args.workers, args.concurrency, log)
     deadline = launched + args.timeout
@@ -192,6 +196,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10, help="slots per worker process")
     parser.add_argument("--latency-n", type=int, default=200)
     parser.add_argument("--latency-rate", type=float, default=50.0, help="latency jobs enqueued per second")
+    parser.add_argument("--keys", type=int, default=0, help="processing phase: spread the jobs over this many "
+                        "group keys (fair limits per key; 0: no keys)")
     parser.add_argument("--sync", action="store_true", help="sync no-op tasks (thread pool) instead of async")
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--sqlite-dir", default=None, help="where the SQLite files go (default: system temp)")

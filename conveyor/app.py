@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, overload
 
 from conveyor.backends import Backend, open_backend
-from conveyor.backends.base import JobFilter, NewJob, QueueChange, Stats, TaskInfo
+from conveyor.backends.base import JobFilter, NewJob, Stats, TaskInfo
 from conveyor.errors import (
     ConfigError,
     InvalidArgumentsError,
@@ -20,29 +20,23 @@ from conveyor.errors import (
     UnknownTaskError,
 )
 from conveyor.ids import uuid7
-from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
-from conveyor.options import MAX_NAME, EnqueueSpec, JobOptions
+from conveyor.job import TERMINAL_STATUSES, Job, JobEvent, JobPage, JobStatus, WorkerInfo
+from conveyor.options import EnqueueSpec, JobOptions
 from conveyor.plugins import Plugin
 from conveyor.plugins.builtin import BUILTIN_PLUGINS, DEMO, INGESTION
+from conveyor.queues import QueueControls
 from conveyor.retry import DEFAULT_RETRY_BACKOFF_MAX_S, DEFAULT_RETRY_BACKOFF_S, RetryPolicy
+from conveyor.schedules.manager import Schedules
 from conveyor.settings import Settings
 from conveyor.task import Task
 from conveyor.worker import Worker
+from conveyor.workflows.methods import WorkflowMethods
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_LIST_LIMIT = 1000
-_UNSET: Any = object()
 
 
-def _check_name(kind: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME:
-        raise InvalidArgumentsError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters")
-    return value
-
-
-
-
-class Conveyor:
+class Conveyor(QueueControls, WorkflowMethods):
     """A job system bound to one database.
 
     >>> app = Conveyor()                       # CONVEYOR_DATABASE_URL, default sqlite:///./conveyor.db
@@ -68,6 +62,7 @@ class Conveyor:
         self.tasks: dict[str, Task] = {}
         self._backend: Backend | None = None
         self._backend_lock = threading.Lock()
+        self.schedules = Schedules(self)  # cron schedules (SPEC section 7)
         self.plugins = self._plug_in(plugins, demo_tasks, demo_tasks if ingest_tasks is None else ingest_tasks)
 
     def _plug_in(self, plugins: Sequence[Plugin], demo_tasks: bool, ingest_tasks: bool) -> tuple[Plugin, ...]:
@@ -133,6 +128,7 @@ class Conveyor:
         retry_backoff: float = DEFAULT_RETRY_BACKOFF_S,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S,
         process: bool = False,
+        group_key: str | Callable[[dict[str, Any]], str] | None = None,
     ) -> Callable[[F], Task]: ...
 
     def task(
@@ -147,12 +143,14 @@ class Conveyor:
         retry_backoff: float = DEFAULT_RETRY_BACKOFF_S,
         retry_backoff_max: float = DEFAULT_RETRY_BACKOFF_MAX_S,
         process: bool = False,
+        group_key: str | Callable[[dict[str, Any]], str] | None = None,
     ) -> Task | Callable[[F], Task]:
         """Register a function (sync or async) as a task; bare `@app.task` or `@app.task(...)`.
 
         `timeout` is the seconds one attempt may run (None: unlimited); `retry_backoff` and `retry_backoff_max`
         are the base and the cap of the exponential backoff between attempts. `process=True` runs a sync,
         module-level function in a worker's process pool (CPU-heavy work); its context reports no progress.
+        `group_key` puts its jobs in a group for fair limits per key: a string, or a function of the args.
         """
 
         def register(func: F) -> Task:
@@ -172,11 +170,16 @@ class Conveyor:
                 timeout=timeout,
                 retry_policy=RetryPolicy(retry_backoff, retry_backoff_max),
                 process=process,
+                group_key=group_key,
             )
             self.tasks[task.name] = task
             return task
 
         return register(fn) if fn is not None else register
+
+    def periodic(self, cron: str, **fields: Any) -> Callable[[Any], Task]:
+        """Declare a cron schedule of a task in code: `@app.periodic("*/5 * * * *", args={...})`."""
+        return self.schedules.periodic(cron, **fields)
 
     def task_infos(self) -> list[TaskInfo]:
         """Each task's effective defaults (what a job of it gets when the enqueue gives no option)."""
@@ -208,7 +211,7 @@ class Conveyor:
         task = self.get_task(task_type)
         payload = task.validate({} if args is None else args)
         now = self.clock()
-        job = JobOptions.of(**options).resolve(task, self.settings, now).with_payload(uuid7(), payload)
+        job = task.keyed(JobOptions.of(**options).resolve(task, self.settings, now).with_payload(uuid7(), payload))
         if connection is not None:
             return self.backend.insert_jobs([job], now, connection=connection)[0]
         return self.backend.insert_jobs([job], now)[0]
@@ -230,6 +233,9 @@ class Conveyor:
             return []
         now = self.clock()
         template = chosen.resolve(task, self.settings, now)
+        if template.group_key is None and callable(task.group_key):  # a key per payload: one row each
+            jobs = [task.keyed(job) for job in template.batch(payloads)]
+            return self.backend.insert_jobs(jobs, now, connection=connection)
         if connection is not None:
             return self.backend.insert_many(template, payloads, now, connection=connection)
         return self.backend.insert_many(template, payloads, now)
@@ -245,7 +251,7 @@ class Conveyor:
                 one = spec if isinstance(spec, EnqueueSpec) else EnqueueSpec.of(**spec)
                 task = self.get_task(one.type)
                 payload = task.validate(one.args)
-                new_jobs.append(one.resolve(task, self.settings, now).with_payload(uuid7(), payload))
+                new_jobs.append(task.keyed(one.resolve(task, self.settings, now).with_payload(uuid7(), payload)))
             except UnknownTaskError as exc:  # the same error as from `enqueue`, saying which job
                 raise UnknownTaskError(exc.task_type, exc.known, where=f"jobs[{i}]") from None
             except InvalidArgumentsError as exc:
@@ -371,41 +377,6 @@ class Conveyor:
                 continue
             affected += 1
         return affected
-
-    # ------------------------------------------------------------------------------------------ queues
-    def list_queues(self) -> list[QueueInfo]:
-        return self.backend.list_queues()
-
-    def set_queue(
-        self,
-        name: str,
-        *,
-        paused: bool | None = None,
-        concurrency: int | None = _UNSET,
-        rate_limit: float | None = _UNSET,
-    ) -> QueueInfo:
-        """Change a queue's live settings; pass `concurrency=None` or `rate_limit=None` to lift a limit."""
-        _check_name("queue", name)
-        if concurrency is not _UNSET and concurrency is not None and concurrency < 1:
-            raise InvalidArgumentsError(f"concurrency must be at least 1, got {concurrency}")
-        if rate_limit is not _UNSET and rate_limit is not None and not 0.001 <= rate_limit <= 1e6:
-            # A vanishing rate would make the claim's rate window infinite.
-            raise InvalidArgumentsError(f"rate_limit must be between 0.001 and 1e6 jobs per second, got {rate_limit}")
-        change = QueueChange(
-            name=name,
-            paused=paused,
-            concurrency=None if concurrency is _UNSET else concurrency,
-            rate_limit=None if rate_limit is _UNSET else rate_limit,
-            clear_concurrency=concurrency is None,
-            clear_rate_limit=rate_limit is None,
-        )
-        return self.backend.set_queue(change, self.clock())
-
-    def pause_queue(self, name: str) -> QueueInfo:
-        return self.set_queue(name, paused=True)
-
-    def resume_queue(self, name: str) -> QueueInfo:
-        return self.set_queue(name, paused=False)
 
     # ------------------------------------------------------------------------------------------ observing
     def stats(self) -> Stats:

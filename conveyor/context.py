@@ -59,11 +59,20 @@ class JobContext:
         self.logger = _logger(job_type)
         self._progress_sink = progress_sink
         self._cancelled = False
+        self._parent_results: dict[str, Any] | None = None
 
     @property
     def cancelled(self) -> bool:
         """True once cancellation of this job was requested (or its attempt timed out): stop soon."""
         return self._cancelled
+
+    @property
+    def parent_results(self) -> dict[str, Any]:
+        """The results of this job's parents (SPEC section 7): by step name for a workflow's step, by job id for
+        plain `depends_on`; `{}` for a job without parents. Read from the database once, at first use."""
+        if self._parent_results is None:
+            self._parent_results = self.app.backend.parent_results(self.job_id)
+        return self._parent_results
 
     def _request_cancel(self) -> None:
         self._cancelled = True

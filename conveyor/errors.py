@@ -5,6 +5,8 @@ ConveyorError
 ├── UnknownTaskError       no task of the app registers that type
 ├── InvalidArgumentsError  a payload or an enqueue option is invalid
 ├── JobNotFoundError       no job has that id
+├── WorkflowNotFoundError  no workflow has that id
+├── ScheduleNotFoundError  no schedule has that name
 ├── InvalidStateError      the job's state does not allow that action
 ├── JobFailed              `wait` saw the job end failed or cancelled
 └── BackendError           the database failed (the driver's error is the cause)
@@ -76,6 +78,26 @@ class JobNotFoundError(ConveyorError):
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         super().__init__(f"job {job_id} not found")
+
+
+class WorkflowNotFoundError(ConveyorError):
+    """No workflow has that id."""
+
+    code = "not_found"
+
+    def __init__(self, workflow_id: str) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(f"workflow {workflow_id} not found")
+
+
+class ScheduleNotFoundError(ConveyorError):
+    """No schedule has that name."""
+
+    code = "not_found"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"schedule {name!r} not found")
 
 
 class InvalidStateError(ConveyorError):

@@ -13,6 +13,7 @@ from conveyor.jsonsafe import json_problem
 
 
 class JobStatus(StrEnum):
+    WAITING = "waiting"  # for its parents (`depends_on`) to complete
     SCHEDULED = "scheduled"
     PENDING = "pending"
     PROCESSING = "processing"
@@ -25,7 +26,7 @@ class JobStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-OPEN_STATUSES = frozenset({JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
+OPEN_STATUSES = frozenset({JobStatus.WAITING, JobStatus.SCHEDULED, JobStatus.PENDING, JobStatus.PROCESSING})
 TERMINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 LATEST_RUN_AT_S = datetime(9999, 1, 1, tzinfo=UTC).timestamp()  # a later run_at could not be read back as a datetime
 
@@ -79,6 +80,10 @@ class Job:
     completed_at: datetime | None
     worker_id: str | None
     cancel_requested: bool = False
+    group_key: str | None = None  # the job's key for fair limits (SPEC section 7)
+    depends_on: list[str] = field(default_factory=list)  # ids of the jobs this one waits for (SPEC section 7)
+    workflow_id: str | None = None
+    step: str | None = None  # its step name in the workflow
     # True when `enqueue` returned the open job that already held the `unique_key` instead of storing a new one
     # (REST: 200 instead of 201). Not stored: a job read back later says False.
     existing: bool = False
@@ -114,6 +119,10 @@ class Job:
             "completed_at": iso(self.completed_at),
             "worker_id": self.worker_id,
             "cancel_requested": self.cancel_requested,
+            "group_key": self.group_key,
+            "depends_on": self.depends_on,
+            "workflow_id": self.workflow_id,
+            "step": self.step,
         }
 
 
@@ -149,6 +158,9 @@ class QueueInfo:
     concurrency: int | None = None
     rate_limit: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    group_concurrency: int | None = None  # fair limits: each key of the queue at most this many processing
+    group_rate_limit: float | None = None  # and at most this many starts per second
+    keyed: bool = False  # whether the queue has had jobs with a group_key (its claims take the fair path)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -157,6 +169,32 @@ class QueueInfo:
             "concurrency": self.concurrency,
             "rate_limit": self.rate_limit,
             "counts": {s.value: self.counts.get(s.value, 0) for s in JobStatus},
+            "group_concurrency": self.group_concurrency,
+            "group_rate_limit": self.group_rate_limit,
+            "keyed": self.keyed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GroupInfo:
+    """One key of a queue (fair limits): its jobs running and ready, and its limits (its own, else the queue's)."""
+
+    key: str
+    running: int
+    ready: int
+    concurrency: int | None
+    rate_limit: float | None
+    concurrency_override: bool = False
+    rate_limit_override: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "running": self.running,
+            "ready": self.ready,
+            "concurrency": self.concurrency,
+            "rate_limit": self.rate_limit,
+            "overrides": {"concurrency": self.concurrency_override, "rate_limit": self.rate_limit_override},
         }
 
 

@@ -33,10 +33,13 @@ MAX_TAGS = 100
 MAX_INT = 2**31 - 1  # priority fits a 32-bit column on every backend
 MAX_RETRIES = 1000
 MAX_SECONDS = 10 * 365 * 86400.0  # the longest timeout or delay: ten years
+MAX_PARENTS = 10_000
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 MAX_URL = 2000
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 Tag = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+JobId = Annotated[str, Field(pattern=UUID_PATTERN, description="a job id")]
 
 
 class TaskDefaults(Protocol):
@@ -68,6 +71,10 @@ class JobOptions(BaseModel):
     tags: list[Tag] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     unique_key: Name | None = None
+    group_key: Name | None = Field(default=None, description="the job's key for fair limits per key")
+    depends_on: list[JobId] | None = Field(
+        default=None, max_length=MAX_PARENTS, description="ids of jobs that must complete before this one starts"
+    )
     webhook_url: str | None = Field(
         default=None, max_length=MAX_URL, description="an http(s) URL that gets this job's terminal event, signed"
     )
@@ -79,12 +86,10 @@ class JobOptions(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @field_validator("queue", "unique_key")
+    @field_validator("queue", "unique_key", "group_key")
     @classmethod
     def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("must not be blank")
-        return value
+        return check_name(value)
 
     @field_validator("delay", mode="before")
     @classmethod
@@ -109,6 +114,8 @@ class JobOptions(BaseModel):
     def _one_start(self) -> JobOptions:
         if self.delay is not None and self.run_at is not None:
             raise ValueError("give delay or run_at, not both")
+        if self.depends_on and self.unique_key is not None:
+            raise ValueError("depends_on and unique_key cannot be combined")
         return self
 
     @classmethod
@@ -156,8 +163,31 @@ class JobOptions(BaseModel):
             self.metadata or {},
             self.unique_key,
             scheduled,
-            self.webhook_url,
+            self.group_key if self.group_key is not None else task_group_key(task),
+            tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
+            webhook_url=self.webhook_url,
         )
+
+
+def check_name(value: str | None) -> str | None:
+    """A queue name, unique key or group key: not blank, no NUL (no database stores one in text)."""
+    if value is not None:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+    return value
+
+
+def usable_key(value: object) -> bool:
+    """Whether `value` can be a group key: a non-blank string of at most MAX_NAME characters, without NUL."""
+    return isinstance(value, str) and bool(value.strip()) and len(value) <= MAX_NAME and "\x00" not in value
+
+
+def task_group_key(task: TaskDefaults) -> str | None:
+    """The task's `group_key` when it is a fixed string (a function of the args is the caller's to evaluate)."""
+    key = getattr(task, "group_key", None)
+    return key if isinstance(key, str) else None
 
 
 def options_error(exc: ValidationError) -> str:

@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pydantic
 
 from conveyor.context import JobContext
-from conveyor.errors import InvalidArgumentsError
+from conveyor.errors import ConfigError, InvalidArgumentsError
 from conveyor.jsonsafe import json_problem
+from conveyor.options import MAX_NAME, usable_key
 from conveyor.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.backends.params import NewJob
     from conveyor.job import Job
 
 _UNSET: Any = object()
@@ -96,11 +98,16 @@ class Task:
     timeout: float | None = None
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     process: bool = False
+    # fair limits: a fixed key, or a function of the args evaluated at enqueue (None: no key)
+    group_key: str | Callable[[dict[str, Any]], str] | None = None
     args_model: type[pydantic.BaseModel] = field(init=False)
     takes_context: bool = field(init=False)
     is_async: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        if self.group_key is not None and not callable(self.group_key) and not usable_key(self.group_key):
+            raise ConfigError(f"{self.name}: group_key must be a non-blank string of at most {MAX_NAME} characters "
+                              f"without NUL, or a function of the args; got {self.group_key!r:.80}")
         self.args_model, self.takes_context = build_args_model(self.name, self.fn)
         self.is_async = inspect.iscoroutinefunction(self.fn)
         self.__doc__ = self.fn.__doc__
@@ -120,6 +127,21 @@ class Task:
             connection = kwargs.pop("connection")
             return self.app.enqueue(self.name, kwargs, connection=connection)
         return self.app.enqueue(self.name, kwargs)
+
+    def keyed(self, job: NewJob) -> NewJob:
+        """`job` with its group key, when the enqueue gave none and this task's `group_key` is a function of the
+        args; a function that fails or returns no usable key refuses the enqueue, naming the task."""
+        if job.group_key is not None or not callable(self.group_key):
+            return job
+        try:
+            key = self.group_key(job.args)
+        except Exception as exc:  # noqa: BLE001 - the user's function: any error refuses the enqueue
+            raise InvalidArgumentsError(f"{self.name}: group_key failed: {type(exc).__name__}: {exc}") from None
+        if not usable_key(key):
+            raise InvalidArgumentsError(
+                f"{self.name}: group_key must return a non-blank string of at most {MAX_NAME} characters without NUL,"
+                f" got {key!r:.80}")
+        return job.with_group_key(key)
 
     def args_schema(self) -> dict[str, Any]:
         return self.args_model.model_json_schema()

@@ -93,7 +93,7 @@ def test_enqueue_json_delay_and_unique_key(runner: CliRunner, sqlite_url: str, a
         (["jobs", "purge", "--status", "pending"], "purge deletes finished jobs only"),
         (["jobs", "purge", "--status", "bogus"], "unknown status"),
         (["jobs", "list", "--cursor", "nonsense"], "invalid cursor"),
-        (["queues", "set", "q", "--concurrency", "0"], "concurrency must be at least 1"),
+        (["queues", "set", "q", "--concurrency", "0"], "concurrency must be an integer from 1 to 1000000, got 0"),
         (["queues", "set", "q", "--concurrency", "many"], "--concurrency must be a number"),
     ],
 )
@@ -392,3 +392,22 @@ def test_check_shows_the_database_without_its_password(url: str, shown: str) -> 
     from conveyor.cli.check import redact
 
     assert redact(url) == shown
+
+
+def test_queues_groups_and_group_limits(runner: CliRunner, sqlite_url: str, app: Conveyor) -> None:
+    for key in ("tenant:a", "tenant:a", "tenant:b"):
+        invoke(runner, sqlite_url, "enqueue", "demo.echo", "--queue", "mail", "--group-key", key)
+    info = as_json(invoke(runner, sqlite_url, "queues", "set", "mail", "--group-concurrency", "2",
+                          "--group-rate-limit", "5", "--json"))
+    assert (info["group_concurrency"], info["group_rate_limit"]) == (2, 5.0)
+    listed = as_json(invoke(runner, sqlite_url, "queues", "groups", "mail", "--json"))
+    assert listed["total"] == 2 and [(g["key"], g["ready"]) for g in listed["groups"]] == [("tenant:a", 2),
+                                                                                            ("tenant:b", 1)]
+    table = invoke(runner, sqlite_url, "queues", "groups", "mail").stdout
+    assert "tenant:a" in table and "2 of 2 keys" in table
+    bad = invoke(runner, sqlite_url, "queues", "set", "mail", "--group-concurrency", "0", code=2)
+    assert "group_concurrency must be an integer from 1" in bad.output
+    invoke(runner, sqlite_url, "queues", "set", "mail", "--group-rate-limit", "abc", code=2)
+    too_long = invoke(runner, sqlite_url, "enqueue", "demo.echo", "--group-key", "k" * 1000, code=2)
+    assert "group_key" in too_long.output
+    assert len(app.list_jobs().jobs) == 3

@@ -176,10 +176,14 @@ def test_imports_under_type_checking_and_in_functions_do_not_count() -> None:
 # the ingestion's internals keep their own (optional drivers and models).
 LAZY_IMPORTS = {
     "conveyor.cli.serve": {"conveyor.api.server"},  # FastAPI and uvicorn, for `conveyor serve` only
-    "conveyor.plugins.builtin": {"conveyor.dashboard"},  # FastAPI and Jinja, when the server mounts the dashboard
+    # FastAPI and Jinja, when the server mounts the dashboard (and its workflows pages)
+    "conveyor.plugins.builtin": {"conveyor.dashboard", "conveyor.dashboard.workflows"},
     "conveyor.ingest.plugin": {  # each hook's part, when its host asks (a worker needs only the tasks)
         "conveyor.api", "conveyor.ingest.routes", "conveyor.ingest.cli", "conveyor.dashboard.sources",
         "conveyor.ingest.check",  # the store and the embedder's status, for `conveyor check` only
+    },
+    "conveyor.schedules.plugin": {  # likewise: a worker needs only the scheduler, not the routes, commands or page
+        "conveyor.api", "conveyor.api.schedules", "conveyor.cli.schedules", "conveyor.dashboard.schedules",
     },
     "conveyor.webhooks.worker": {"conveyor.webhooks.service"},  # httpx (it imports rich): when a worker starts
     "conveyor.webhooks.plugin": {"conveyor.dashboard.webhooks"},  # the dashboard page, when the server mounts it

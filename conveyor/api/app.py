@@ -22,6 +22,7 @@ from conveyor.api.events import EventHub
 from conveyor.api.metrics import metrics_registry, render
 from conveyor.api.middleware import BodyLimit, NoNulInUrl, TokenAuth
 from conveyor.api.routes import create_router
+from conveyor.api.workflow_routes import create_workflow_router
 from conveyor.errors import ConveyorError
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def create_app(conveyor: Conveyor, *, settings: Settings | None = None, hub: Eve
     app.state.hub = events
     install_error_handlers(app)
     app.include_router(create_router(conveyor, hub=events), prefix=API_PREFIX)
+    app.include_router(create_workflow_router(conveyor), prefix=API_PREFIX)
 
     registry = metrics_registry(conveyor)
 

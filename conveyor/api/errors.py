@@ -25,7 +25,9 @@ from conveyor.errors import (
     InvalidStateError,
     JobFailed,
     JobNotFoundError,
+    ScheduleNotFoundError,
     UnknownTaskError,
+    WorkflowNotFoundError,
 )
 from conveyor.jsonsafe import fields_problem, json_problem
 
@@ -33,6 +35,8 @@ log = logging.getLogger("conveyor.api")
 
 _STATUS_OF: list[tuple[type[ConveyorError], int]] = [
     (JobNotFoundError, 404),
+    (WorkflowNotFoundError, 404),
+    (ScheduleNotFoundError, 404),
     (InvalidStateError, 409),
     (JobFailed, 409),
     (UnknownTaskError, 422),

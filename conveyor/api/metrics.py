@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 DURATION_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+TOP_KEYS = 20  # keys per keyed queue in the metrics (label cardinality)
 DURATION_SAMPLE = 1000  # the histogram covers the most recent completed jobs
 
 
@@ -41,7 +42,8 @@ class ConveyorCollector(Collector):
                                   labels=["queue", "status"])
         paused = GaugeMetricFamily("conveyor_queue_paused", "1 if the queue is paused.", labels=["queue"])
         running = GaugeMetricFamily("conveyor_queue_processing", "Jobs processing in a queue.", labels=["queue"])
-        for queue in self.conveyor.list_queues():
+        queues = self.conveyor.list_queues()
+        for queue in queues:
             depth.add_metric([queue.name, "pending"], queue.counts.get("pending", 0))
             depth.add_metric([queue.name, "scheduled"], queue.counts.get("scheduled", 0))
             running.add_metric([queue.name], queue.counts.get("processing", 0))
@@ -49,6 +51,7 @@ class ConveyorCollector(Collector):
         yield depth
         yield running
         yield paused
+        yield from self._keys([q.name for q in queues if q.keyed])
 
         finished = CounterMetricFamily(
             "conveyor_jobs_finished",
@@ -72,6 +75,29 @@ class ConveyorCollector(Collector):
         workers = GaugeMetricFamily("conveyor_workers", "Live worker processes.")
         workers.add_metric([], stats.workers)
         yield workers
+
+        workflows = GaugeMetricFamily("conveyor_workflows", "Workflows by status.", labels=["status"])
+        for status, n in stats.extra.get("workflows", {}).items():
+            workflows.add_metric([status], n)
+        yield workflows
+
+    def _keys(self, keyed: list[str]) -> Iterator[Metric]:
+        """Fair limits per key: the busiest keys of each keyed queue only (TOP_KEYS), so that a queue of 100,000
+        tenants does not make 100,000 series; `conveyor_group_keys` counts them all."""
+        keys = GaugeMetricFamily("conveyor_group_keys", "Keys of a queue (fair limits per key).", labels=["queue"])
+        ready = GaugeMetricFamily("conveyor_group_ready", f"Ready jobs of a queue's {TOP_KEYS} busiest keys.",
+                                  labels=["queue", "key"])
+        running = GaugeMetricFamily("conveyor_group_processing",
+                                    f"Processing jobs of a queue's {TOP_KEYS} busiest keys.", labels=["queue", "key"])
+        for name in keyed:
+            groups, total = self.conveyor.list_groups(name, limit=TOP_KEYS)
+            keys.add_metric([name], total)
+            for g in groups:
+                ready.add_metric([name, g.key], g.ready)
+                running.add_metric([name, g.key], g.running)
+        yield keys
+        yield ready
+        yield running
 
     def _durations(self) -> Iterator[Metric]:
         page = self.conveyor.list_jobs(status=JobStatus.COMPLETED, limit=DURATION_SAMPLE)

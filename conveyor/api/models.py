@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conveyor.job import JobStatus
 from conveyor.options import EnqueueSpec
+from conveyor.workflows.model import WorkflowStatus
+from conveyor.workflows.spec import WorkflowSpec
 
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Tag = Annotated[str, Field(min_length=1, max_length=200)]
@@ -26,6 +28,11 @@ class EnqueueRequest(EnqueueSpec):
 
 class BatchRequest(_Strict):
     jobs: list[EnqueueRequest] = Field(max_length=MAX_BATCH)
+
+
+class WorkflowRequest(WorkflowSpec):
+    """A workflow: its `name`, `metadata` and `steps`, each with a unique `name`, a `type`, `args`, the step names
+    it runs `after`, and job options. Validated whole before anything is stored (422 naming the step)."""
 
 
 class BulkFilter(_Strict):
@@ -52,6 +59,10 @@ class QueuePatch(_Strict):
     paused: bool | None = None
     concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
     rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000, description="jobs started per second")
+    group_concurrency: int | None = Field(default=None, ge=1, le=1_000_000,
+                                          description="most jobs of one key processing at once")
+    group_rate_limit: float | None = Field(default=None, ge=0.001, le=1_000_000,
+                                           description="jobs of one key started per second")
 
 
 class ClaimRequest(_Strict):
@@ -111,6 +122,27 @@ class JobOut(BaseModel):
     completed_at: datetime | None = None
     worker_id: str | None = None
     cancel_requested: bool = False
+    group_key: str | None = None
+    depends_on: list[str] = Field(default_factory=list, description="ids of the jobs this one waits for")
+    workflow_id: str | None = None
+    step: str | None = Field(default=None, description="the job's step name in its workflow")
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    name: str
+    status: WorkflowStatus
+    metadata: dict[str, Any]
+    steps_total: int
+    steps_done: int = Field(description="steps completed")
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    steps: list[JobOut] | None = Field(default=None, description="its jobs (POST and GET of one workflow)")
+
+
+class WorkflowList(BaseModel):
+    workflows: list[WorkflowOut]
 
 
 class JobList(BaseModel):
@@ -144,6 +176,9 @@ class QueueOut(BaseModel):
     concurrency: int | None
     rate_limit: float | None
     counts: dict[str, int]
+    group_concurrency: int | None = None
+    group_rate_limit: float | None = None
+    keyed: bool = False
 
 
 class QueueList(BaseModel):
@@ -172,6 +207,7 @@ class StatsOut(BaseModel):
     durations: dict[str, dict[str, float]]
     throughput: list[dict[str, Any]]
     workers: int
+    workflows: dict[str, int] = Field(default_factory=dict, description="workflows by status (`running`, ...)")
     unserved: list[dict[str, Any]] = Field(
         default_factory=list, description="types with jobs waiting that no live worker runs: {type, pending, scheduled}"
     )

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 
 from conveyor.api.errors import ApiError, ErrorRoute
 from conveyor.api.events import EventFilter, EventHub, EventStreamResponse
+from conveyor.api.groups import add_group_routes
 from conveyor.api.models import ERRORS as ERRORS_DOC
 from conveyor.api.models import (
     Affected,
@@ -154,6 +155,8 @@ def create_router(conveyor: Conveyor, *, hub: EventHub | None = None) -> APIRout
     @router.post("/queues/{name}/resume", response_model=QueueOut, tags=["queues"], summary="Start claiming")
     def resume_queue(name: QueueName) -> Response:
         return JSONResponse(conveyor.resume_queue(name).to_dict())
+
+    add_group_routes(router, conveyor)
 
     # ------------------------------------------------------------------------------------------ observing
     @router.get("/stats", response_model=StatsOut, tags=["observing"], summary="Counts, durations, throughput")

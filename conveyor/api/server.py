@@ -23,6 +23,7 @@ import uvicorn
 from conveyor.api.app import create_app
 from conveyor.api.events import EventHub
 from conveyor.errors import ConfigError
+from conveyor.schedules.service import SchedulerThread
 from conveyor.worker import Worker
 
 if TYPE_CHECKING:
@@ -186,6 +187,9 @@ def serve(
         worker_thread.on_failure = lambda: setattr(server, "should_exit", True)
     if worker_thread is not None:
         worker_thread.start()
+    scheduler = SchedulerThread(conveyor) if worker_thread is None else None  # a worker runs one of its own
+    if scheduler is not None:
+        scheduler.start()
     log.info(
         "Conveyor on http://%s:%d (API /api/v1, docs /docs)%s", host, port,
         " with an integrated worker" if worker_thread else "",
@@ -194,6 +198,8 @@ def serve(
         asyncio.run(server.serve(sockets=[listening]))
     finally:
         listening.close()
+        if scheduler is not None:
+            scheduler.stop()
         if worker_thread is not None:
             worker_thread.stop()
             worker_thread.join(conveyor.settings.shutdown_grace_s + 15.0)

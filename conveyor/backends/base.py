@@ -22,15 +22,17 @@ from conveyor.backends.params import (
     JobFilter,
     Lease,
     NewJob,
+    NewWorkflow,
     Outcome,
     ProgressUpdate,
     QueueChange,
     Released,
     TaskInfo,
     WorkerBeat,
+    WorkflowRow,
 )
 from conveyor.backends.stats import Stats
-from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.job import GroupInfo, Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 
 __all__ = [
     "Backend",
@@ -79,6 +81,34 @@ class Backend(abc.ABC):
         """Insert one job per payload, each with `template`'s options (its id and args are not used), in one
         transaction like `insert_jobs`. A backend may stream them in as it makes them."""
         return self.insert_jobs(template.batch(payloads), now, connection=connection)
+
+    # dependencies and workflows (SPEC section 7; conveyor/backends/deps.py)
+    @abc.abstractmethod
+    def insert_graph(
+        self, jobs: Sequence[NewJob], now: float, workflow: NewWorkflow | None = None, connection: Any = None
+    ) -> list[Job]:
+        """Insert jobs with `depends_on` (parents in the batch or stored) and, given, their workflow, in one
+        transaction; an unknown parent refuses the whole batch (InvalidArgumentsError)."""
+
+    @abc.abstractmethod
+    def parent_results(self, job_id: str) -> dict[str, Any]: ...
+
+    @abc.abstractmethod
+    def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[Job]] | None: ...
+
+    @abc.abstractmethod
+    def list_workflows(
+        self, status: Sequence[str] | None = None, name: str | None = None, limit: int = 50
+    ) -> list[WorkflowRow]: ...
+
+    @abc.abstractmethod
+    def count_workflows(self) -> dict[str, int]: ...
+
+    @abc.abstractmethod
+    def cancel_workflow(self, workflow_id: str, now: float) -> None: ...
+
+    @abc.abstractmethod
+    def retry_workflow(self, workflow_id: str, now: float) -> None: ...
 
     # jobs: reading
     @abc.abstractmethod
@@ -183,6 +213,15 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def has_ready_jobs(self, queues: tuple[str, ...] | None, now: float) -> bool:
         """Whether any job is pending, or scheduled and due, in these queues (None: all)."""
+
+    # fair limits per key
+    @abc.abstractmethod
+    def list_groups(self, queue: str, limit: int = 100, key: str | None = None) -> tuple[list[GroupInfo], int]:
+        """The keys of `queue`, busiest first (running, then ready), at most `limit`, and how many it has."""
+
+    @abc.abstractmethod
+    def set_group(self, queue: str, key: str, concurrency: int | None, rate_limit: float | None, now: float) -> None:
+        """Set one key's overrides of its queue's group limits (None: the queue's)."""
 
     # the change outbox, for live events (SSE) across processes
     @abc.abstractmethod

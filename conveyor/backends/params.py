@@ -27,6 +27,10 @@ class NewJob:
     metadata: dict[str, Any]
     unique_key: str | None
     scheduled: bool
+    group_key: str | None = None
+    depends_on: tuple[str, ...] = ()  # parents' ids: the job starts `waiting` (SPEC section 7)
+    workflow_id: str | None = None
+    step: str | None = None
     webhook_url: str | None = None  # this job's terminal event goes there (webhooks)
 
     def batch(self, payloads: Sequence[dict[str, Any]]) -> list[NewJob]:
@@ -37,7 +41,13 @@ class NewJob:
     def with_payload(self, job_id: str, args: dict[str, Any]) -> NewJob:
         """This job's options for another job: `self` as the template of a batch."""
         return NewJob(job_id, self.type, self.queue, self.priority, args, self.max_retries, self.timeout, self.run_at,
-                      self.tags, self.metadata, self.unique_key, self.scheduled, self.webhook_url)
+                      self.tags, self.metadata, self.unique_key, self.scheduled, self.group_key,
+                      self.depends_on, self.workflow_id, self.step, self.webhook_url)
+
+    def with_group_key(self, group_key: str | None) -> NewJob:
+        return NewJob(self.id, self.type, self.queue, self.priority, self.args, self.max_retries, self.timeout,
+                      self.run_at, self.tags, self.metadata, self.unique_key, self.scheduled, group_key,
+                      self.depends_on, self.workflow_id, self.step, self.webhook_url)
 
     def as_job(self, now: datetime, job_id: str | None = None, args: dict[str, Any] | None = None) -> Job:
         """The job as it is right after its insert at `now` (so a backend need not read it back); with `job_id` and
@@ -51,8 +61,8 @@ class NewJob:
             None, None, None, 0, None,
             # attempts, max_retries, timeout, run_at, tags, metadata, unique_key
             0, self.max_retries, self.timeout, run_at, self.tags, self.metadata, self.unique_key,
-            # created_at, updated_at, started_at, completed_at, worker_id, cancel_requested
-            now, now, None, None, None, False,
+            # created_at, updated_at, started_at, completed_at, worker_id, cancel_requested, group_key
+            now, now, None, None, None, False, self.group_key,
         )
 
 
@@ -92,12 +102,14 @@ class ClaimParams:
     lease_until: float
     queues: tuple[str, ...] | None = None
     types: tuple[str, ...] | None = None  # only jobs of these types (HTTP workers in other languages); None: any
+    free: int | None = None  # slots free now (the rest of `limit` is claimed ahead): keyed jobs take only these
 
 
 @dataclass(frozen=True, slots=True)
 class ClaimResult:
     jobs: list[ClaimedJob]
     next_run_at: float | None = None  # earliest scheduled job in the worker's queues, to wake up for it
+    keyed_left: bool = False  # keyed jobs were left (no free slot, or a key at its limit): claim with the next outcome
 
 
 # Outcomes of one attempt, written by `finish_jobs`.
@@ -163,6 +175,10 @@ class QueueChange:
     rate_limit: float | None = None
     clear_concurrency: bool = False
     clear_rate_limit: bool = False
+    group_concurrency: int | None = None
+    group_rate_limit: float | None = None
+    clear_group_concurrency: bool = False
+    clear_group_rate_limit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,3 +219,23 @@ class JobChange:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class NewWorkflow:
+    id: str
+    name: str
+    metadata: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowRow:
+    """A workflow as stored: its counters and status (the triggers keep them), without its steps."""
+
+    id: str
+    name: str
+    status: str
+    metadata: dict[str, Any]
+    steps_total: int
+    steps_done: int
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from conveyor.backends.params import ClaimedJob, Lease
+from conveyor.backends.params import ClaimedJob, Lease, WorkflowRow
 from conveyor.job import Job, JobEvent, JobStatus, WorkerInfo, to_datetime
 
 Decode = Callable[[Any], Any]
@@ -41,7 +41,19 @@ def job_from_row(row: dict[str, Any], decode: Decode) -> Job:
         completed_at=to_datetime(row["completed_at"]),
         worker_id=row["worker_id"],
         cancel_requested=bool(row["cancel_requested"]),
+        group_key=row.get("group_key"),
+        depends_on=_parents(row.get("depends_on"), decode),
+        workflow_id=str(row["workflow_id"]) if row.get("workflow_id") is not None else None,
+        step=row.get("step"),
     )
+
+
+def _parents(value: Any, decode: Decode) -> list[str]:
+    """`depends_on` as a query returns it: a JSON array (SQLite), an array (PostgreSQL), or no column at all."""
+    if value is None:
+        return []
+    found = decode(value) if isinstance(value, str) else value
+    return sorted(str(v) for v in found)
 
 
 def event_from_row(row: dict[str, Any]) -> JobEvent:
@@ -58,7 +70,7 @@ def event_from_row(row: dict[str, Any]) -> JobEvent:
 
 def claimed_from_row(row: Sequence[Any], worker_id: str, decode: Decode) -> ClaimedJob:
     """A claim's row: `id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout`."""
-    job_id, type_, queue, priority, _run_at, args, attempts, base, max_retries, timeout = row
+    job_id, type_, queue, priority, _run_at, args, attempts, base, max_retries, timeout = row[:10]
     return ClaimedJob(
         id=str(job_id),
         type=type_,
@@ -101,3 +113,17 @@ def is_uuid(value: object) -> bool:
     except (ValueError, TypeError, AttributeError):
         return False
     return isinstance(value, str)
+
+
+def workflow_from_row(row: dict[str, Any], decode: Decode) -> WorkflowRow:
+    return WorkflowRow(
+        id=str(row["id"]),
+        name=row["name"],
+        status=row["status"],
+        metadata=decode(row["metadata"]),
+        steps_total=row["steps_total"],
+        steps_done=row["steps_done"],
+        created_at=to_datetime(row["created_at"]),  # type: ignore[arg-type]
+        updated_at=to_datetime(row["updated_at"]),  # type: ignore[arg-type]
+        completed_at=to_datetime(row["completed_at"]),
+    )

@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.backends.base import Backend
+from conveyor.backends.deps import DependencyOps
 from conveyor.backends.driver import Driver, Tx, dumps
+from conveyor.backends.groups import GroupOps
 from conveyor.backends.limits import claim_with_limits
 from conveyor.backends.params import (
     ClaimParams,
@@ -29,11 +31,13 @@ from conveyor.backends.params import (
     WorkerBeat,
 )
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
+from conveyor.backends.schedules import ScheduleOps
 from conveyor.backends.stats import Stats
 from conveyor.backends.webhooks import WebhookOps
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
 
+WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
 DELETE_BATCH = 1000  # rows per purge transaction: a big purge never holds many locks for long
 DEAD_WORKER_KEEP_S = 60.0
 
@@ -53,6 +57,7 @@ def insert_row(job: NewJob, now: float, encode: Any = dumps) -> dict[str, Any]:
         "tags": encode(job.tags),
         "metadata": encode(job.metadata),
         "unique_key": job.unique_key,
+        "group_key": job.group_key,
         "webhook_url": job.webhook_url,
         "now": now,
     }
@@ -71,7 +76,10 @@ def shared_encoder() -> Any:
     return encode
 
 
-class SQLBackend(WebhookOps, Backend):
+IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
+
+
+class SQLBackend(GroupOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks
@@ -100,6 +108,8 @@ class SQLBackend(WebhookOps, Backend):
 
     # ------------------------------------------------------------------------------------------ producing
     def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
+        if any(j.depends_on for j in jobs):
+            return self.insert_graph(jobs, now, connection=connection)
         if connection is not None:
             raise self._no_connection()
         if not jobs:
@@ -112,16 +122,23 @@ class SQLBackend(WebhookOps, Backend):
             if all(j.unique_key is None for j in jobs):
                 tx.executemany("insert_job", rows)
                 return [j.as_job(created_at) for j in jobs]
-            out: list[Job] = []
-            for job, row in zip(jobs, rows, strict=True):
-                if tx.execute("insert_job", row) == 1:
-                    out.append(job.as_job(created_at))
-                else:  # a job whose unique key an open job already holds is that job
-                    found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
-                    out.append(replace(job_from_row(found[0], self._decode), existing=True))
-            return out
+            return self._insert_unique(tx, jobs, now, rows)
 
         return self.driver.write(go)
+
+    def _insert_unique(
+        self, tx: Tx, jobs: Sequence[NewJob], now: float, rows: Sequence[dict[str, Any]] | None = None
+    ) -> list[Job]:
+        """Insert jobs one by one in `tx`: a job whose unique key an open job already holds is that job."""
+        created_at = datetime.fromtimestamp(now, UTC)
+        out: list[Job] = []
+        for job, row in zip(jobs, rows or [insert_row(j, now) for j in jobs], strict=True):
+            if tx.execute("insert_job", row) == 1:
+                out.append(job.as_job(created_at))
+            else:
+                found = tx.dicts("get_open_by_unique_key", {"unique_key": job.unique_key})
+                out.append(replace(job_from_row(found[0], self._decode), existing=True))
+        return out
 
     def _no_connection(self) -> Exception:
         return ConfigError(f"connection= (transactional enqueue) needs the PostgreSQL backend, not {self.dialect}")
@@ -198,8 +215,9 @@ class SQLBackend(WebhookOps, Backend):
         queues = array(params.queues or None)
         tx.execute("promote_due", {"now": params.now})
         limited = self._limited_queues(tx, params)
+        keyed_left = False
         if limited:
-            rows = claim_with_limits(tx, params, limited, array)
+            rows, keyed_left = claim_with_limits(tx, params, limited, array, self._ready_in_groups)
         else:  # the common case: one statement
             rows = tx.rows(
                 "claim_jobs",
@@ -215,7 +233,7 @@ class SQLBackend(WebhookOps, Backend):
         next_run_at = None
         if len(rows) < params.limit:  # a full claim brings the worker back at once; only a short one needs to know
             next_run_at = tx.rows("next_run_at", {"queues": queues})[0][0]
-        return ClaimResult(claimed_in_order(rows, params.worker_id, self._decode), next_run_at)
+        return ClaimResult(claimed_in_order(rows, params.worker_id, self._decode), next_run_at, keyed_left)
 
     def heartbeat(self, beat: WorkerBeat) -> list[str]:
         worker = {
@@ -262,6 +280,7 @@ class SQLBackend(WebhookOps, Backend):
             return 0
         deleted = self._delete_in_batches("prune_finished", {"before": finished_before})
         self.driver.write(lambda tx: tx.execute("prune_workers", {"before": now - DEAD_WORKER_KEEP_S}))
+        self.prune_groups(now - IDLE_GROUP_KEEP_S)
         return deleted
 
     def _delete_in_batches(self, query: str, params: dict[str, Any]) -> int:
@@ -336,8 +355,10 @@ class SQLBackend(WebhookOps, Backend):
             counts.setdefault(queue, {})[status] = n
         out = []
         for name in sorted(set(settings) | set(counts) | {"default"}):
-            _, paused, concurrency, rate = settings.get(name, (name, False, None, None))
-            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {})))
+            _, paused, concurrency, rate, group_concurrency, group_rate, keyed = settings.get(
+                name, (name, False, None, None, None, None, False))
+            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {}), group_concurrency,
+                                 group_rate, bool(keyed)))
         return out
 
     def set_queue(self, change: QueueChange, now: float) -> QueueInfo:
@@ -348,6 +369,10 @@ class SQLBackend(WebhookOps, Backend):
             "rate_limit": change.rate_limit,
             "clear_concurrency": change.clear_concurrency,
             "clear_rate_limit": change.clear_rate_limit,
+            "group_concurrency": change.group_concurrency,
+            "group_rate_limit": change.group_rate_limit,
+            "clear_group_concurrency": change.clear_group_concurrency,
+            "clear_group_rate_limit": change.clear_group_rate_limit,
             "now": now,
         }
 
@@ -386,9 +411,12 @@ class SQLBackend(WebhookOps, Backend):
                 tx.rows("recent_durations", {"since": since}),
                 tx.rows("throughput", {"since": since}),
                 tx.rows("live_worker_types", {"now": now}),
+                tx.rows("count_workflows"),
             )
 
-        by_type, durations, minutes, workers = self.driver.read(go)
+        by_type, durations, minutes, workers, flows = self.driver.read(go)
         types = [self._decode(r[0]) for r in workers]
         served = None if any(t is None for t in types) else {name for t in types for name in t}
-        return Stats.from_rows(by_type, durations, minutes, len(workers), since, window_s, served)
+        stats = Stats.from_rows(by_type, durations, minutes, len(workers), since, window_s, served)
+        workflows = {s: 0 for s in WORKFLOW_STATUSES} | {str(s): int(n) for s, n in flows}
+        return replace(stats, extra={**stats.extra, "workflows": workflows})

@@ -37,6 +37,8 @@ AppOption = Annotated[str | None, typer.Option("--app", help="Your app as module
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 STATUS_STYLE = {
+    "waiting": "bright_black",
+    "running": "yellow",
     "scheduled": "cyan",
     "pending": "blue",
     "processing": "yellow",

@@ -23,6 +23,10 @@ def enqueue(
     timeout: Annotated[float | None, typer.Option(help="Seconds one attempt may run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="A tag; repeat for more.")] = None,
     unique_key: Annotated[str | None, typer.Option(help="Deduplicate while a job with this key is open.")] = None,
+    group_key: Annotated[str | None, typer.Option(help="The job's key for fair limits per key (a tenant).")] = None,
+    depends_on: Annotated[
+        list[str] | None, typer.Option(help="Wait for this job id to complete first; repeat for more.")
+    ] = None,
     webhook_url: Annotated[str | None, typer.Option(help="An http(s) URL that gets this job's terminal event.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -44,6 +48,8 @@ def enqueue(
         timeout=timeout,
         tags=tag,
         unique_key=unique_key,
+        group_key=group_key,
+        depends_on=depends_on,
         webhook_url=webhook_url,
     )
     if as_json:

@@ -21,7 +21,8 @@ from conveyor.cli.common import (
 )
 from conveyor.job import QueueInfo
 
-queues_cli = typer.Typer(help="Queue settings: pause, resume, concurrency, rate limit.", no_args_is_help=True)
+queues_cli = typer.Typer(help="Queue settings: pause, resume, concurrency, rate limit, fair limits per key.",
+                         no_args_is_help=True)
 NameArgument = Annotated[str, typer.Argument()]
 
 
@@ -51,7 +52,8 @@ def _print_queue(info: QueueInfo, as_json: bool) -> None:
     else:
         state = "paused" if info.paused else "running"
         out.print(f"{escape(info.name)}: {state}, concurrency {info.concurrency or 'unlimited'}, "
-                  f"rate limit {info.rate_limit or 'none'}")
+                  f"rate limit {info.rate_limit or 'none'}, per key: concurrency "
+                  f"{info.group_concurrency or 'unlimited'}, rate limit {info.group_rate_limit or 'none'}")
 
 
 @queues_cli.command("pause")
@@ -88,12 +90,41 @@ def queues_set(
     concurrency: Annotated[str | None, typer.Option(help="Most jobs processing at once, or 'none'.")] = None,
     rate_limit: Annotated[str | None, typer.Option(help="Jobs started per second, or 'none'.")] = None,
     paused: Annotated[bool | None, typer.Option("--paused/--running", help="Pause or resume.")] = None,
+    group_concurrency: Annotated[
+        str | None, typer.Option(help="Most jobs of one key processing at once, or 'none'.")] = None,
+    group_rate_limit: Annotated[str | None, typer.Option(help="Jobs of one key started per second, or 'none'.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Change a queue's live settings."""
     changes: dict[str, Any] = {}
-    if (value := _limit(concurrency, int, "--concurrency")) is not ...:
-        changes["concurrency"] = value
-    if (value := _limit(rate_limit, float, "--rate-limit")) is not ...:
-        changes["rate_limit"] = value
+    for field, text, kind in (("concurrency", concurrency, int), ("rate_limit", rate_limit, float),
+                              ("group_concurrency", group_concurrency, int),
+                              ("group_rate_limit", group_rate_limit, float)):
+        if (value := _limit(text, kind, "--" + field.replace("_", "-"))) is not ...:
+            changes[field] = value
     _print_queue(load_app(db, app).set_queue(name, paused=paused, **changes), as_json)
+
+
+@queues_cli.command("groups")
+@handle_errors
+def queues_groups(
+    name: NameArgument,
+    db: DbOption = None,
+    app: AppOption = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Show at most this many keys.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """A queue's keys (fair limits per key), busiest first: running, ready, and their limits."""
+    groups, total = load_app(db, app).list_groups(name, limit=limit)
+    if as_json:
+        print_json({"queue": name, "groups": [g.to_dict() for g in groups], "total": total})
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("key", "running", "ready", "concurrency", "rate/s"):
+        table.add_column(column)
+    for g in groups:
+        own = ("*" if g.concurrency_override else "", "*" if g.rate_limit_override else "")
+        table.add_row(escape(g.key), str(g.running), str(g.ready), f"{g.concurrency or '-'}{own[0]}",
+                      f"{g.rate_limit or '-'}{own[1]}")
+    out.print(table)
+    out.print(f"{len(groups)} of {total} keys" + (" (* the key's own limit)" if groups else ""))

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from conveyor.job import QueueInfo
 
 PAGE_SIZE = 50
+BUSIEST_KEYS = 5  # keys shown per keyed queue (fair limits): the busiest, running then ready
+MAX_KEYED_QUEUES = 10
 
 
 class Pages:
@@ -63,7 +65,11 @@ class Pages:
         stats, queues, workers = await asyncio.gather(
             call(self.conveyor.stats), call(self.conveyor.list_queues), call(self.conveyor.list_workers)
         )
+        keyed = [q.name for q in queues if q.keyed][:MAX_KEYED_QUEUES]
+        groups = await asyncio.gather(*(call(self.conveyor.list_groups, name, limit=BUSIEST_KEYS) for name in keyed))
         return {
+            "groups": [{"queue": name, "total": total, "keys": [g.to_dict() for g in found]}
+                       for name, (found, total) in zip(keyed, groups, strict=True)],
             "counts": {s: stats.counts.get(s, 0) for s in STATUSES},
             "counts_by_type": stats.counts_by_type,
             "queues": [q.to_dict() for q in queues],

@@ -114,7 +114,10 @@ class Executor:
         loop = asyncio.get_running_loop()
         work: Future[Any]
         if task.process:
-            identity = (job.id, job.type, job.attempt)
+            # the child has no database: its parents' results (`ctx.parent_results`) travel with the call
+            read = running.ctx.app.backend.parent_results
+            parents = await loop.run_in_executor(None, read, job.id) if task.takes_context else {}
+            identity = (job.id, job.type, job.attempt, parents)
             call = functools.partial(
                 run_in_child, task.fn.__module__, task.fn.__qualname__, identity, task.takes_context, kwargs
             )

@@ -13,10 +13,13 @@ from typing import Any
 class ProcessContext:
     """The context a task gets in a child process: identity and a logger; progress is not reported from there."""
 
-    def __init__(self, job_id: str, job_type: str, attempt: int) -> None:
+    def __init__(
+        self, job_id: str, job_type: str, attempt: int, parent_results: dict[str, Any] | None = None
+    ) -> None:
         self.job_id = job_id
         self.type = job_type
         self.attempt = attempt
+        self.parent_results = parent_results or {}
         self.cancelled = False
         self.logger = logging.getLogger(f"conveyor.task.{job_type}")
 
@@ -24,7 +27,9 @@ class ProcessContext:
         """Accepted and ignored: a process task cannot report progress."""
 
 
-def run_in_child(module: str, qualname: str, job: tuple[str, str, int], takes_ctx: bool, kwargs: dict[str, Any]) -> Any:
+def run_in_child(
+    module: str, qualname: str, job: tuple[str, str, int, dict[str, Any]], takes_ctx: bool, kwargs: dict[str, Any]
+) -> Any:
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)

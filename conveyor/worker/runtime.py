@@ -32,6 +32,7 @@ from conveyor.backends.base import (
 from conveyor.blocking import BlockingCalls
 from conveyor.context import JobContext
 from conveyor.errors import BackendError
+from conveyor.schedules.service import Scheduler
 from conveyor.webhooks.worker import sender_for
 from conveyor.worker.executor import Executor, Running, settled
 from conveyor.worker.maintenance import Maintenance
@@ -149,6 +150,7 @@ class Worker:
             self._service(self._every(self.lease_s / 3, self._renew, "heartbeat"), "heartbeat"),
             self._service(self._every(CANCEL_CHECK_S, self._check_cancels, "cancel check"), "cancel watch"),
             self._service(self._every(min(self.lease_s / 3, 5.0), self._maintain, "maintenance"), "maintenance"),
+            self._service(Scheduler(self.app, self.clock).run(), "scheduler"),
             *[self._service(s.run(), "webhook sender") for s in sender_for(self.app, self.clock, self.burst)],
         ]
         try:
@@ -226,17 +228,19 @@ class Worker:
     # ------------------------------------------------------------------------------------------ fetcher
     async def _claim(self, free: int) -> ClaimResult:
         now = self.clock()
-        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues, self.types)
+        params = ClaimParams(self.id, free, now, now + self.lease_s, self.queues, self.types, self._slots.free())
         return await self._calls.run(self.backend.claim_jobs, params)
 
     async def _fetch_loop(self) -> None:
         """One database call per cycle: write the outcomes of finished jobs, then claim into the free slots."""
-        may_have_more = True  # whether the last claim suggested more ready jobs
+        may_have_more, keyed_left = True, False  # whether the last claim suggested more ready jobs
         due_at: float | None = None
         token = self.backend.wake_token()
         while not self._stopping:
             wanted = self._slots.wanted()
-            claim = wanted > 0 and may_have_more
+            # keyed jobs were left (no free slot, or their key at its limit): a job of ours that finished may have
+            # freed one, so the cycle that writes its outcome claims too
+            claim = wanted > 0 and (may_have_more or (keyed_left and bool(self._outcomes)))
             if not (claim or self._outcomes):
                 may_have_more = await self._wait(token, due_at) or may_have_more
                 continue
@@ -246,7 +250,7 @@ class Worker:
                 continue
             for job in result.jobs:
                 self._start_or_hold(job)
-            may_have_more, due_at = len(result.jobs) == wanted, result.next_run_at
+            may_have_more, due_at, keyed_left = len(result.jobs) == wanted, result.next_run_at, result.keyed_left
             if self.burst and not (result.jobs or self._slots.holding() or self._outcomes):
                 if not await self._calls.run(self.backend.has_ready_jobs, self.queues, self.clock()):
                     return
@@ -259,7 +263,7 @@ class Worker:
         now = self.clock()
         params = None
         if wanted > 0:
-            params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types)
+            params = ClaimParams(self.id, wanted, now, now + self.lease_s, self.queues, self.types, self._slots.free())
         try:
             cycle = await self.backend.finish_and_claim_async(outcomes, progress, now, params)
             if cycle is None:  # no asyncio path for this backend or this cycle: the database thread

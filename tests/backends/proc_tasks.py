@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 from conveyor import Conveyor, JobContext
 
@@ -39,4 +40,16 @@ async def effect(ctx: JobContext, n: int, log: str, seconds: float = 0.0) -> int
     if seconds:
         await asyncio.sleep(seconds)
     _append(log, f"{ctx.job_id} {n}")
+    return n
+
+
+@app.task(max_retries=20)
+async def keyed_work(ctx: JobContext, n: int, seconds: float = 0.0, log: str = "", key: str = "") -> int:
+    """A job of some key (fair limits): takes `seconds`; with `log`, writes when it starts and ends there."""
+    if log:
+        _append(log, f"start {ctx.job_id} {ctx.attempt} {key} {os.getpid()} {time.time()!r}")
+    if seconds:
+        await asyncio.sleep(seconds)
+    if log:
+        _append(log, f"end {ctx.job_id} {ctx.attempt} {key} {os.getpid()} {time.time()!r}")
     return n

@@ -192,3 +192,25 @@ def test_the_overview_names_types_that_no_live_worker_runs(server: Server) -> No
         assert "No worker for <code>order</code>: 3 pending" in page
         feed = client.get("/ui/data/overview").json()
     assert feed["unserved"] == [{"type": "order", "pending": 3, "scheduled": 0}]
+
+
+def test_the_overview_shows_the_busiest_keys_of_a_keyed_queue(server: Server) -> None:
+    """Fair limits per key: the overview lists each keyed queue's busiest keys with running, ready and the limit,
+    server-rendered and in the live feed; a queue without keys shows no such table."""
+    app = server.conveyor
+    app.enqueue_many("demo.echo", [{"i": i} for i in range(3)], queue="mail", group_key="tenant:big")
+    app.enqueue("demo.echo", {}, queue="mail", group_key="tenant:small")
+    app.enqueue("demo.echo", {}, queue="plain")
+    app.set_queue("mail", group_concurrency=2)
+    app.set_group("mail", "tenant:small", concurrency=1)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        page = client.get("/").text
+        feed = client.get("/ui/data/overview").json()
+    assert "Busiest keys" in page and 'data-group-queue="mail"' in page and 'data-group-queue="plain"' not in page
+    assert "<th scope=\"row\">tenant:big</th><td class=\"num\">0</td><td class=\"num\">3</td><td class=\"num\">2</td>" \
+        in page
+    assert feed["groups"] == [{"queue": "mail", "total": 2, "keys": [
+        {"key": "tenant:big", "running": 0, "ready": 3, "concurrency": 2, "rate_limit": None,
+         "overrides": {"concurrency": False, "rate_limit": False}},
+        {"key": "tenant:small", "running": 0, "ready": 1, "concurrency": 1, "rate_limit": None,
+         "overrides": {"concurrency": True, "rate_limit": False}}]}]

@@ -154,7 +154,9 @@ def assert_api_unchanged(app: Conveyor, db: OldDatabase) -> None:
         assert [{k: e.get(k, "<missing>") for k in o} for e, o in zip(events, old_events, strict=True)] == old_events
     queues = {q.name: q.to_dict() for q in app.list_queues()}
     for old in api["queues"]:
-        assert {k: queues[old["name"]].get(k, "<missing>") for k in old} == old
+        queue = queues[old["name"]]  # a state added since (`waiting`) adds a count: the release's counts must stay
+        queue["counts"] = {s: queue["counts"].get(s, "<missing>") for s in old["counts"]}
+        assert {k: queue.get(k, "<missing>") for k in old} == old
     workers = {w.id: w.to_dict() for w in app.backend.list_workers(db.doc["now"])}
     assert set(workers) == {w["id"] for w in api["workers"]}
     for old in api["workers"]:

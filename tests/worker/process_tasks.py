@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from conveyor import Conveyor
 
@@ -20,3 +21,9 @@ def nap(ctx: object, seconds: float) -> float:
 
     time.sleep(seconds)
     return seconds
+
+
+@app.task(process=True)
+def join(ctx: Any) -> dict[str, Any]:
+    """A fan-in step in a child process: its parents' results came with the call."""
+    return dict(ctx.parent_results)

@@ -118,8 +118,13 @@ class PostgresBackend(SQLBackend):
         psycopg connection, transaction or cursor) the jobs are written in the caller's transaction."""
         if not jobs:
             return []
+        if any(j.depends_on for j in jobs):
+            return self.insert_graph(jobs, now, connection=connection)
         created_at = datetime.fromtimestamp(now, UTC)
         keyed = [j.unique_key for j in jobs if j.unique_key is not None]
+        if connection is None and len(jobs) == 1 and not keyed:  # one statement, its own transaction
+            self.driver.write_statement("insert_job", insert_row(jobs[0], now))
+            return [jobs[0].as_job(created_at)]
 
         def go(tx: PostgresTx) -> list[Job]:
             if not keyed and len(jobs) >= COPY_MIN_JOBS and not any(j.webhook_url for j in jobs):
@@ -143,7 +148,8 @@ class PostgresBackend(SQLBackend):
     ) -> list[Job]:
         """A batch of one task with the same options: streamed in by COPY as its ids, rows and Job values are made,
         so the server works on the first rows while the client makes the next (see `copy_many`)."""
-        if template.unique_key is not None or template.webhook_url is not None or len(payloads) < COPY_MIN_JOBS:
+        if (template.unique_key is not None or template.depends_on or template.webhook_url is not None
+                or len(payloads) < COPY_MIN_JOBS):
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         return self._insert(lambda tx: copy_many(tx.conn, template, payloads, now, created_at), connection)
@@ -197,6 +203,10 @@ class PostgresBackend(SQLBackend):
         tx.execute("claim_plan")
         return super()._claim(tx, params)
 
+    def _ready_in_groups(self, tx: Tx, queue: str, keys: list[str], limits: list[int], types: Any) -> list[Any]:
+        return tx.rows("ready_in_groups", {"queue": queue, "keys": keys, "limits": limits, "types": types})
+
+
     def _limited_queues(self, tx: Tx, claim: ClaimParams) -> list[str]:
         return self._limited_for(claim) or []
 
@@ -245,6 +255,7 @@ def _insert_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
         "tags": [encode(j.tags) for j in jobs],
         "metadata": [encode(j.metadata) for j in jobs],
         "unique_keys": [j.unique_key for j in jobs],
+        "group_keys": [j.group_key for j in jobs],
         "webhook_urls": [j.webhook_url for j in jobs],
         "now": now,
     }

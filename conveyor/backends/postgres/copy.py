@@ -33,7 +33,7 @@ def _copy_shared(job: NewJob, now: float) -> str:
     """The end of a COPY row (`copy_jobs`: id and args come first), from the columns a batch's jobs share."""
     status = "scheduled" if job.scheduled else "pending"
     fields = (job.type, job.queue, status, job.priority, job.max_retries, job.timeout, job.run_at, _dumps(job.tags),
-              _dumps(job.metadata))
+              _dumps(job.metadata), job.group_key)
     return "\t" + "\t".join(map(_copy_field, fields)) + f"\t{now!r}\t{now!r}\n"
 
 
@@ -70,7 +70,7 @@ def copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float,
             rows = []
             for j in chunk:
                 key = (j.type, j.queue, j.scheduled, j.priority, j.max_retries, j.timeout, j.run_at, id(j.tags),
-                       id(j.metadata))
+                       id(j.metadata), j.group_key)
                 rest = shared.get(key)
                 if rest is None:
                     rest = shared[key] = _copy_shared(j, now)

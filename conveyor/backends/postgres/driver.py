@@ -167,6 +167,18 @@ class PostgresDriver:
 
         return self.run(go)
 
+    def write_statement(self, query: str, params: Params) -> list[tuple[Any, ...]]:
+        """One statement that is its own transaction (autocommit: one round trip instead of BEGIN, it, COMMIT);
+        returns its rows. Only for a write that is a single statement: it commits when it returns."""
+        def go(conn: psycopg.Connection[Any]) -> list[tuple[Any, ...]]:
+            conn.autocommit = True
+            try:
+                return PostgresTx(conn, self.queries).rows(query, params)
+            finally:
+                conn.autocommit = False
+
+        return self.run(go, transaction=False)
+
     def read(self, fn: Callable[[PostgresTx], T]) -> T:
         return self.run(lambda conn: fn(PostgresTx(conn, self.queries)), transaction=False)
 

@@ -25,19 +25,23 @@ SET LOCAL synchronous_commit = off;
 -- name: claim_plan
 -- Claims must walk the ready index in its order and stop after `limit` rows. A queue table's statistics are stale
 -- most of the time (a burst of enqueues is minutes ahead of autovacuum's ANALYZE), and with too low a row estimate the
--- planner would rather sort every ready job; no statement of a claim transaction needs a sort, so rule sorts out.
+-- planner would rather sort every ready job; no statement of a claim transaction needs a sort, so rule sorts out. A
+-- small sort that remains (the fair claim's keys) then costs the planner's "disabled" penalty, which would make it
+-- compile the statement with JIT (a hundred milliseconds): JIT is off for the claim too.
 SET LOCAL enable_sort = off;
+SET LOCAL jit = off;
 
 -- name: insert_jobs
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, webhook_url, created_at, updated_at)
-SELECT id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key,
+                           unique_key, group_key, webhook_url, created_at, updated_at)
+SELECT id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key, group_key,
        webhook_url, %(now)s, %(now)s
 FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(queues)s::text[], %(statuses)s::text[], %(priorities)s::int[],
             %(args)s::jsonb[], %(max_retries)s::int[], %(timeouts)s::float8[], %(run_ats)s::float8[],
-            %(tags)s::jsonb[], %(metadata)s::jsonb[], %(unique_keys)s::text[], %(webhook_urls)s::text[])
+            %(tags)s::jsonb[], %(metadata)s::jsonb[], %(unique_keys)s::text[], %(group_keys)s::text[],
+            %(webhook_urls)s::text[])
      AS t(id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key,
-          webhook_url)
+          group_key, webhook_url)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING
 RETURNING id;
@@ -45,17 +49,17 @@ RETURNING id;
 -- name: insert_job
 -- One job: scalar parameters (adapting a dozen one-element arrays cost the client more than the insert itself).
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, webhook_url, created_at, updated_at)
+                           unique_key, group_key, webhook_url, created_at, updated_at)
 VALUES (%(id)s::uuid, %(type)s, %(queue)s, %(status)s, %(priority)s::int, %(args)s::jsonb, %(max_retries)s::int,
         %(timeout)s::float8, %(run_at)s::float8, %(tags)s::jsonb, %(metadata)s::jsonb, %(unique_key)s::text,
-        %(webhook_url)s::text, %(now)s::float8, %(now)s::float8)
+        %(group_key)s::text, %(webhook_url)s::text, %(now)s::float8, %(now)s::float8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING
 RETURNING id;
 
 -- name: copy_jobs
-COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeout, run_at, tags, metadata, created_at,
-                    updated_at) FROM STDIN;
+COPY conveyor_jobs (id, args, type, queue, status, priority, max_retries, timeout, run_at, tags, metadata, group_key,
+                    created_at, updated_at) FROM STDIN;
 
 -- name: get_open_by_unique_keys
 SELECT * FROM conveyor_jobs
@@ -66,13 +70,15 @@ SELECT * FROM conveyor_jobs
 WHERE unique_key = %(unique_key)s AND status IN ('scheduled', 'pending', 'processing');
 
 -- name: get_job
-SELECT * FROM conveyor_jobs WHERE id = %(id)s::uuid;
+SELECT j.*, ARRAY(SELECT d.parent_id::text FROM conveyor_job_deps d WHERE d.child_id = j.id) AS depends_on
+FROM conveyor_jobs j WHERE j.id = %(id)s::uuid;
 
 -- name: job_status
 SELECT status FROM conveyor_jobs WHERE id = %(id)s::uuid;
 
 -- name: list_jobs
-SELECT * FROM conveyor_jobs
+SELECT *, ARRAY(SELECT d.parent_id::text FROM conveyor_job_deps d WHERE d.child_id = conveyor_jobs.id) AS depends_on
+FROM conveyor_jobs
 WHERE (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
   AND (%(type)s::text IS NULL OR type = %(type)s::text)
   AND (%(queue)s::text IS NULL OR queue = %(queue)s::text)
@@ -108,18 +114,19 @@ SELECT conveyor_work(%(now)s::float8, %(completed)s::jsonb, %(failed)s::jsonb, %
                      %(lease_until)s::float8, %(queues)s::text[], %(types)s::text[]);
 
 -- name: limited_queues
-SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL OR grouped)
 ORDER BY name;
 
 -- name: lock_queue
-SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues
+SELECT paused, concurrency, rate_limit, window_start, window_count, grouped, group_concurrency, group_rate_limit
+FROM conveyor_queues
 WHERE name = %(queue)s FOR UPDATE;
 
 -- name: claim_jobs
 -- The claim of the shared backend's transaction (conveyor_work has the same in one function call).
 WITH picked AS (
     SELECT id FROM conveyor_jobs
-    WHERE status = 'pending'
+    WHERE status = 'pending' AND group_key IS NULL
       AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
       AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
       AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -140,7 +147,7 @@ RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts,
 -- locked (SKIP LOCKED: another worker's candidates are not waited for); those not chosen are free again at commit.
 -- The first column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
 SELECT id::text, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending'
+WHERE status = 'pending' AND group_key IS NULL
   AND (%(queues)s::text[] IS NULL OR queue = ANY(%(queues)s::text[]))
   AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
   AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -151,7 +158,7 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: ready_jobs_in_queue
 SELECT id::text, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending' AND queue = %(queue)s
+WHERE status = 'pending' AND group_key IS NULL AND queue = %(queue)s
   AND (%(types)s::text[] IS NULL OR type = ANY(%(types)s::text[]))
 ORDER BY priority DESC, run_at, id
 LIMIT %(limit)s
@@ -162,7 +169,7 @@ UPDATE conveyor_jobs
 SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
     updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
 WHERE id = ANY(%(refs)s::uuid[]) AND status = 'pending'
-RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
+RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout, group_key;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = %(queue)s;
@@ -235,12 +242,18 @@ WHERE id IN (SELECT id FROM conveyor_jobs WHERE status = 'processing' AND lease_
 DELETE FROM conveyor_jobs WHERE id IN (
     SELECT id FROM conveyor_jobs
     WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < %(before)s
+      AND NOT (has_dependents AND EXISTS (  -- a parent whose children have not all ended: they need it
+          SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+          WHERE d.parent_id = conveyor_jobs.id AND c.status NOT IN ('completed', 'failed', 'cancelled')))
     LIMIT %(batch)s FOR UPDATE SKIP LOCKED);
 
 -- name: purge_jobs
 DELETE FROM conveyor_jobs WHERE id IN (
     SELECT id FROM conveyor_jobs
     WHERE status = ANY(%(statuses)s::text[]) AND completed_at < %(before)s
+      AND NOT (has_dependents AND EXISTS (  -- a parent whose children have not all ended: they need it
+          SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+          WHERE d.parent_id = conveyor_jobs.id AND c.status NOT IN ('completed', 'failed', 'cancelled')))
     LIMIT %(batch)s FOR UPDATE SKIP LOCKED);
 
 -- name: prune_workers
@@ -249,7 +262,7 @@ DELETE FROM conveyor_workers WHERE expires_at < %(before)s;
 -- name: cancel_waiting_job
 UPDATE conveyor_jobs
 SET status = 'cancelled', completed_at = %(now)s, updated_at = %(now)s, status_message = %(message)s
-WHERE id = %(id)s::uuid AND status IN ('scheduled', 'pending');
+WHERE id = %(id)s::uuid AND status IN ('waiting', 'scheduled', 'pending');
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = true, updated_at = %(now)s
@@ -257,15 +270,20 @@ WHERE id = %(id)s::uuid AND status = 'processing';
 
 -- name: retry_job
 UPDATE conveyor_jobs
-SET status = 'pending', attempts_base = attempts, run_at = %(now)s, result = NULL, completed_at = NULL,
-    cancel_requested = false, progress = 0, progress_info = NULL, updated_at = %(now)s, status_message = 'retried'
+SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, attempts_base = attempts,
+    run_at = %(now)s, result = NULL, completed_at = NULL, cancel_requested = false, progress = 0,
+    progress_info = NULL, blocked_by = NULL, updated_at = %(now)s, status_message = 'retried'
 WHERE id = %(id)s::uuid AND status IN ('failed', 'cancelled');
 
 -- name: delete_job
-DELETE FROM conveyor_jobs WHERE id = %(id)s::uuid AND status <> 'processing';
+-- A job that others wait for is deleted only once it ended (its waiting children would wait forever).
+DELETE FROM conveyor_jobs WHERE id = %(id)s::uuid AND status <> 'processing'
+  AND NOT (has_dependents AND status NOT IN ('completed', 'failed', 'cancelled')
+           AND EXISTS (SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+                       WHERE d.parent_id = conveyor_jobs.id AND c.status = 'waiting'));
 
 -- name: queue_settings
-SELECT name, paused, concurrency, rate_limit FROM conveyor_queues;
+SELECT name, paused, concurrency, rate_limit, group_concurrency, group_rate_limit, grouped FROM conveyor_queues;
 
 -- name: queue_counts
 SELECT queue, status, count(*) AS n FROM conveyor_jobs GROUP BY queue, status;
@@ -278,6 +296,12 @@ UPDATE conveyor_queues
 SET paused = coalesce(%(paused)s::boolean, paused),
     concurrency = CASE WHEN %(clear_concurrency)s THEN NULL ELSE coalesce(%(concurrency)s::int, concurrency) END,
     rate_limit = CASE WHEN %(clear_rate_limit)s THEN NULL ELSE coalesce(%(rate_limit)s::float8, rate_limit) END,
+    group_concurrency = CASE WHEN %(clear_group_concurrency)s THEN NULL
+                             ELSE coalesce(%(group_concurrency)s::int, group_concurrency) END,
+    group_rate_limit = CASE WHEN %(clear_group_rate_limit)s THEN NULL
+                            ELSE coalesce(%(group_rate_limit)s::float8, group_rate_limit) END,
+    grouped = CASE WHEN %(group_concurrency)s::int IS NOT NULL OR %(group_rate_limit)s::float8 IS NOT NULL
+                   THEN true ELSE grouped END,
     updated_at = %(now)s
 WHERE name = %(name)s;
 

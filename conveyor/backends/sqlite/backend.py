@@ -57,6 +57,8 @@ class SQLiteBackend(SQLBackend):
     def insert_jobs(self, jobs: Sequence[NewJob], now: float, connection: Any = None) -> list[Job]:
         """Without unique keys: one statement for the whole batch (a single job: a statement that commits itself).
         With unique keys, the shared path (a job whose key an open job holds is that job)."""
+        if any(j.depends_on for j in jobs):
+            return self.insert_graph(jobs, now, connection=connection)
         if connection is not None or not jobs or any(j.unique_key is not None or j.webhook_url for j in jobs):
             return super().insert_jobs(jobs, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
@@ -65,7 +67,7 @@ class SQLiteBackend(SQLBackend):
             return [jobs[0].as_job(created_at)]
         rows = [
             [j.id, j.type, j.queue, "scheduled" if j.scheduled else "pending", j.priority, j.args, j.max_retries,
-             j.timeout, j.run_at, j.tags, j.metadata]
+             j.timeout, j.run_at, j.tags, j.metadata, j.group_key]
             for j in jobs
         ]
         self.driver.write_statement("insert_jobs_batch", {"batch": dumps(rows), "now": now})
@@ -75,6 +77,8 @@ class SQLiteBackend(SQLBackend):
         self, template: NewJob, payloads: Sequence[dict[str, Any]], now: float, connection: Any = None
     ) -> list[Job]:
         """A batch of one task with the same options: the options once, the ids and args as one JSON document."""
+        if template.depends_on:
+            return self.insert_graph(template.batch(payloads), now, connection=connection)
         if connection is not None or template.unique_key is not None or template.webhook_url or len(payloads) < 2:
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
@@ -89,6 +93,7 @@ class SQLiteBackend(SQLBackend):
             "run_at": template.run_at,
             "tags": dumps(template.tags),
             "metadata": dumps(template.metadata),
+            "group_key": template.group_key,
             "now": now,
             "batch": dumps(list(zip(ids, payloads, strict=True))),
         }

@@ -16,9 +16,9 @@ INSERT INTO conveyor_schema (version) VALUES (:version);
 
 -- name: insert_job
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, webhook_url, created_at, updated_at)
+                           unique_key, group_key, webhook_url, created_at, updated_at)
 VALUES (:id, :type, :queue, :status, :priority, :args, :max_retries, :timeout, :run_at, :tags, :metadata,
-        :unique_key, :webhook_url, :now, :now)
+        :unique_key, :group_key, :webhook_url, :now, :now)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING;
 
@@ -26,18 +26,18 @@ DO NOTHING;
 -- A batch of one task with the same options (enqueue_many): the options once, `:batch` a JSON array of [id, args],
 -- one statement for the whole batch (C-speed encode and parse instead of a statement per row).
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           created_at, updated_at)
+                           group_key, created_at, updated_at)
 SELECT value ->> 0, :type, :queue, :status, :priority, value -> 1, :max_retries, :timeout, :run_at, :tags, :metadata,
-       :now, :now
+       :group_key, :now, :now
 FROM json_each(:batch);
 
 -- name: insert_jobs_batch
 -- Jobs of any options without unique keys (enqueue_batch): `:batch` a JSON array of
--- [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata].
+-- [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, group_key].
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           created_at, updated_at)
+                           group_key, created_at, updated_at)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value -> 5, value ->> 6, value ->> 7,
-       value ->> 8, value -> 9, value -> 10, :now, :now
+       value ->> 8, value -> 9, value -> 10, value ->> 11, :now, :now
 FROM json_each(:batch);
 
 -- name: get_open_by_unique_key
@@ -45,13 +45,16 @@ SELECT * FROM conveyor_jobs
 WHERE unique_key = :unique_key AND status IN ('scheduled', 'pending', 'processing');
 
 -- name: get_job
-SELECT * FROM conveyor_jobs WHERE id = :id;
+SELECT j.*, (SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d WHERE d.child_id = j.id) AS depends_on
+FROM conveyor_jobs j WHERE j.id = :id;
 
 -- name: job_status
 SELECT status FROM conveyor_jobs WHERE id = :id;
 
 -- name: list_jobs
-SELECT * FROM conveyor_jobs
+SELECT *, (SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d WHERE d.child_id = conveyor_jobs.id)
+       AS depends_on
+FROM conveyor_jobs
 WHERE (:statuses IS NULL OR status IN (SELECT value FROM json_each(:statuses)))
   AND (:type IS NULL OR type = :type)
   AND (:queue IS NULL OR queue = :queue)
@@ -79,12 +82,13 @@ SET status = 'pending', updated_at = :now, status_message = 'due'
 WHERE status = 'scheduled' AND run_at <= :now;
 
 -- name: limited_queues
-SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL)
+SELECT name FROM conveyor_queues WHERE NOT paused AND (concurrency IS NOT NULL OR rate_limit IS NOT NULL OR grouped)
 ORDER BY name;
 
 -- name: lock_queue
 -- The claim's transaction holds the file's write lock: reading the row is enough.
-SELECT paused, concurrency, rate_limit, window_start, window_count FROM conveyor_queues WHERE name = :queue;
+SELECT paused, concurrency, rate_limit, window_start, window_count, grouped, group_concurrency, group_rate_limit
+FROM conveyor_queues WHERE name = :queue;
 
 -- name: claim_jobs
 UPDATE conveyor_jobs
@@ -92,7 +96,7 @@ SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, star
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
 WHERE seq IN (
     SELECT seq FROM conveyor_jobs
-    WHERE status = 'pending'
+    WHERE status = 'pending' AND group_key IS NULL
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
       AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
       AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -106,7 +110,7 @@ RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_
 -- up to its allowance), picks the best across all of them (limits.py), then claims those with claim_chosen. The first
 -- column is the candidate's ref: it orders jobs of equal priority and run_at, and claim_chosen takes it.
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending'
+WHERE status = 'pending' AND group_key IS NULL
   AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
   AND queue NOT IN (SELECT name FROM conveyor_queues
@@ -116,7 +120,7 @@ LIMIT :limit;
 
 -- name: ready_jobs_in_queue
 SELECT seq, queue, priority, run_at FROM conveyor_jobs
-WHERE status = 'pending' AND queue = :queue
+WHERE status = 'pending' AND group_key IS NULL AND queue = :queue
   AND (:types IS NULL OR type IN (SELECT value FROM json_each(:types)))
 ORDER BY priority DESC, run_at, seq
 LIMIT :limit;
@@ -126,7 +130,7 @@ UPDATE conveyor_jobs
 SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
 WHERE seq IN (SELECT value FROM json_each(:refs)) AND status = 'pending'
-RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout;
+RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout, group_key;
 
 -- name: count_processing_in_queue
 SELECT count(*) FROM conveyor_jobs WHERE status = 'processing' AND queue = :queue;
@@ -255,12 +259,18 @@ WHERE status = 'processing' AND lease_expires_at < :now;
 DELETE FROM conveyor_jobs WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at < :before
+      AND NOT (has_dependents AND EXISTS (  -- a parent whose children have not all ended: they need it
+          SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+          WHERE d.parent_id = conveyor_jobs.id AND c.status NOT IN ('completed', 'failed', 'cancelled')))
     LIMIT :batch);
 
 -- name: purge_jobs
 DELETE FROM conveyor_jobs WHERE seq IN (
     SELECT seq FROM conveyor_jobs
     WHERE status IN (SELECT value FROM json_each(:statuses)) AND completed_at < :before
+      AND NOT (has_dependents AND EXISTS (  -- a parent whose children have not all ended: they need it
+          SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+          WHERE d.parent_id = conveyor_jobs.id AND c.status NOT IN ('completed', 'failed', 'cancelled')))
     LIMIT :batch);
 
 -- name: prune_workers
@@ -269,7 +279,7 @@ DELETE FROM conveyor_workers WHERE expires_at < :before;
 -- name: cancel_waiting_job
 UPDATE conveyor_jobs
 SET status = 'cancelled', completed_at = :now, updated_at = :now, status_message = :message
-WHERE id = :id AND status IN ('scheduled', 'pending');
+WHERE id = :id AND status IN ('waiting', 'scheduled', 'pending');
 
 -- name: request_cancel
 UPDATE conveyor_jobs SET cancel_requested = 1, updated_at = :now
@@ -277,15 +287,20 @@ WHERE id = :id AND status = 'processing';
 
 -- name: retry_job
 UPDATE conveyor_jobs
-SET status = 'pending', attempts_base = attempts, run_at = :now, result = NULL, completed_at = NULL,
-    cancel_requested = 0, progress = 0, progress_info = NULL, updated_at = :now, status_message = 'retried'
+SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, attempts_base = attempts,
+    run_at = :now, result = NULL, completed_at = NULL, cancel_requested = 0, progress = 0, progress_info = NULL,
+    blocked_by = NULL, updated_at = :now, status_message = 'retried'
 WHERE id = :id AND status IN ('failed', 'cancelled');
 
 -- name: delete_job
-DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing';
+-- A job that others wait for is deleted only once it ended (its waiting children would wait forever).
+DELETE FROM conveyor_jobs WHERE id = :id AND status <> 'processing'
+  AND NOT (has_dependents AND status NOT IN ('completed', 'failed', 'cancelled')
+           AND EXISTS (SELECT 1 FROM conveyor_job_deps d JOIN conveyor_jobs c ON c.id = d.child_id
+                       WHERE d.parent_id = conveyor_jobs.id AND c.status = 'waiting'));
 
 -- name: queue_settings
-SELECT name, paused, concurrency, rate_limit FROM conveyor_queues;
+SELECT name, paused, concurrency, rate_limit, group_concurrency, group_rate_limit, grouped FROM conveyor_queues;
 
 -- name: queue_counts
 SELECT queue, status, count(*) AS n FROM conveyor_jobs GROUP BY queue, status;
@@ -298,6 +313,12 @@ UPDATE conveyor_queues
 SET paused = coalesce(:paused, paused),
     concurrency = CASE WHEN :clear_concurrency THEN NULL ELSE coalesce(:concurrency, concurrency) END,
     rate_limit = CASE WHEN :clear_rate_limit THEN NULL ELSE coalesce(:rate_limit, rate_limit) END,
+    group_concurrency = CASE WHEN :clear_group_concurrency THEN NULL
+                             ELSE coalesce(:group_concurrency, group_concurrency) END,
+    group_rate_limit = CASE WHEN :clear_group_rate_limit THEN NULL
+                            ELSE coalesce(:group_rate_limit, group_rate_limit) END,
+    grouped = CASE WHEN :group_concurrency IS NOT NULL OR :group_rate_limit IS NOT NULL
+                   THEN 1 ELSE grouped END,
     updated_at = :now
 WHERE name = :name;
 

@@ -1,5 +1,5 @@
 -- Webhook subscriptions and their deliveries (SPEC section 7). Delivery rows are written by the triggers of
--- migration 003; these queries read, claim and settle them.
+-- migration 006; these queries read, claim and settle them.
 
 -- name: insert_webhook
 INSERT INTO conveyor_webhooks (id, url, events, filter_type, filter_queue, filter_tag, secret, paused, created_at,

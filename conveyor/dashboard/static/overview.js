@@ -181,9 +181,41 @@ function renderQueues(queues) {
   return unknown;
 }
 
+function renderGroups(groups) {
+  // The busiest keys of each keyed queue (fair limits); a queue that became keyed after the page loaded reloads it.
+  const card = document.querySelector("[data-groups-card]");
+  if (!card) return false;
+  card.hidden = groups.length === 0;
+  let unknown = false;
+  for (const q of groups) {
+    const box = document.querySelector(`[data-group-queue="${CSS.escape(q.queue)}"]`);
+    if (!box) {
+      unknown = true;
+      continue;
+    }
+    box.querySelector("[data-group-total]").textContent = String(q.total);
+    const body = box.querySelector("[data-group-rows]");
+    body.replaceChildren(...q.keys.map((g) => {
+      const tr = document.createElement("tr");
+      const th = document.createElement("th");
+      th.scope = "row";
+      th.textContent = g.key;
+      tr.append(th);
+      for (const value of [g.running, g.ready, g.concurrency ?? "∞"]) {
+        const td = document.createElement("td");
+        td.className = "num";
+        td.textContent = String(value);
+        tr.append(td);
+      }
+      return tr;
+    }));
+  }
+  return unknown;
+}
+
 function render(state) {
   for (const el of document.querySelectorAll("[data-count]")) el.textContent = String(state.counts[el.dataset.count] ?? 0);
-  const unknown = renderQueues(state.queues);
+  const unknown = renderQueues(state.queues) | renderGroups(state.groups ?? []);
   renderWorkers(state.workers);
   renderUnserved(state.unserved ?? []);
   drawThroughput(document.querySelector('[data-chart="throughput"]'), state.throughput);

@@ -1,4 +1,4 @@
--- Conveyor schema for PostgreSQL, migration 5: webhooks (SPEC section 7), as on SQLite. Subscriptions, and their
+-- Conveyor schema for PostgreSQL, migration 8: webhooks (SPEC section 7), as on SQLite. Subscriptions, and their
 -- deliveries as an outbox: the database itself writes a delivery row, in the transaction of the job change that causes
 -- it (triggers below), so a crash between the change and the send loses nothing; the workers send them.
 ALTER TABLE conveyor_jobs ADD COLUMN webhook_url text;  -- the enqueue option: this job's terminal event goes there

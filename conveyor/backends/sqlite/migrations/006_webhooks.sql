@@ -1,4 +1,4 @@
--- Conveyor schema for SQLite, version 3: webhooks (SPEC section 7). Subscriptions, and their deliveries as an outbox:
+-- Conveyor schema for SQLite, version 6: webhooks (SPEC section 7). Subscriptions, and their deliveries as an outbox:
 -- the database itself writes a delivery row, in the transaction of the job change that causes it (triggers on the
 -- job history below), so a crash between the change and the send loses nothing; the workers send them.
 ALTER TABLE conveyor_jobs ADD COLUMN webhook_url TEXT;  -- the enqueue option: this job's terminal event goes there

@@ -1,0 +1,103 @@
+"""A workflow's definition and its validation, shared by the Python builder and `POST /workflows`: every step is
+checked (unique name, known task, arguments by the task's type hints, `after` naming steps of this workflow, no
+cycle) before anything is stored, and an error names the step."""
+
+from __future__ import annotations
+
+import graphlib
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from conveyor.backends.params import NewJob, NewWorkflow
+from conveyor.errors import InvalidArgumentsError, UnknownTaskError
+from conveyor.ids import uuid7, uuid7_many
+from conveyor.jsonsafe import check_json
+from conveyor.options import MAX_NAME, EnqueueSpec
+
+if TYPE_CHECKING:
+    from conveyor.app import Conveyor
+
+MAX_STEPS = 100_000
+StepName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+
+
+class StepSpec(EnqueueSpec):
+    """One step: its unique `name`, the task `type` and `args`, the steps it runs `after`, and job options."""
+
+    name: StepName
+    after: list[StepName] = Field(default_factory=list, max_length=MAX_STEPS)
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class WorkflowSpec(BaseModel):
+    """A workflow to enqueue: `POST /workflows`' body, and what `app.workflow(...)` builds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: StepName
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    steps: list[StepSpec] = Field(min_length=1, max_length=MAX_STEPS)
+
+    @field_validator("metadata")
+    @classmethod
+    def _json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json(value, "metadata")
+        return value
+
+
+def _order(steps: Sequence[StepSpec]) -> None:
+    """Refuse duplicate names, `after` naming no step of this workflow, and cycles (self-dependencies included)."""
+    names: set[str] = set()
+    for step in steps:
+        if step.name in names:
+            raise InvalidArgumentsError(f"step {step.name!r}: duplicate step name")
+        names.add(step.name)
+    graph: dict[str, list[str]] = {}
+    for step in steps:
+        for parent in step.after:
+            if parent not in names:
+                raise InvalidArgumentsError(f"step {step.name!r}: after names no step of this workflow: {parent!r}")
+            if parent == step.name:
+                raise InvalidArgumentsError(f"step {step.name!r}: a step cannot run after itself")
+        graph[step.name] = step.after
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as exc:
+        cycle = list(exc.args[1])
+        raise InvalidArgumentsError(
+            f"step {cycle[0]!r}: the steps form a cycle: {' -> '.join(reversed(cycle))}"
+        ) from None
+
+
+def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, list[NewJob]]:
+    """The workflow and its jobs, ready to insert in one transaction; refused with an error naming the step."""
+    _order(spec.steps)
+    workflow = NewWorkflow(uuid7(), spec.name, spec.metadata)
+    ids = dict(zip((s.name for s in spec.steps), uuid7_many(len(spec.steps)), strict=True))
+    jobs: list[NewJob] = []
+    for step in spec.steps:
+        where = f"step {step.name!r}"
+        if step.depends_on or step.unique_key is not None:
+            raise InvalidArgumentsError(f"{where}: a step takes `after` (step names), not depends_on or unique_key")
+        try:
+            task = app.get_task(step.type)
+            payload = task.validate(step.args)
+            template = step.resolve(task, app.settings, now)
+            job = task.keyed(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
+                                    template.max_retries, template.timeout, template.run_at, template.tags,
+                                    template.metadata, None, template.scheduled, template.group_key,
+                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id, step.name))
+        except UnknownTaskError as exc:
+            raise UnknownTaskError(exc.task_type, exc.known, where=where) from None
+        except InvalidArgumentsError as exc:
+            raise InvalidArgumentsError(f"{where}: {exc.message}", errors=exc.errors) from None
+        jobs.append(job)
+    return workflow, jobs
