@@ -86,3 +86,14 @@ def test_big_batches_keep_their_webhook_url(hook_app: Conveyor) -> None:
     store = subscriptions.store(hook_app)
     assert all([d.url for d in store.job_deliveries(j.id)] == ["https://example.com/a"] for j in many)
     assert all([d.url for d in store.job_deliveries(j.id)] == [f"https://example.com/{i}"] for i, j in enumerate(mixed))
+
+
+def test_a_dependent_job_keeps_its_webhook_url(hook_app: Conveyor) -> None:
+    parent = hook_app.enqueue("add", {"a": 1, "b": 1})
+    child = hook_app.enqueue("add", {"a": 2, "b": 2}, depends_on=[parent.id], webhook_url="https://example.com/c")
+    for _ in range(2):
+        hook_app.run_worker(burst=True)
+    assert hook_app.require_job(child.id).status == "completed"
+    assert [(d.event, d.url) for d in subscriptions.store(hook_app).job_deliveries(child.id)] == [
+        ("job.completed", "https://example.com/c")
+    ]
