@@ -39,9 +39,9 @@ from conveyor.api.models import (
 )
 from conveyor.api.protocol import WorkerProtocol
 from conveyor.api.webhooks import create_webhook_router
-from conveyor.app import MAX_LIST_LIMIT
 from conveyor.errors import InvalidArgumentsError, InvalidStateError
 from conveyor.job import JobStatus
+from conveyor.job_controls import MAX_LIST_LIMIT
 from conveyor.settings import parse_duration
 
 if TYPE_CHECKING:

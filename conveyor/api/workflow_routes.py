@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from conveyor.api.errors import ErrorRoute
 from conveyor.api.models import ERRORS as ERRORS_DOC
 from conveyor.api.models import WorkflowList, WorkflowOut, WorkflowRequest
-from conveyor.app import MAX_LIST_LIMIT
+from conveyor.job_controls import MAX_LIST_LIMIT
 from conveyor.workflows.model import WorkflowStatus
 
 if TYPE_CHECKING:

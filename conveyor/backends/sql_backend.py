@@ -16,7 +16,6 @@ from typing import Any
 from conveyor.backends.base import Backend
 from conveyor.backends.deps import DependencyOps
 from conveyor.backends.driver import Driver, Tx, dumps
-from conveyor.backends.groups import GroupOps
 from conveyor.backends.limits import claim_with_limits
 from conveyor.backends.params import (
     ClaimParams,
@@ -26,16 +25,16 @@ from conveyor.backends.params import (
     NewJob,
     Outcome,
     ProgressUpdate,
-    QueueChange,
     TaskInfo,
     WorkerBeat,
 )
+from conveyor.backends.queue_ops import QueueOps
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
 from conveyor.backends.schedules import ScheduleOps
 from conveyor.backends.stats import Stats
 from conveyor.backends.webhooks import WebhookOps
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
-from conveyor.job import Job, JobEvent, JobPage, JobStatus, QueueInfo, WorkerInfo
+from conveyor.job import Job, JobEvent, JobPage, JobStatus, WorkerInfo
 
 WORKFLOW_STATUSES = ("running", "completed", "failed", "cancelled")
 DELETE_BATCH = 1000  # rows per purge transaction: a big purge never holds many locks for long
@@ -79,7 +78,7 @@ def shared_encoder() -> Any:
 IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
 
 
-class SQLBackend(GroupOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
+class SQLBackend(QueueOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks
@@ -342,47 +341,6 @@ class SQLBackend(GroupOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
     def purge_jobs(self, statuses: Sequence[JobStatus], finished_before: float) -> int:
         params = {"statuses": self.driver.array([s.value for s in statuses]), "before": finished_before}
         return self._delete_in_batches("purge_jobs", params)
-
-    # ------------------------------------------------------------------------------------------ queues
-    def list_queues(self) -> list[QueueInfo]:
-        def go(tx: Tx) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-            return tx.rows("queue_settings"), tx.rows("queue_counts")
-
-        settings_rows, count_rows = self.driver.read(go)
-        settings = {r[0]: r for r in settings_rows}
-        counts: dict[str, dict[str, int]] = {}
-        for queue, status, n in count_rows:
-            counts.setdefault(queue, {})[status] = n
-        out = []
-        for name in sorted(set(settings) | set(counts) | {"default"}):
-            _, paused, concurrency, rate, group_concurrency, group_rate, keyed = settings.get(
-                name, (name, False, None, None, None, None, False))
-            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {}), group_concurrency,
-                                 group_rate, bool(keyed)))
-        return out
-
-    def set_queue(self, change: QueueChange, now: float) -> QueueInfo:
-        params = {
-            "name": change.name,
-            "paused": change.paused,
-            "concurrency": change.concurrency,
-            "rate_limit": change.rate_limit,
-            "clear_concurrency": change.clear_concurrency,
-            "clear_rate_limit": change.clear_rate_limit,
-            "group_concurrency": change.group_concurrency,
-            "group_rate_limit": change.group_rate_limit,
-            "clear_group_concurrency": change.clear_group_concurrency,
-            "clear_group_rate_limit": change.clear_group_rate_limit,
-            "now": now,
-        }
-
-        def go(tx: Tx) -> None:
-            tx.execute("ensure_queue", {"name": change.name, "now": now})
-            tx.execute("update_queue", params)
-
-        self.driver.write(go)
-        self._queues_changed()
-        return next(q for q in self.list_queues() if q.name == change.name)
 
     # ------------------------------------------------------------------------------------------ change outbox
     def changes_since(self, after_id: int, limit: int = 1000) -> list[JobChange]:

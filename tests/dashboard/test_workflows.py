@@ -29,6 +29,7 @@ def node_class(page: Any, job_id: str) -> str:
 def test_the_graph_is_drawn_and_follows_the_run(
     server: Server, worker: subprocess.Popen[bytes], page: Any, artifacts: Path
 ) -> None:
+    server.conveyor.pause_queue("default")  # nothing runs until the page has drawn the graph (a loaded machine)
     workflow_id = fan_in(server.conveyor, 1.0)
     steps = {j.step: j.id for j in server.conveyor.require_workflow(workflow_id).steps or []}
 
@@ -38,6 +39,7 @@ def test_the_graph_is_drawn_and_follows_the_run(
     assert page.locator("[data-graph] .wf-edge").count() == 4  # three fan-in edges and one to notify
     assert "s-waiting" in node_class(page, steps["notify"])
     assert page.locator(f'[data-node="{steps["fetch-0"]}"]').get_attribute("href") == f"/ui/jobs/{steps['fetch-0']}"
+    server.conveyor.resume_queue("default")
     page.locator(f'[data-node="{steps["notify"]}"].s-completed').wait_for(timeout=30_000)
     page.locator('h1 [data-f="status"]', has_text="completed").wait_for()
     assert page.locator('[data-t="progress"]').inner_text() == "5/5"

@@ -1,18 +1,60 @@
-"""The shared backend's operations on the keys of a queue (fair limits per key): list them, set their overrides, read
-their best ready jobs for the claim planner (`limits.py`), and forget the idle ones. SQL in `<dialect>/groups.sql`."""
+"""The shared backend's operations on queues: their live settings, and their keys (fair limits per key): list them,
+set their overrides, read their best ready jobs for the claim planner (`limits.py`), and forget the idle ones. SQL in
+`<dialect>/queries.sql` (queues) and `<dialect>/groups.sql` (keys)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from conveyor.backends.driver import Driver, Tx, dumps
-from conveyor.job import GroupInfo
+from conveyor.backends.params import QueueChange
+from conveyor.job import GroupInfo, QueueInfo
 
 
-class GroupOps:
+class QueueOps:
     """A mixin of SQLBackend."""
 
     driver: Driver
+
+    def list_queues(self) -> list[QueueInfo]:
+        def go(tx: Tx) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+            return tx.rows("queue_settings"), tx.rows("queue_counts")
+
+        settings_rows, count_rows = self.driver.read(go)
+        settings = {r[0]: r for r in settings_rows}
+        counts: dict[str, dict[str, int]] = {}
+        for queue, status, n in count_rows:
+            counts.setdefault(queue, {})[status] = n
+        out = []
+        for name in sorted(set(settings) | set(counts) | {"default"}):
+            _, paused, concurrency, rate, group_concurrency, group_rate, keyed = settings.get(
+                name, (name, False, None, None, None, None, False))
+            out.append(QueueInfo(name, bool(paused), concurrency, rate, counts.get(name, {}), group_concurrency,
+                                 group_rate, bool(keyed)))
+        return out
+
+    def set_queue(self, change: QueueChange, now: float) -> QueueInfo:
+        params = {
+            "name": change.name,
+            "paused": change.paused,
+            "concurrency": change.concurrency,
+            "rate_limit": change.rate_limit,
+            "clear_concurrency": change.clear_concurrency,
+            "clear_rate_limit": change.clear_rate_limit,
+            "group_concurrency": change.group_concurrency,
+            "group_rate_limit": change.group_rate_limit,
+            "clear_group_concurrency": change.clear_group_concurrency,
+            "clear_group_rate_limit": change.clear_group_rate_limit,
+            "now": now,
+        }
+
+        def go(tx: Tx) -> None:
+            tx.execute("ensure_queue", {"name": change.name, "now": now})
+            tx.execute("update_queue", params)
+
+        self.driver.write(go)
+        self._queues_changed()
+        return next(q for q in self.list_queues() if q.name == change.name)
 
     def list_groups(self, queue: str, limit: int = 100, key: str | None = None) -> tuple[list[GroupInfo], int]:
         def go(tx: Tx) -> tuple[list[Any], list[Any], list[Any]]:
