@@ -23,6 +23,7 @@ from conveyor.backends.params import NewJob
 from conveyor.errors import InvalidArgumentsError
 from conveyor.job import LATEST_RUN_AT_S
 from conveyor.jsonsafe import check_json
+from conveyor.netguard import static_refusal
 
 if TYPE_CHECKING:
     from conveyor.settings import Settings
@@ -34,6 +35,7 @@ MAX_RETRIES = 1000
 MAX_SECONDS = 10 * 365 * 86400.0  # the longest timeout or delay: ten years
 MAX_PARENTS = 10_000
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+MAX_URL = 2000
 
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 Tag = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
@@ -73,6 +75,16 @@ class JobOptions(BaseModel):
     depends_on: list[JobId] | None = Field(
         default=None, max_length=MAX_PARENTS, description="ids of jobs that must complete before this one starts"
     )
+    webhook_url: str | None = Field(
+        default=None, max_length=MAX_URL, description="an http(s) URL that gets this job's terminal event, signed"
+    )
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
 
     @field_validator("queue", "unique_key", "group_key")
     @classmethod
@@ -132,6 +144,12 @@ class JobOptions(BaseModel):
         if not start <= LATEST_RUN_AT_S:
             raise InvalidArgumentsError("the job would start after the year 9999: give a shorter delay or run_at")
         scheduled = start > now
+        if self.webhook_url is not None and not settings.webhook_allow_private:
+            refused = static_refusal(self.webhook_url)
+            if refused:
+                raise InvalidArgumentsError(
+                    f"webhook_url {refused}: refused (CONVEYOR_WEBHOOK_ALLOW_PRIVATE=true allows it)"
+                )
         return NewJob(
             "",
             task.name,
@@ -147,6 +165,7 @@ class JobOptions(BaseModel):
             scheduled,
             self.group_key if self.group_key is not None else task_group_key(task),
             tuple(dict.fromkeys(p.lower() for p in self.depends_on or ())),
+            webhook_url=self.webhook_url,
         )
 
 

@@ -66,6 +66,8 @@ class Settings:
     data_dir: str = DEFAULT_DATA_DIR
     max_upload_mb: int = DEFAULT_MAX_UPLOAD_MB
     crawl_allow_private: bool = False
+    webhook_allow_private: bool = False
+    webhook_secret: str | None = None  # signs deliveries to jobs' own webhook_url (subscriptions have their own)
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
     max_body_mb: int = DEFAULT_MAX_BODY_MB
@@ -88,6 +90,8 @@ class Settings:
             raise ConfigError(f"poll interval must be positive, got {self.poll_interval_s}s")
         if not 0 < self.connect_timeout_s <= 3600:
             raise ConfigError(f"connect timeout must be between 0 and 3600 s, got {self.connect_timeout_s}s")
+        if self.webhook_secret is not None and not self.webhook_secret.startswith("whsec_"):
+            raise ConfigError("CONVEYOR_WEBHOOK_SECRET must be a Standard Webhooks secret: whsec_ + base64")
         if not 1 <= self.max_body_mb <= 1024:
             raise ConfigError(f"max body must be 1 to 1024 MB, got {self.max_body_mb}")
 
@@ -117,6 +121,10 @@ class Settings:
             values["max_upload_mb"] = _number("CONVEYOR_MAX_UPLOAD_MB", env["CONVEYOR_MAX_UPLOAD_MB"], int)
         if "CONVEYOR_CRAWL_ALLOW_PRIVATE" in env:
             values["crawl_allow_private"] = _truthy(env["CONVEYOR_CRAWL_ALLOW_PRIVATE"])
+        if "CONVEYOR_WEBHOOK_ALLOW_PRIVATE" in env:
+            values["webhook_allow_private"] = _truthy(env["CONVEYOR_WEBHOOK_ALLOW_PRIVATE"])
+        if env.get("CONVEYOR_WEBHOOK_SECRET"):
+            values["webhook_secret"] = env["CONVEYOR_WEBHOOK_SECRET"]
         if "CONVEYOR_POLL_INTERVAL_S" in env:
             values["poll_interval_s"] = _number("CONVEYOR_POLL_INTERVAL_S", env["CONVEYOR_POLL_INTERVAL_S"], float)
         if "CONVEYOR_CONNECT_TIMEOUT_S" in env:

@@ -185,6 +185,8 @@ LAZY_IMPORTS = {
     "conveyor.schedules.plugin": {  # likewise: a worker needs only the scheduler, not the routes, commands or page
         "conveyor.api", "conveyor.api.schedules", "conveyor.cli.schedules", "conveyor.dashboard.schedules",
     },
+    "conveyor.webhooks.worker": {"conveyor.webhooks.service"},  # httpx (it imports rich): when a worker starts
+    "conveyor.webhooks.plugin": {"conveyor.dashboard.webhooks"},  # the dashboard page, when the server mounts it
 }
 
 

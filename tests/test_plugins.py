@@ -12,7 +12,8 @@ from conveyor.plugins.builtin import BUILTIN_PLUGINS
 def test_the_builtins_come_first_then_the_users() -> None:
     mine = Plugin("mine")
     app = Conveyor("sqlite:///:memory:", plugins=[mine])
-    assert [p.name for p in app.plugins] == ["demo", "ingest", "schedules", "workflows", "dashboard", "mine"]
+    names = ["demo", "ingest", "schedules", "workflows", "webhooks", "dashboard", "mine"]
+    assert [p.name for p in app.plugins] == names
     assert app.plugins[: len(BUILTIN_PLUGINS)] == BUILTIN_PLUGINS
 
 

@@ -38,6 +38,7 @@ from conveyor.api.models import (
     WorkerList,
 )
 from conveyor.api.protocol import WorkerProtocol
+from conveyor.api.webhooks import create_webhook_router
 from conveyor.errors import InvalidArgumentsError, InvalidStateError
 from conveyor.job import JobStatus
 from conveyor.job_controls import MAX_LIST_LIMIT
@@ -227,5 +228,6 @@ def create_router(conveyor: Conveyor, *, hub: EventHub | None = None) -> APIRout
         """Records the failure; with `retry` and retries left the job is scheduled again after a backoff."""
         return _job_response(protocol.fail(job_id, body))
 
+    router.include_router(create_webhook_router(conveyor))
     return router
 

@@ -97,7 +97,7 @@ class DependencyOps:
                     blocked = why = None
                 rows.append([j.id, j.type, j.queue, status.value, j.priority, j.args, j.max_retries, j.timeout,
                              j.run_at, j.tags, j.metadata, remaining, j.id in parents_in_batch, blocked, why,
-                             j.workflow_id, j.step, j.group_key])
+                             j.workflow_id, j.step, j.group_key, j.webhook_url])
                 edges.extend([p, j.id] for p in j.depends_on)
                 out.append(_as_job(j, created_at, status, why))
             tx.execute("insert_graph", {"batch": dumps(rows), "now": now})

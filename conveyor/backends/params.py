@@ -31,6 +31,7 @@ class NewJob:
     depends_on: tuple[str, ...] = ()  # parents' ids: the job starts `waiting` (SPEC section 7)
     workflow_id: str | None = None
     step: str | None = None
+    webhook_url: str | None = None  # this job's terminal event goes there (webhooks)
 
     def batch(self, payloads: Sequence[dict[str, Any]]) -> list[NewJob]:
         """One job per payload, each with this template's options and a new id (in increasing order)."""
@@ -41,12 +42,12 @@ class NewJob:
         """This job's options for another job: `self` as the template of a batch."""
         return NewJob(job_id, self.type, self.queue, self.priority, args, self.max_retries, self.timeout, self.run_at,
                       self.tags, self.metadata, self.unique_key, self.scheduled, self.group_key,
-                      self.depends_on, self.workflow_id, self.step)
+                      self.depends_on, self.workflow_id, self.step, self.webhook_url)
 
     def with_group_key(self, group_key: str | None) -> NewJob:
         return NewJob(self.id, self.type, self.queue, self.priority, self.args, self.max_retries, self.timeout,
                       self.run_at, self.tags, self.metadata, self.unique_key, self.scheduled, group_key,
-                      self.depends_on, self.workflow_id, self.step)
+                      self.depends_on, self.workflow_id, self.step, self.webhook_url)
 
     def as_job(self, now: datetime, job_id: str | None = None, args: dict[str, Any] | None = None) -> Job:
         """The job as it is right after its insert at `now` (so a backend need not read it back); with `job_id` and

@@ -32,6 +32,7 @@ from conveyor.backends.queue_ops import QueueOps
 from conveyor.backends.rows import claimed_in_order, event_from_row, is_uuid, job_from_row, worker_from_row
 from conveyor.backends.schedules import ScheduleOps
 from conveyor.backends.stats import Stats
+from conveyor.backends.webhooks import WebhookOps
 from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateError, JobNotFoundError
 from conveyor.job import Job, JobEvent, JobPage, JobStatus, WorkerInfo
 
@@ -56,6 +57,7 @@ def insert_row(job: NewJob, now: float, encode: Any = dumps) -> dict[str, Any]:
         "metadata": encode(job.metadata),
         "unique_key": job.unique_key,
         "group_key": job.group_key,
+        "webhook_url": job.webhook_url,
         "now": now,
     }
 
@@ -76,7 +78,7 @@ def shared_encoder() -> Any:
 IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
 
 
-class SQLBackend(QueueOps, ScheduleOps, DependencyOps, Backend):
+class SQLBackend(QueueOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
     driver: Driver
 
     # ------------------------------------------------------------------------------------------ dialect hooks

@@ -15,6 +15,7 @@ import typer
 from conveyor.cli import check, enqueue, migrate, serve, stats, worker
 from conveyor.cli.jobs import jobs_cli
 from conveyor.cli.queues import queues_cli
+from conveyor.cli.webhooks import webhooks_cli
 from conveyor.cli.workflows import workflows_cli
 from conveyor.plugins.builtin import BUILTIN_PLUGINS
 
@@ -34,6 +35,7 @@ cli.command()(check.check)
 cli.add_typer(jobs_cli, name="jobs")
 cli.add_typer(queues_cli, name="queues")
 cli.add_typer(workflows_cli, name="workflows")
+cli.add_typer(webhooks_cli, name="webhooks")
 
 
 @functools.cache

@@ -27,6 +27,7 @@ def enqueue(
     depends_on: Annotated[
         list[str] | None, typer.Option(help="Wait for this job id to complete first; repeat for more.")
     ] = None,
+    webhook_url: Annotated[str | None, typer.Option(help="An http(s) URL that gets this job's terminal event.")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Enqueue a job and print its id."""
@@ -49,6 +50,7 @@ def enqueue(
         unique_key=unique_key,
         group_key=group_key,
         depends_on=depends_on,
+        webhook_url=webhook_url,
     )
     if as_json:
         print_json(job.to_dict())

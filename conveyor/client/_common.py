@@ -25,7 +25,7 @@ from conveyor.job import TERMINAL_STATUSES, Job, JobStatus
 DEFAULT_URL = "http://127.0.0.1:8000"
 PREFIX = "/api/v1"
 _OPTIONS = ("queue", "priority", "max_retries", "timeout", "delay", "run_at", "unique_key", "tags", "metadata",
-            "group_key")
+            "group_key", "webhook_url")
 
 
 class ApiError(ConveyorError):

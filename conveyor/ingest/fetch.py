@@ -20,6 +20,12 @@ from typing import Any
 import httpx
 
 from conveyor.ingest.errors import UnsafeURLError
+from conveyor.netguard import Address, Network, address_refusal
+
+__all__ = [
+    "Address", "CrawlPolicy", "FetchError", "Fetched", "Network", "SafeFetcher", "address_refusal", "check_url",
+    "check_url_statically",
+]
 
 USER_AGENT = "ConveyorBot/0.1"
 MAX_PAGE_BYTES = 2 * 1024 * 1024
@@ -30,11 +36,6 @@ MAX_REDIRECTS = 5
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 TEXT_TYPES = ("text/plain",)
 _REDIRECTS = {301, 302, 303, 307, 308}
-_NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
-_ALWAYS_BLOCKED = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("192.0.0.0/24"))
-
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -48,46 +49,6 @@ def _system_resolver(host: str, port: int) -> list[str]:
     except socket.gaierror as exc:
         raise FetchError(f"cannot resolve {host!r}: {exc.strerror}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if any(ip in net for net in _NAT64):
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if ip.teredo is not None:
-        return ip.teredo[1]
-    return None
-
-
-def address_refusal(ip: Address) -> str | None:
-    """Why the crawler must not connect to this address by default (None: it is a public unicast address)."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        inner = _embedded_ipv4(ip)
-        if inner is not None:
-            reason = address_refusal(inner)
-            return f"{reason} (inside the IPv6 address {ip})" if reason else None
-        if ip.scope_id:
-            return "a scoped IPv6 address"
-    if ip.is_loopback:
-        return "a loopback address"
-    if ip.is_multicast:
-        return "a multicast address"
-    if ip.is_link_local:
-        return "a link-local address (cloud metadata services live there)"
-    if ip.is_unspecified:
-        return "the unspecified address"
-    if any(ip in net for net in _ALWAYS_BLOCKED if net.version == ip.version):
-        return "a shared (CGNAT) or IETF-reserved address"
-    if ip.is_reserved:
-        return "a reserved address"
-    if ip.is_private:
-        return "a private address"
-    if not ip.is_global:
-        return "a non-global address"
-    return None
 
 
 @dataclass(frozen=True, slots=True)

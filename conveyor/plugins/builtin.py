@@ -1,5 +1,5 @@
 """The built-in plugins, in the order the server mounts their routes: the demo tasks, the ingestion, the schedules,
-the workflows (their dashboard pages), the dashboard."""
+the workflows and the webhooks (their dashboard pages), the dashboard."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from conveyor.demo import PLUGIN as DEMO
 from conveyor.ingest.plugin import PLUGIN as INGESTION
 from conveyor.plugins import DashboardPage, Plugin
 from conveyor.schedules.plugin import PLUGIN as SCHEDULES
+from conveyor.webhooks.plugin import PLUGIN as WEBHOOKS
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -32,6 +33,6 @@ def _workflow_pages() -> Sequence[DashboardPage]:
 
 WORKFLOWS = Plugin("workflows", dashboard_pages=_workflow_pages)  # its REST routes and commands are core ones
 DASHBOARD = Plugin("dashboard", router=_dashboard_router)
-BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, SCHEDULES, WORKFLOWS, DASHBOARD)
+BUILTIN_PLUGINS: tuple[Plugin, ...] = (DEMO, INGESTION, SCHEDULES, WORKFLOWS, WEBHOOKS, DASHBOARD)
 
-__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION", "SCHEDULES", "WORKFLOWS"]
+__all__ = ["BUILTIN_PLUGINS", "DASHBOARD", "DEMO", "INGESTION", "SCHEDULES", "WEBHOOKS", "WORKFLOWS"]

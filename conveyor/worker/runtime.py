@@ -33,6 +33,7 @@ from conveyor.blocking import BlockingCalls
 from conveyor.context import JobContext
 from conveyor.errors import BackendError
 from conveyor.schedules.service import Scheduler
+from conveyor.webhooks.worker import sender_for
 from conveyor.worker.executor import Executor, Running, settled
 from conveyor.worker.maintenance import Maintenance
 from conveyor.worker.slots import Slots
@@ -150,6 +151,7 @@ class Worker:
             self._service(self._every(CANCEL_CHECK_S, self._check_cancels, "cancel check"), "cancel watch"),
             self._service(self._every(min(self.lease_s / 3, 5.0), self._maintain, "maintenance"), "maintenance"),
             self._service(Scheduler(self.app, self.clock).run(), "scheduler"),
+            *[self._service(s.run(), "webhook sender") for s in sender_for(self.app, self.clock, self.burst)],
         ]
         try:
             await self._fetch_loop()

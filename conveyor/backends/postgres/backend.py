@@ -127,7 +127,7 @@ class PostgresBackend(SQLBackend):
             return [jobs[0].as_job(created_at)]
 
         def go(tx: PostgresTx) -> list[Job]:
-            if not keyed and len(jobs) >= COPY_MIN_JOBS:
+            if not keyed and len(jobs) >= COPY_MIN_JOBS and not any(j.webhook_url for j in jobs):
                 # COPY: the fastest way in; with no unique key nothing can conflict, so every row goes in.
                 return copy_jobs(tx.conn, jobs, now, created_at)
             if len(jobs) == 1:
@@ -148,7 +148,8 @@ class PostgresBackend(SQLBackend):
     ) -> list[Job]:
         """A batch of one task with the same options: streamed in by COPY as its ids, rows and Job values are made,
         so the server works on the first rows while the client makes the next (see `copy_many`)."""
-        if template.unique_key is not None or template.depends_on or len(payloads) < COPY_MIN_JOBS:
+        if (template.unique_key is not None or template.depends_on or template.webhook_url is not None
+                or len(payloads) < COPY_MIN_JOBS):
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         return self._insert(lambda tx: copy_many(tx.conn, template, payloads, now, created_at), connection)
@@ -255,5 +256,6 @@ def _insert_params(jobs: Sequence[NewJob], now: float) -> dict[str, Any]:
         "metadata": [encode(j.metadata) for j in jobs],
         "unique_keys": [j.unique_key for j in jobs],
         "group_keys": [j.group_key for j in jobs],
+        "webhook_urls": [j.webhook_url for j in jobs],
         "now": now,
     }

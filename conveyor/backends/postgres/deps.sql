@@ -8,14 +8,14 @@ SELECT id::text, status, step FROM conveyor_jobs WHERE id = ANY(%(ids)s::uuid[])
 
 -- name: insert_graph
 -- `%(batch)s` a JSON array of [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
--- deps_remaining, has_dependents, blocked_by, error, workflow_id, step, group_key].
+-- deps_remaining, has_dependents, blocked_by, error, workflow_id, step, group_key, webhook_url].
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
                            created_at, updated_at, deps_remaining, has_dependents, blocked_by, error, completed_at,
-                           status_message, workflow_id, step, group_key)
+                           status_message, workflow_id, step, group_key, webhook_url)
 SELECT (v ->> 0)::uuid, v ->> 1, v ->> 2, v ->> 3, (v ->> 4)::int, v -> 5, (v ->> 6)::int, (v ->> 7)::float8,
        (v ->> 8)::float8, v -> 9, v -> 10, %(now)s::float8, %(now)s::float8, (v ->> 11)::int, (v ->> 12)::boolean,
        (v ->> 13)::uuid, v ->> 14, CASE WHEN v ->> 3 = 'cancelled' THEN %(now)s::float8 END, v ->> 14,
-       (v ->> 15)::uuid, v ->> 16, v ->> 17
+       (v ->> 15)::uuid, v ->> 16, v ->> 17, v ->> 18
 FROM jsonb_array_elements(%(batch)s::jsonb) AS v;
 
 -- name: insert_deps

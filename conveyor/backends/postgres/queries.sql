@@ -33,14 +33,15 @@ SET LOCAL jit = off;
 
 -- name: insert_jobs
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, group_key, created_at, updated_at)
+                           unique_key, group_key, webhook_url, created_at, updated_at)
 SELECT id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key, group_key,
-       %(now)s, %(now)s
+       webhook_url, %(now)s, %(now)s
 FROM unnest(%(ids)s::uuid[], %(types)s::text[], %(queues)s::text[], %(statuses)s::text[], %(priorities)s::int[],
             %(args)s::jsonb[], %(max_retries)s::int[], %(timeouts)s::float8[], %(run_ats)s::float8[],
-            %(tags)s::jsonb[], %(metadata)s::jsonb[], %(unique_keys)s::text[], %(group_keys)s::text[])
+            %(tags)s::jsonb[], %(metadata)s::jsonb[], %(unique_keys)s::text[], %(group_keys)s::text[],
+            %(webhook_urls)s::text[])
      AS t(id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata, unique_key,
-          group_key)
+          group_key, webhook_url)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING
 RETURNING id;
@@ -48,10 +49,10 @@ RETURNING id;
 -- name: insert_job
 -- One job: scalar parameters (adapting a dozen one-element arrays cost the client more than the insert itself).
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, group_key, created_at, updated_at)
+                           unique_key, group_key, webhook_url, created_at, updated_at)
 VALUES (%(id)s::uuid, %(type)s, %(queue)s, %(status)s, %(priority)s::int, %(args)s::jsonb, %(max_retries)s::int,
         %(timeout)s::float8, %(run_at)s::float8, %(tags)s::jsonb, %(metadata)s::jsonb, %(unique_key)s::text,
-        %(group_key)s::text, %(now)s::float8, %(now)s::float8)
+        %(group_key)s::text, %(webhook_url)s::text, %(now)s::float8, %(now)s::float8)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING
 RETURNING id;

@@ -59,7 +59,7 @@ class SQLiteBackend(SQLBackend):
         With unique keys, the shared path (a job whose key an open job holds is that job)."""
         if any(j.depends_on for j in jobs):
             return self.insert_graph(jobs, now, connection=connection)
-        if connection is not None or not jobs or any(j.unique_key is not None for j in jobs):
+        if connection is not None or not jobs or any(j.unique_key is not None or j.webhook_url for j in jobs):
             return super().insert_jobs(jobs, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         if len(jobs) == 1:
@@ -79,7 +79,7 @@ class SQLiteBackend(SQLBackend):
         """A batch of one task with the same options: the options once, the ids and args as one JSON document."""
         if template.depends_on:
             return self.insert_graph(template.batch(payloads), now, connection=connection)
-        if connection is not None or template.unique_key is not None or len(payloads) < 2:
+        if connection is not None or template.unique_key is not None or template.webhook_url or len(payloads) < 2:
             return super().insert_many(template, payloads, now, connection)
         created_at = datetime.fromtimestamp(now, UTC)
         ids = uuid7_many(len(payloads))

@@ -7,14 +7,14 @@ SELECT id, status, step FROM conveyor_jobs WHERE id IN (SELECT value FROM json_e
 
 -- name: insert_graph
 -- `:batch` a JSON array of [id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
--- deps_remaining, has_dependents, blocked_by, error, workflow_id, step, group_key].
+-- deps_remaining, has_dependents, blocked_by, error, workflow_id, step, group_key, webhook_url].
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
                            created_at, updated_at, deps_remaining, has_dependents, blocked_by, error, completed_at,
-                           status_message, workflow_id, step, group_key)
+                           status_message, workflow_id, step, group_key, webhook_url)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, value -> 5, value ->> 6, value ->> 7,
        value ->> 8, value -> 9, value -> 10, :now, :now, value ->> 11, value ->> 12, value ->> 13, value ->> 14,
        CASE WHEN value ->> 3 = 'cancelled' THEN :now END, value ->> 14, value ->> 15, value ->> 16,
-       value ->> 17
+       value ->> 17, value ->> 18
 FROM json_each(:batch);
 
 -- name: insert_deps

@@ -16,9 +16,9 @@ INSERT INTO conveyor_schema (version) VALUES (:version);
 
 -- name: insert_job
 INSERT INTO conveyor_jobs (id, type, queue, status, priority, args, max_retries, timeout, run_at, tags, metadata,
-                           unique_key, group_key, created_at, updated_at)
+                           unique_key, group_key, webhook_url, created_at, updated_at)
 VALUES (:id, :type, :queue, :status, :priority, :args, :max_retries, :timeout, :run_at, :tags, :metadata,
-        :unique_key, :group_key, :now, :now)
+        :unique_key, :group_key, :webhook_url, :now, :now)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('scheduled', 'pending', 'processing')
 DO NOTHING;
 
