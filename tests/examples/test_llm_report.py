@@ -17,7 +17,8 @@ def report(processes: Processes, *args: str) -> str:
 
 def test_a_report_runs_to_the_end_with_progress(processes: Processes, tmp_path: Path) -> None:
     processes.worker("llm_report", "report:app")
-    out = report(processes, "start", "Quarterly sales", "--sections", "3", "--words", "60", "--token-seconds", "0.005")
+    # 60 words at 0.02 s: 1.2 s a section, so the 0.2 s poll of `start` sees each section even on a loaded machine
+    out = report(processes, "start", "Quarterly sales", "--sections", "3", "--words", "60", "--token-seconds", "0.02")
     lines = out.splitlines()
     job_id = lines[0]
     percents = [int(line.split()[1].rstrip("%")) for line in lines[1:-1]]
