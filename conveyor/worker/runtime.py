@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,6 @@ from conveyor.backends.base import (
     Outcome,
     ProgressUpdate,
     Released,
-    WorkerBeat,
 )
 from conveyor.blocking import BlockingCalls
 from conveyor.context import JobContext
@@ -36,6 +35,7 @@ from conveyor.schedules.service import Scheduler
 from conveyor.webhooks.worker import sender_for
 from conveyor.worker.executor import Executor, Running, settled
 from conveyor.worker.maintenance import Maintenance
+from conveyor.worker.services import WorkerServices
 from conveyor.worker.slots import Slots
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ ERROR_PAUSE_S = 1.0
 STARTUP_PAUSE_MAX_S = 10.0
 
 
-class Worker:
+class Worker(WorkerServices):
     def __init__(
         self,
         app: Conveyor,
@@ -379,59 +379,3 @@ class Worker:
         if left_running:
             log.info("worker %s: releasing %d unfinished jobs", self.id, len(left_running))
             await asyncio.wait({r.task for r in left_running if r.task is not None}, timeout=5.0)
-
-    # ------------------------------------------------------------------------------------------ side services
-    async def _every(self, seconds: float, action: Callable[[], Awaitable[object]], what: str) -> None:
-        """A side service's loop: `action` every `seconds`; a database error is logged, and the next round retries."""
-        while True:
-            await asyncio.sleep(seconds)
-            try:
-                await action()
-            except BackendError as exc:
-                log.warning("worker %s: %s failed: %s", self.id, what, exc)
-
-    async def _write_progress(self) -> None:
-        """Progress goes every PROGRESS_FLUSH_S; outcomes go with the fetcher's next claim."""
-        if self._progress:
-            progress, self._progress = self._progress, {}
-            await self._calls.run(self.backend.write_progress, list(progress.values()), self.clock())
-
-    async def _renew(self) -> None:
-        """The heartbeat renews the leases and brings back the jobs whose cancellation was asked."""
-        self._cancel_running(await self._beat())
-
-    async def _check_cancels(self) -> None:
-        if self._slots.holding():
-            self._cancel_running(await self._calls.run(self.backend.cancel_requests, self.id))
-
-    async def _flush(self) -> None:
-        """Write every pending outcome and progress update now (run_once, shutdown)."""
-        outcomes, self._outcomes = self._outcomes, []
-        progress = [*self._final_progress, *self._progress.values()]
-        self._final_progress, self._progress = [], {}
-        if not outcomes and not progress:
-            return
-        try:
-            lost, _ = await self._calls.run(self.backend.finish_and_claim, outcomes, progress, self.clock(), None)
-        except BackendError:
-            self._outcomes[:0] = outcomes
-            raise
-        self._lost(lost)
-
-    def _lost(self, lost: list[str]) -> None:
-        if lost:
-            self.lost.extend(lost)
-            log.warning("worker %s: lease lost, outcome not written for jobs %s", self.id, lost)
-
-    # ------------------------------------------------------------------------------------------ heartbeat
-    async def _beat(self) -> list[str]:
-        now = self.clock()
-        beat = WorkerBeat(
-            self.id, self.host, self.pid, self.queues, self.concurrency, self.started_at, now, now + self.lease_s,
-            holding=(*self._slots.holding(), *(o.job_id for o in self._outcomes)),
-            types=self.types,
-        )
-        return await self._calls.run(self.backend.heartbeat, beat)
-
-    async def _maintain(self) -> None:
-        await self._maintenance.run_once(self.clock())
