@@ -23,6 +23,9 @@ from conveyor.errors import (
 from conveyor.job import TERMINAL_STATUSES, Job, JobStatus
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+# an idle connection is reused for 2 s only: `conveyor serve` (uvicorn) closes one after 5 s, and at httpx's default of
+# 5 s a request could go out on a connection the server is closing (a failed request that was never answered)
+LIMITS = httpx.Limits(keepalive_expiry=2.0)
 PREFIX = "/api/v1"
 _OPTIONS = ("queue", "priority", "max_retries", "timeout", "delay", "run_at", "unique_key", "tags", "metadata",
             "group_key", "webhook_url")

@@ -12,6 +12,7 @@ from httpx_sse import aconnect_sse
 
 from conveyor.client._common import (
     DEFAULT_URL,
+    LIMITS,
     PREFIX,
     ApiError,
     _check,
@@ -39,7 +40,7 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.http = httpx.AsyncClient(
-            base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport
+            base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport, limits=LIMITS
         )
 
     async def __aenter__(self) -> AsyncClient:

@@ -12,6 +12,7 @@ from httpx_sse import connect_sse
 
 from conveyor.client._common import (
     DEFAULT_URL,
+    LIMITS,
     PREFIX,
     ApiError,
     _check,
@@ -39,7 +40,8 @@ class Client:
         timeout: float = 30.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport)
+        self.http = httpx.Client(base_url=base_url, headers=_headers(token), timeout=timeout, transport=transport,
+                                 limits=LIMITS)
 
     def __enter__(self) -> Client:
         return self

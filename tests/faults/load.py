@@ -53,7 +53,10 @@ class ApiLoad:
         self._n = 0
 
     async def run(self, done: Callable[[], bool], deadline_s: float) -> LoadReport:
-        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT + 2, max_keepalive_connections=MAX_IN_FLIGHT)
+        # keep-alive shorter than the server's (uvicorn closes an idle connection after 5 s, httpx's default is the
+        # same 5 s): else a request sent on a connection the server is closing fails, a race of the client's making
+        limits = httpx.Limits(max_connections=MAX_IN_FLIGHT + 2, max_keepalive_connections=MAX_IN_FLIGHT,
+                              keepalive_expiry=2.0)
         async with httpx.AsyncClient(base_url=self.base_url, timeout=60, limits=limits) as client:
             stream = asyncio.create_task(self._stream(client))
             gate = asyncio.Semaphore(MAX_IN_FLIGHT)
