@@ -191,7 +191,8 @@ def claim_with_limits(
 def _record_starts(tx: Tx, now: float, plans: Sequence[_Queue], rows: Sequence[Any]) -> None:
     """Count the claim's starts in each rate window (queue and key), and move each served key to the end of the
     turns, in the order of its last start in this claim (`rows` in the planner's order): the key served last
-    comes last, so a claim of one job after a claim of several takes the key that waited longest."""
+    comes last, so a claim of one job after a claim of several takes the key that waited longest; and after the
+    latest turn already recorded, so the turns follow the claims' commit order whatever their processes' clocks."""
     started = Counter(r[2] for r in rows)
     for plan in plans:
         window = plan.allow.window
@@ -199,15 +200,19 @@ def _record_starts(tx: Tx, now: float, plans: Sequence[_Queue], rows: Sequence[A
             tx.execute("record_queue_starts",
                        {"queue": plan.name, "window_start": window[0], "window_count": window[1] + started[plan.name]})
     by_key = Counter((r[2], r[10]) for r in rows if r[10] is not None)  # claim_chosen: queue, ..., group_key
-    last = {(r[2], r[10]): i for i, r in enumerate(rows) if r[10] is not None}
+    last_start = {(r[2], r[10]): i for i, r in enumerate(rows) if r[10] is not None}
     for plan in plans:
-        batch = []
+        batch: list[dict[str, Any]] = []
+        base = now
+        if any(by_key[(plan.name, key)] for key in plan.keys):
+            last = tx.rows("last_turn", {"queue": plan.name})[0][0]
+            base = max(now, (last or 0.0) + TURN_STEP_S)
         for key, (_, allow) in plan.keys.items():
             n = by_key[(plan.name, key)]
             if n:
                 start, count = allow.window if allow.window is not None else (None, None)
                 batch.append({"queue": plan.name, "key": key, "window_start": start,
                               "window_count": None if count is None else count + n,
-                              "served_at": now + last[(plan.name, key)] * TURN_STEP_S})
+                              "served_at": base + last_start[(plan.name, key)] * TURN_STEP_S})
         if batch:
             tx.executemany("serve_groups", batch)

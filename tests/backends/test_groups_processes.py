@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -78,9 +79,16 @@ def test_a_keys_concurrency_holds_across_processes_and_kills(
     workers = [procs.start(concurrency=4) for _ in range(4)]
     rng = random.Random(7)
     killed_at: dict[int, float] = {}
-    for _ in range(3):  # SIGKILL a random worker now and then, and start another in its place
+    def busy_worker() -> Any:
+        """A live worker process that holds a job now (its pid is in the job's worker id)."""
+        holding = {int(j.worker_id.split(":")[1]) for j in app.list_jobs(status="processing", limit=100).jobs
+                   if j.worker_id}
+        alive = [w for w in workers if w.poll() is None and w.pid in holding]
+        return rng.choice(alive) if alive else None
+
+    for _ in range(3):  # SIGKILL a worker that holds a job now and then, and start another in its place
         time.sleep(rng.uniform(0.5, 1.5))
-        victim = rng.choice([w for w in workers if w.poll() is None])
+        victim = wait_for(busy_worker, 30, 0.05, what="a worker holding a job")
         os.kill(victim.pid, signal.SIGKILL)
         killed_at[victim.pid] = time.time()
         victim.wait(10)

@@ -39,6 +39,11 @@ CROSS JOIN LATERAL (
     FOR UPDATE SKIP LOCKED
 ) j;
 
+-- name: last_turn
+-- The latest turn among the keys with ready jobs (the end of the turns index): a claim's keys go after it, so the
+-- turns follow the order of the claims' commits whatever the clocks of their processes say.
+SELECT max(served_at) FROM conveyor_groups WHERE queue = %(queue)s AND ready > 0;
+
 -- name: serve_groups
 -- One row per key served: its new place in the turns, and its rate window (null: no rate limit, kept as it is).
 UPDATE conveyor_groups
