@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import pytest
@@ -43,17 +45,29 @@ class RunningServer:
 
 
 def start_server(conveyor: Conveyor, *, heartbeat_s: float = 15.0) -> RunningServer:
-    port = free_port()
     hub = EventHub(conveyor, heartbeat_s=heartbeat_s)
     app = create_app(conveyor, hub=hub)
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, timeout=30, what="uvicorn to start")
-    return RunningServer(conveyor, f"http://127.0.0.1:{port}", server, thread, hub)
+    for _ in range(5):  # a free port may be taken by another process before uvicorn binds it: then another port
+        port = free_port()
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", timeout_graceful_shutdown=5
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=_serve, args=(server,), daemon=True)
+        thread.start()
+        wait_for(partial(_up_or_gone, server, thread), timeout=30, what="uvicorn to start")
+        if server.started:
+            return RunningServer(conveyor, f"http://127.0.0.1:{port}", server, thread, hub)
+    raise RuntimeError("uvicorn did not start on any of five free ports")
+
+
+def _up_or_gone(server: uvicorn.Server, thread: threading.Thread) -> bool:
+    return bool(server.started) or not thread.is_alive()
+
+
+def _serve(server: uvicorn.Server) -> None:
+    with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot bind: start_server tries another port
+        asyncio.run(server.serve())
 
 
 @pytest.fixture
