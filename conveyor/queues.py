@@ -21,9 +21,9 @@ MIN_RATE, MAX_RATE = 0.001, 1e6  # a vanishing rate would make the claim's rate 
 
 
 def check_name(kind: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value) > MAX_NAME or "\x00" in value:
+    if not usable_key(value):
         raise InvalidArgumentsError(f"{kind} must be a non-empty string of at most {MAX_NAME} characters without NUL")
-    return value
+    return str(value)
 
 
 def check_concurrency(field: str, value: Any) -> int | None:

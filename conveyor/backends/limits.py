@@ -65,7 +65,6 @@ class _Queue:
 
     name: str
     allow: Allowance
-    grouped: bool
     limited: bool  # a concurrency or rate limit of its own (its jobs without a key are not among `ready_jobs`)
     keys: dict[str, tuple[int, Allowance]]  # key -> (turn: 0 = least recently served, allowance)
     top: list[Any]  # its best keyed jobs by priority
@@ -130,7 +129,7 @@ def claim_with_limits(
         keyed = grouped and allow.n > 0 and _keyed_most(params) > 0
         keys, top = _group_allowances(tx, params, name, settings[0], array, types) if keyed else ({}, [])
         left_keyed = left_keyed or (bool(grouped) and allow.n > 0 and not keyed)  # no free slot for them
-        plans.append(_Queue(name, allow, bool(grouped), concurrency is not None or rate is not None, keys, top))
+        plans.append(_Queue(name, allow, concurrency is not None or rate is not None, keys, top))
     # candidates: (ref, queue, priority, run_at, group_key); the unlimited queues' first
     candidates = [(*c, None) for c in tx.rows("ready_jobs", {"queues": queues, "types": types, "limit": params.limit})]
     for plan in plans:
