@@ -100,9 +100,9 @@ class DependencyOps:
                              j.workflow_id, j.step, j.group_key, j.webhook_url])
                 edges.extend([p, j.id] for p in j.depends_on)
                 out.append(_as_job(j, created_at, status, why))
-            tx.execute("insert_graph", {"batch": dumps(rows), "now": now})
-            if edges:
+            if edges:  # before the jobs: the webhook rows their inserts write show their depends_on
                 tx.execute("insert_deps", {"batch": dumps(edges)})
+            tx.execute("insert_graph", {"batch": dumps(rows), "now": now})
             if outside:
                 tx.execute("mark_parents", {"ids": self.driver.array(outside)})
             return out
