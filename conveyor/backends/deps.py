@@ -33,7 +33,7 @@ def _as_job(job: NewJob, now: datetime, status: JobStatus, error: str | None) ->
         job.id, job.type, job.queue, status, job.priority, job.args, None, error, None, 0, None,
         0, job.max_retries, job.timeout, run_at, job.tags, job.metadata, job.unique_key,
         now, now, None, now if status is JobStatus.CANCELLED else None, None, False, job.group_key,
-        sorted(job.depends_on), job.workflow_id, job.step,
+        sorted(job.depends_on), job.workflow_id, job.step, job.webhook_url,
     )
 
 

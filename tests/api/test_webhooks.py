@@ -118,6 +118,13 @@ def test_enqueue_takes_a_webhook_url(api: httpx.Client, hook_server: RunningServ
     assert bad.status_code == 422 and "webhook_url" in bad.json()["error"]["message"]
     good = api.post("/api/v1/jobs", json={"type": "noop", "webhook_url": "https://example.com/hook"})
     assert good.status_code == 201, good.text
+    assert good.json()["webhook_url"] == "https://example.com/hook"
+    read = api.get(f"/api/v1/jobs/{good.json()['id']}").json()
+    assert read["webhook_url"] == "https://example.com/hook"
+    plain = api.post("/api/v1/jobs", json={"type": "noop"}).json()
+    assert "webhook_url" in plain and plain["webhook_url"] is None
+    listed = {j["id"]: j["webhook_url"] for j in api.get("/api/v1/jobs").json()["jobs"]}
+    assert listed == {read["id"]: "https://example.com/hook", plain["id"]: None}
 
 
 def test_unknown_webhook_is_404(api: httpx.Client) -> None:

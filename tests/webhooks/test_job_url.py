@@ -102,3 +102,19 @@ def test_steps_of_a_cancelled_workflow(hook_app: Conveyor) -> None:
     assert {name: s.status for name, s in steps.items()} == {"first": "cancelled", "second": "cancelled"}
     assert deliveries(hook_app, steps["first"].id) == [("job.cancelled", URL + "/first")]
     assert deliveries(hook_app, steps["second"].id) == [("job.cancelled", URL + "/second")]
+
+
+def test_the_job_shows_its_webhook_url(hook_app: Conveyor) -> None:
+    """In the Job model and its JSON, as returned by enqueue and read back, on every enqueue path."""
+    one = hook_app.enqueue("add", {"a": 1, "b": 1}, webhook_url=URL)
+    [batched] = hook_app.enqueue_many("add", [{"a": 1, "b": 1}], webhook_url=URL + "/many")
+    child = hook_app.enqueue("add", {"a": 1, "b": 1}, depends_on=[one.id], webhook_url=URL + "/child")
+    wf = hook_app.workflow("wf")
+    wf.step("only", "add", a=1, b=1, options={"webhook_url": URL + "/step"})
+    [step] = wf.enqueue().steps or []
+    plain = hook_app.enqueue("add", {"a": 1, "b": 1})
+    expected = {one.id: URL, batched.id: URL + "/many", child.id: URL + "/child", step.id: URL + "/step",
+                plain.id: None}
+    assert {j.id: j.webhook_url for j in (one, batched, child, step, plain)} == expected
+    assert {j: hook_app.require_job(j).webhook_url for j in expected} == expected
+    assert {j: hook_app.require_job(j).to_dict()["webhook_url"] for j in expected} == expected

@@ -170,6 +170,11 @@ def test_per_job_webhook_url_gets_the_terminal_event(db_url: str, hook_settings:
         Verifier(secret).verify(r.body, r.headers)
         assert r.path == "/hook?job=1"
         assert (r.json["type"], r.json["data"]["id"], r.json["data"]["result"]) == ("job.completed", job.id, 5)
+        assert r.json["data"]["webhook_url"] == receiver.url + "?job=1"
+        stored = app.require_job(job.id).to_dict()
+        assert r.json["data"].keys() == stored.keys()  # the job JSON, whole (times may differ in the last digit)
+        assert {k: v for k, v in r.json["data"].items() if not k.endswith("_at")} == {
+            k: v for k, v in stored.items() if not k.endswith("_at")}
         assert subscriptions.store(app).job_deliveries(other.id) == []
     finally:
         app.close()
@@ -252,3 +257,24 @@ def test_a_name_that_does_not_resolve_is_retried(db_url: str, hook_settings: Any
         assert row.status == "pending" and "cannot resolve" in (row.error or "")
     finally:
         app.close()
+
+
+def test_the_payload_is_the_whole_job(hook_app: Conveyor, receiver: Receiver) -> None:
+    """`data` has every field of the job JSON at the event: a dependent job's parents, its workflow and step, its
+    group key and webhook_url, from its creation on (the parents' edges are written before the job)."""
+    subscribe(hook_app, receiver.url, ["job.created"])
+    parent = hook_app.enqueue("add", {"a": 1, "b": 1})
+    child = hook_app.enqueue("add", {"a": 1, "b": 1}, depends_on=[parent.id], group_key="tenant:1",
+                             webhook_url="https://example.com/child")
+    wf = hook_app.workflow("wf")
+    first = wf.step("first", "add", a=1, b=1)
+    wf.step("second", "add", a=1, b=1, after=[first])
+    run = wf.enqueue()
+    drain(hook_app)
+    data = {b["data"]["id"]: b["data"] for b in receiver.bodies()}
+    assert data[child.id].keys() == hook_app.require_job(child.id).to_dict().keys()
+    assert (data[child.id]["depends_on"], data[child.id]["group_key"], data[child.id]["webhook_url"]) == (
+        [parent.id], "tenant:1", "https://example.com/child")
+    second = run.step("second")
+    assert (data[second.id]["workflow_id"], data[second.id]["step"], data[second.id]["depends_on"]) == (
+        run.id, "second", [run.step("first").id])
