@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from conveyor.backends.rows import job_from_row
+from conveyor.backends.rows import job_from_row, workflow_from_row
 from conveyor.backends.webhooks import WebhookOps
 from conveyor.blocking import BlockingCalls
 from conveyor.errors import BackendError
 from conveyor.webhooks.model import AttemptResult, ClaimedDelivery, Webhook
 from conveyor.webhooks.signing import signed_headers
 from conveyor.webhooks.urls import UnsafeWebhookURLError, checked_address, parse_url
+from conveyor.workflows.model import Workflow
 
 if TYPE_CHECKING:
     from conveyor.settings import Settings
@@ -72,10 +73,12 @@ def backoff_s(attempt: int, rand: Callable[[], float] = random.random) -> float:
 
 
 def body_of(delivery: ClaimedDelivery) -> str:
-    """`{"type", "timestamp", "data"}`: data is the job as the API shows it, as it was at the event."""
+    """`{"type", "timestamp", "data"}`: data is the job (or workflow) as the API shows it, as it was at the event."""
     data: Any = delivery.payload
     if delivery.event.startswith("job.") and isinstance(data, dict) and "status" in data:
         data = job_from_row(data, lambda value: value).to_dict()
+    elif delivery.event.startswith("workflow.") and isinstance(data, dict) and "steps_total" in data:
+        data = Workflow.of(workflow_from_row(data, lambda value: value)).to_dict()
     at = datetime.fromtimestamp(delivery.created_at, UTC).isoformat().replace("+00:00", "Z")
     return json.dumps({"type": delivery.event, "timestamp": at, "data": data}, separators=(",", ":"))
 

@@ -64,3 +64,20 @@ END $$;
 CREATE TRIGGER conveyor_jobs_webhook_url_created AFTER INSERT ON conveyor_jobs
     FOR EACH ROW WHEN (NEW.webhook_url IS NOT NULL AND NEW.status IN ('completed', 'failed', 'cancelled'))
     EXECUTE FUNCTION conveyor_jobs_webhook_url();
+
+-- Workflow events: a workflow that reaches a terminal status (its last step ended; a retried workflow can end again)
+-- is `workflow.<status>` to every active subscription that asks for it (the job filters do not apply: a workflow has
+-- no type, queue or tag of its own). The payload is the workflow's row; job_id stays NULL.
+CREATE FUNCTION conveyor_workflows_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO conveyor_webhook_deliveries (webhook_id, event, job_id, payload, next_attempt_at, created_at)
+    SELECT w.id, 'workflow.' || NEW.status, NULL, to_jsonb(NEW) - 'steps_ended' - 'cancelled',
+           NEW.updated_at, NEW.updated_at
+    FROM conveyor_webhooks w
+    WHERE NOT w.paused AND 'workflow.' || NEW.status = ANY (w.events)
+    ORDER BY w.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER conveyor_workflows_outbox AFTER UPDATE OF status ON conveyor_workflows
+    FOR EACH ROW WHEN (OLD.status IS DISTINCT FROM NEW.status AND NEW.status <> 'running')
+    EXECUTE FUNCTION conveyor_workflows_outbox();

@@ -102,3 +102,23 @@ BEGIN
                         'workflow_id', new.workflow_id, 'step', new.step, 'webhook_url', new.webhook_url),
             new.updated_at, new.updated_at);
 END;
+
+-- Workflow events: a workflow that reaches a terminal status (its last step ended; a retried workflow can end again)
+-- is `workflow.<status>` to every active subscription that asks for it (the job filters do not apply: a workflow has
+-- no type, queue or tag of its own). The payload is the workflow's row; job_id stays NULL.
+CREATE TRIGGER conveyor_workflows_outbox AFTER UPDATE OF status ON conveyor_workflows
+WHEN old.status IS NOT new.status AND new.status <> 'running'
+     AND EXISTS (SELECT 1 FROM conveyor_webhooks
+                 WHERE paused = 0 AND instr(events, '"workflow.' || new.status || '"') > 0)
+BEGIN
+    INSERT INTO conveyor_webhook_deliveries (webhook_id, event, job_id, payload, next_attempt_at, created_at)
+    SELECT w.id, 'workflow.' || new.status, NULL,
+           json_object('id', new.id, 'name', new.name, 'status', new.status, 'metadata', json(new.metadata),
+                       'steps_total', new.steps_total, 'steps_done', new.steps_done,
+                       'created_at', new.created_at, 'updated_at', new.updated_at,
+                       'completed_at', new.completed_at),
+           new.updated_at, new.updated_at
+    FROM conveyor_webhooks w
+    WHERE w.paused = 0 AND instr(w.events, '"workflow.' || new.status || '"') > 0
+    ORDER BY w.id;
+END;
