@@ -30,7 +30,7 @@ from conveyor.backends.webhooks import WebhookOps
 from conveyor.blocking import BlockingCalls
 from conveyor.errors import BackendError
 from conveyor.webhooks.model import AttemptResult, ClaimedDelivery, Webhook
-from conveyor.webhooks.signing import signed_headers
+from conveyor.webhooks.signing import new_secret, signed_headers
 from conveyor.webhooks.urls import UnsafeWebhookURLError, checked_address, parse_url
 from conveyor.workflows.model import Workflow
 
@@ -95,7 +95,7 @@ class WebhookSender:
     ) -> None:
         self.backend = backend
         self.allow_private = settings.webhook_allow_private
-        self.job_secret = settings.webhook_secret
+        self.job_secret = settings.webhook_secret  # else the database's (`job_webhook_secret`), read when needed
         self.clock = clock
         self.batch = batch
         self.per_endpoint = per_endpoint
@@ -169,6 +169,8 @@ class WebhookSender:
         if not claimed:
             return 0
         webhooks = {w.id: w for w in await self._calls.run(self.backend.list_webhooks)}
+        if self.job_secret is None and any(d.webhook_id is None for d in claimed):
+            self.job_secret = await self._calls.run(self.backend.job_webhook_secret, new_secret(), now)
         for delivery in claimed:
             self._in_flight[delivery.target] = self._in_flight.get(delivery.target, 0) + 1
             task = asyncio.create_task(self._deliver(delivery, webhooks.get(delivery.webhook_id or "")))

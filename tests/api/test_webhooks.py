@@ -134,3 +134,21 @@ def test_unknown_webhook_is_404(api: httpx.Client) -> None:
         answer = api.request(method, f"/api/v1/webhooks{path}", **kwargs)  # type: ignore[arg-type]
         assert answer.status_code == 404, (method, path, answer.text)
         assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_job_secret_is_shown(api: httpx.Client, hook_server: RunningServer, receiver: Receiver) -> None:
+    """GET /webhooks/job-secret: what signs deliveries to jobs' own webhook_url (generated, stored, stable)."""
+    from tests.webhooks.test_service import drain
+
+    answer = api.get("/api/v1/webhooks/job-secret")
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()
+    assert shown["secret"].startswith("whsec_") and shown["source"] == "generated"
+    assert api.get("/api/v1/webhooks/job-secret").json() == shown
+    app = hook_server.conveyor
+    app.task(name="noop")(lambda: None)
+    job = api.post("/api/v1/jobs", json={"type": "noop", "webhook_url": receiver.url}).json()
+    app.run_worker(burst=True)
+    assert drain(app) == 1
+    [sent] = receiver.requests
+    assert Verifier(shown["secret"]).verify(sent.body, sent.headers)["data"]["id"] == job["id"]
