@@ -118,3 +118,16 @@ def test_the_job_shows_its_webhook_url(hook_app: Conveyor) -> None:
     assert {j.id: j.webhook_url for j in (one, batched, child, step, plain)} == expected
     assert {j: hook_app.require_job(j).webhook_url for j in expected} == expected
     assert {j: hook_app.require_job(j).to_dict()["webhook_url"] for j in expected} == expected
+
+
+def test_failed_when_its_lease_expires_out_of_attempts(hook_app: Conveyor) -> None:
+    """The worker died holding it (no heartbeat) and it had no retry left: the rescuer ends it `failed`."""
+    from conveyor.backends.params import ClaimParams
+
+    job = hook_app.enqueue("boom", {}, webhook_url=URL)  # max_retries=0
+    now = hook_app.clock()
+    claimed = hook_app.backend.claim_jobs(ClaimParams("dead-worker", 1, now, now + 1.0))
+    assert [c.id for c in claimed.jobs] == [job.id]
+    assert hook_app.backend.rescue_expired(now + 60.0) == 1
+    assert hook_app.require_job(job.id).status == "failed"
+    assert deliveries(hook_app, job.id) == [("job.failed", URL)]
