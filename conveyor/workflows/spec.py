@@ -94,7 +94,8 @@ def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, l
             job = task.keyed(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
                                     template.max_retries, template.timeout, template.run_at, template.tags,
                                     template.metadata, None, template.scheduled, template.group_key,
-                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id, step.name))
+                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id, step.name,
+                                    template.webhook_url))
         except UnknownTaskError as exc:
             raise UnknownTaskError(exc.task_type, exc.known, where=where) from None
         except InvalidArgumentsError as exc:
