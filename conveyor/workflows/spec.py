@@ -9,12 +9,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from conveyor.backends.params import NewJob, NewWorkflow
 from conveyor.errors import InvalidArgumentsError, UnknownTaskError
 from conveyor.ids import uuid7, uuid7_many
 from conveyor.jsonsafe import check_json
-from conveyor.options import MAX_NAME, EnqueueSpec
+from conveyor.options import MAX_NAME, EnqueueSpec, JobId, Name
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
@@ -28,6 +29,10 @@ class StepSpec(EnqueueSpec):
 
     name: StepName
     after: list[StepName] = Field(default_factory=list, max_length=MAX_STEPS)
+    # A step's parents are steps (`after`), and a workflow's steps are not deduplicated: these two job options are
+    # refused by `build`, naming the step, so the schema does not offer them.
+    depends_on: SkipJsonSchema[list[JobId] | None] = None
+    unique_key: SkipJsonSchema[Name | None] = None
 
     @field_validator("name")
     @classmethod
@@ -85,8 +90,10 @@ def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, l
     jobs: list[NewJob] = []
     for step in spec.steps:
         where = f"step {step.name!r}"
-        if step.depends_on or step.unique_key is not None:
-            raise InvalidArgumentsError(f"{where}: a step takes `after` (step names), not depends_on or unique_key")
+        given = {"depends_on": bool(step.depends_on), "unique_key": step.unique_key is not None}
+        refused = [option for option, is_given in given.items() if is_given]
+        if refused:
+            raise InvalidArgumentsError(f"{where}: a step takes `after` (step names), not {' or '.join(refused)}")
         try:
             task = app.get_task(step.type)
             payload = task.validate(step.args)
