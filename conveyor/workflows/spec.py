@@ -5,7 +5,7 @@ cycle) before anything is stored, and an error names the step."""
 from __future__ import annotations
 
 import graphlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -58,21 +58,23 @@ class WorkflowSpec(BaseModel):
         return value
 
 
-def _order(steps: Sequence[StepSpec]) -> None:
+def _order(steps: Sequence[StepSpec], existing: Mapping[str, str] | None = None) -> None:
     """Refuse duplicate names, `after` naming no step of this workflow, and cycles (self-dependencies included)."""
     names: set[str] = set()
     for step in steps:
-        if step.name in names:
+        if step.name in names or step.name in (existing or {}):
             raise InvalidArgumentsError(f"step {step.name!r}: duplicate step name")
         names.add(step.name)
     graph: dict[str, list[str]] = {}
     for step in steps:
         for parent in step.after:
+            if parent in (existing or {}):
+                continue
             if parent not in names:
                 raise InvalidArgumentsError(f"step {step.name!r}: after names no step of this workflow: {parent!r}")
             if parent == step.name:
                 raise InvalidArgumentsError(f"step {step.name!r}: a step cannot run after itself")
-        graph[step.name] = step.after
+        graph[step.name] = [p for p in step.after if p in names]
     try:
         graphlib.TopologicalSorter(graph).prepare()
     except graphlib.CycleError as exc:
@@ -86,9 +88,24 @@ def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, l
     """The workflow and its jobs, ready to insert in one transaction; refused with an error naming the step."""
     _order(spec.steps)
     workflow = NewWorkflow(uuid7(), spec.name, spec.metadata)
-    ids = dict(zip((s.name for s in spec.steps), uuid7_many(len(spec.steps)), strict=True))
+    return workflow, _jobs(app, workflow.id, spec.steps, {}, now)
+
+
+def build_steps(
+    app: Conveyor, workflow_id: str, steps: Sequence[StepSpec], existing: Mapping[str, str], now: float
+) -> list[NewJob]:
+    """New steps of a stored workflow: `after` may also name its `existing` steps (name -> job id), which cannot
+    depend on new ones, so a cycle can only be among the new steps."""
+    _order(steps, existing)
+    return _jobs(app, workflow_id, steps, existing, now)
+
+
+def _jobs(
+    app: Conveyor, workflow_id: str, steps: Sequence[StepSpec], existing: Mapping[str, str], now: float
+) -> list[NewJob]:
+    ids = {**existing, **dict(zip((s.name for s in steps), uuid7_many(len(steps)), strict=True))}
     jobs: list[NewJob] = []
-    for step in spec.steps:
+    for step in steps:
         where = f"step {step.name!r}"
         given = {"depends_on": bool(step.depends_on), "unique_key": step.unique_key is not None}
         refused = [option for option, is_given in given.items() if is_given]
@@ -101,10 +118,10 @@ def build(app: Conveyor, spec: WorkflowSpec, now: float) -> tuple[NewWorkflow, l
             job = task.keyed(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
                                     template.max_retries, template.timeout, template.run_at, template.tags,
                                     template.metadata, None, template.scheduled, template.group_key,
-                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow.id, step.name))
+                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow_id, step.name))
         except UnknownTaskError as exc:
             raise UnknownTaskError(exc.task_type, exc.known, where=where) from None
         except InvalidArgumentsError as exc:
             raise InvalidArgumentsError(f"{where}: {exc.message}", errors=exc.errors) from None
         jobs.append(job)
-    return workflow, jobs
+    return jobs
