@@ -69,6 +69,11 @@ class WorkflowMethods:
         found = self._app.backend.get_workflow(str(workflow_id))
         return None if found is None else Workflow.of(*found)
 
+    def get_workflow_step(self, workflow_id: str, step: str) -> Job | None:
+        """The job of one step of a workflow (without reading the others), or None."""
+        found = self._app.backend.workflow_step_ids(str(workflow_id), [step])
+        return self._app.get_job(found[step]) if step in found else None
+
     def require_workflow(self, workflow_id: str) -> Workflow:
         workflow = self.get_workflow(workflow_id)
         if workflow is None:
