@@ -53,6 +53,9 @@ INSERT INTO ingest_chunks (source_id, namespace, chunk_index, text, char_count, 
                            created_at)
 VALUES (%(source_id)s, %(namespace)s, %(chunk_index)s, %(text)s, %(char_count)s, %(word_count)s, %(metadata)s, %(embedding)s, %(now)s);
 
+-- name: has_chunk
+SELECT EXISTS (SELECT 1 FROM ingest_chunks WHERE source_id = %(id)s AND chunk_index = %(chunk_index)s) AS stored;
+
 -- name: get_crawl_state
 SELECT state FROM ingest_crawl_state WHERE source_id = %(id)s;
 

@@ -220,14 +220,19 @@ class VectorStore:
             return self._finish_write(ex, source_id, namespace)
 
     def append_chunks(
-        self, source_id: str, new: NewChunks, checkpoint: dict[str, Any] | None = None, *, replace: bool = False
+        self, source_id: str, new: NewChunks, checkpoint: dict[str, Any] | None = None, *, replace: bool = False,
+        once: bool = False,
     ) -> int:
         """Add chunks (of one crawled page) and save the crawl checkpoint in the same transaction; `replace` first
-        deletes the source's chunks (the first page of a crawl that starts over)."""
+        deletes the source's chunks (the first page of a crawl that starts over); `once` adds nothing when the
+        source already has the first of these chunks (a page's step run again)."""
         with self._tx() as ex:
             namespace = self._claim_namespace(ex, source_id, new)
             if replace and ex.count(self.q["delete_chunks_of_source"], {"id": source_id}):
                 ex.run(self.q["bump_deletions"], {"namespace": namespace})
+            if once and new.chunks and ex.rows(self.q["has_chunk"], {"id": source_id,
+                                                                     "chunk_index": new.chunks[0].index})[0]["stored"]:
+                return int(ex.rows(self.q["get_source"], {"id": source_id})[0]["chunk_count"])
             if new.chunks:
                 self._insert(ex, source_id, namespace, new)
             if checkpoint is not None:
