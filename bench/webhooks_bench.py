@@ -89,6 +89,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--sync", action="store_true")
+    parser.set_defaults(keys=0)  # bench/run.py's processing phase: no group keys
     args = parser.parse_args()
     os.environ["CONVEYOR_WEBHOOK_ALLOW_PRIVATE"] = "true"
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-webhooks-bench-"))

@@ -1,31 +1,28 @@
-"""The sender's HTTP/1.1 client: keep-alive connections per endpoint (address, port, TLS name), each request written
-in one piece, each answer parsed by httptools (uvicorn's parser, in C).
+"""The sender's HTTP client: aiohttp, with keep-alive connections per endpoint, to the address the sender checked.
 
-Why not httpx: a POST through httpx's client cost the sender about 1 ms of CPU, a POST through httpcore alone (its
-connection pool and anyio's wrappers) 0.97 ms, the same POST on a kept-alive asyncio stream 0.04 ms (8 in flight,
-to bench/webhook_sink.py; cProfile: the pool's per-request expiry checks, anyio's socket attributes and timeouts).
-At 1 ms a delivery, two worker processes on two cores beside the receiver and the database cannot send 1,000 a
-second. A webhook needs little of a general client: POST with a body, no redirects (a 3xx is an answer like any
-other), no proxy, no cookies, and of the answer its status code only (its body is read, to reuse the connection,
-and dropped; past `max_body` bytes the connection is closed instead).
+Why aiohttp and not httpx: a POST through httpx's client cost the sender about 1 ms of CPU (cProfile: httpcore's
+pool and anyio's wrappers), through aiohttp 0.14-0.16 ms (8 in flight to bench/webhook_sink.py, one process). At
+1 ms a delivery, two worker processes on two cores beside the receiver and the database cannot send 1,000 a second.
+
+A webhook needs little of a general client, and this one asks for no more: POST with a body, no redirects (a 3xx is
+an answer like any other), no proxy, no cookies, no automatic headers, and of the answer its status code only (its
+body is read, to reuse the connection, and dropped; past `max_body` bytes the connection is closed instead). The
+request goes to the checked address (`Endpoint.address`, never resolved again: no DNS rebinding between the check
+and the connection); TLS checks the certificate against the URL's host name.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
 import ssl
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
 import certifi
-import httptools
 
 IDLE_S = 2.0  # an idle connection is reused this long only: servers close idle ones after a few seconds (uvicorn: 5)
-MAX_IDLE = 16  # idle connections kept per endpoint
-READ_BYTES = 65536
+MAX_PER_ENDPOINT = 16  # connections open at once per endpoint
 
 
 class SendError(Exception):
@@ -53,163 +50,86 @@ class Endpoint:
     port: int
     host: str
 
-
-class _Answer:
-    """httptools' callbacks: the final answer's status (1xx interim answers are skipped), its body's size, and
-    whether the connection may carry another request (asked at the end of the message: afterwards the parser no
-    longer knows)."""
-
-    __slots__ = ("body_bytes", "complete", "keep_alive", "parser", "status")
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpResponseParser(self)
-        self.status = 0
-        self.body_bytes = 0
-        self.complete = False
-        self.keep_alive = False
-
-    def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
-
-    def on_body(self, body: bytes) -> None:
-        self.body_bytes += len(body)
-
-    def on_message_complete(self) -> None:
-        if self.status >= 200:
-            self.complete = True
-            self.keep_alive = self.parser.should_keep_alive()
-
-
-class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-
-    def reusable(self, now: float) -> bool:
-        """Still open as far as this side can tell (a server that closed it has sent its EOF by now, mostly)."""
-        return now - self.idle_since < IDLE_S and not self.reader.at_eof() and not self.writer.is_closing()
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class _NothingBackError(Exception):
-    """The connection ended before a byte of the answer came (on a reused connection: try a new one)."""
+    def url(self, target: str) -> str:
+        address = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.scheme}://{address}:{self.port}{target}"
 
 
 class Connections:
-    """Keep-alive connections by endpoint. Not thread-safe: one event loop uses it."""
+    """One aiohttp session (its connection pool) for one event loop; made at the first request."""
 
     def __init__(self, connect_timeout_s: float, max_body: int, ssl_context: ssl.SSLContext | None = None) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.max_body = max_body
         self._ssl = ssl_context
-        self._idle: dict[Endpoint, list[_Connection]] = {}
+        self._session: aiohttp.ClientSession | None = None
 
     async def post(self, endpoint: Endpoint, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> int:
-        """POST `body` to `target` (path and query) at `endpoint`; the answer's status code. Raises SendError or
-        OSError when no complete answer came (the caller bounds the whole with a time-out)."""
-        lines = [f"POST {target} HTTP/1.1"]
-        lines.extend(f"{name}: {value}" for name, value in headers)
-        lines.append(f"content-length: {len(body)}\r\n\r\n")
-        request = "\r\n".join(lines).encode("latin-1") + body
-        while (conn := self._take(endpoint)) is not None:
-            try:  # a reused connection the server closed meanwhile: the next one, then a new one
-                return await self._exchange(endpoint, conn, request)
-            except _NothingBackError:
-                continue
-        conn = await self._connect(endpoint)
+        """POST `body` to `target` (path and query) at `endpoint`; the answer's status code. Raises SendError when
+        no complete answer came (the caller bounds the whole with a time-out)."""
         try:
-            return await self._exchange(endpoint, conn, request)
-        except _NothingBackError:
-            raise RemoteProtocolError("the server closed the connection without answering") from None
+            reused: dict[str, bool] = {}
+            try:
+                return await self._post(endpoint, target, headers, body, reused)
+            except aiohttp.ServerDisconnectedError:
+                if not reused:
+                    raise
+                # a kept-alive connection the server closed as the request went out: once more, on a new one
+                return await self._post(endpoint, target, headers, body, {})
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise ConnectError(f"certificate check failed: {exc.certificate_error}") from None
+        except aiohttp.ConnectionTimeoutError:
+            raise ConnectTimeoutError(f"no connection within {self.connect_timeout_s:g}s") from None
+        except aiohttp.ClientConnectorError as exc:
+            raise ConnectError(str(exc.os_error) or type(exc.os_error).__name__) from None
+        except aiohttp.ServerDisconnectedError:
+            raise RemoteProtocolError("the server closed the connection without a complete answer") from None
+        except aiohttp.ClientResponseError as exc:  # the answer could not be parsed
+            raise RemoteProtocolError(f"not an HTTP/1.1 answer: {exc.message}") from None
+        except aiohttp.ClientPayloadError as exc:
+            raise RemoteProtocolError(f"the connection broke during the answer: {exc}") from None
+        except aiohttp.ClientError as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from None
+
+    async def _post(
+        self, endpoint: Endpoint, target: str, headers: Sequence[tuple[str, str]], body: bytes, reused: dict[str, bool]
+    ) -> int:
+        """One request; `reused` gets a key when it went on a kept-alive connection."""
+        session = self._session or self._open()
+        tls = endpoint.scheme == "https"
+        options: dict[str, Any] = {"ssl": self._context(), "server_hostname": endpoint.host} if tls else {}
+        async with session.post(endpoint.url(target), data=body, headers=list(headers), allow_redirects=False,
+                                trace_request_ctx=reused, **options) as answer:
+            read = await answer.content.read(self.max_body + 1)
+            if len(read) > self.max_body:  # the rest is not read: the connection is not reused
+                answer.close()
+            return answer.status
 
     async def close(self) -> None:
-        idle = [c for conns in self._idle.values() for c in conns]
-        self._idle.clear()
-        for conn in idle:
-            conn.close()
-        for conn in idle:
-            with contextlib.suppress(OSError, ssl.SSLError):
-                await conn.writer.wait_closed()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
-    def _take(self, endpoint: Endpoint) -> _Connection | None:
-        idle = self._idle.get(endpoint)
-        now = time.monotonic()
-        while idle:
-            conn = idle.pop()
-            if conn.reusable(now):
-                return conn
-            conn.close()
-        return None
-
-    def _keep(self, endpoint: Endpoint, conn: _Connection) -> None:
-        idle = self._idle.setdefault(endpoint, [])
-        if len(idle) >= MAX_IDLE:
-            conn.close()
-            return
-        conn.idle_since = time.monotonic()
-        idle.append(conn)
+    def _open(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=MAX_PER_ENDPOINT, keepalive_timeout=IDLE_S,
+                                         use_dns_cache=False)
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_reuseconn.append(_note_reuse)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            trace_configs=[tracing],
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout_s),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+            auto_decompress=False,
+            trust_env=False,
+        )
+        return self._session
 
     def _context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = ssl.create_default_context(cafile=certifi.where())  # the CA bundle httpx trusts
-            self._ssl.set_alpn_protocols(["http/1.1"])
+            self._ssl = ssl.create_default_context(cafile=certifi.where())
         return self._ssl
 
-    async def _connect(self, endpoint: Endpoint) -> _Connection:
-        tls = endpoint.scheme == "https"
-        try:
-            async with asyncio.timeout(self.connect_timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    endpoint.address, endpoint.port, ssl=self._context() if tls else None,
-                    server_hostname=endpoint.host if tls else None, limit=READ_BYTES,
-                )
-        except TimeoutError:
-            raise ConnectTimeoutError(f"no connection within {self.connect_timeout_s:g}s") from None
-        except (OSError, ssl.SSLError) as exc:  # ssl.SSLError is an OSError; named for the reader
-            raise ConnectError(str(exc) or type(exc).__name__) from None
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return _Connection(reader, writer)
 
-    async def _exchange(self, endpoint: Endpoint, conn: _Connection, request: bytes) -> int:
-        """Send, read the answer; keep the connection if both sides may reuse it, else close it (also on any
-        error or cancellation: a connection with half an exchange on it is never reused)."""
-        keep = False
-        try:
-            answer = _Answer()
-            received = False
-            try:
-                conn.writer.write(request)
-                await conn.writer.drain()
-                while not answer.complete:
-                    chunk = await conn.reader.read(READ_BYTES)
-                    if not chunk:
-                        break
-                    received = True
-                    answer.parser.feed_data(chunk)
-                    if answer.body_bytes > self.max_body:
-                        break
-            except (ConnectionResetError, BrokenPipeError) as exc:
-                if not received:
-                    raise _NothingBackError from exc
-                raise RemoteProtocolError(f"the connection broke during the answer: {exc}") from None
-            except httptools.HttpParserError as exc:
-                raise RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}") from None
-            if not received:
-                raise _NothingBackError
-            if not answer.status:  # EOF before the end of the status line and headers
-                raise RemoteProtocolError("the server closed the connection in the middle of its answer")
-            keep = answer.complete and answer.keep_alive
-            return answer.status
-        finally:
-            if keep:
-                self._keep(endpoint, conn)
-            else:
-                conn.close()
+async def _note_reuse(session: aiohttp.ClientSession, context: Any, params: Any) -> None:
+    context.trace_request_ctx["reused"] = True
