@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from conveyor.errors import InvalidStateError
 from conveyor.job import json_value
 
 if TYPE_CHECKING:
@@ -78,8 +79,6 @@ class JobContext:
     def extend_workflow(self, steps: Sequence[Any], before: Sequence[str] = ()) -> list[Job]:
         """Add steps to this step's own workflow (`app.extend_workflow`): e.g. one step per item found while it
         runs, with a final step in `before` that then waits for them all."""
-        from conveyor.errors import InvalidStateError
-
         if self._workflow_id is None:
             job = self.app.get_job(self.job_id)
             if job is None or job.workflow_id is None:
