@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from conveyor.job import json_value
@@ -60,6 +60,7 @@ class JobContext:
         self._progress_sink = progress_sink
         self._cancelled = False
         self._parent_results: dict[str, Any] | None = None
+        self._workflow_id: str | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -73,6 +74,18 @@ class JobContext:
         if self._parent_results is None:
             self._parent_results = self.app.backend.parent_results(self.job_id)
         return self._parent_results
+
+    def extend_workflow(self, steps: Sequence[Any], before: Sequence[str] = ()) -> list[Job]:
+        """Add steps to this step's own workflow (`app.extend_workflow`): e.g. one step per item found while it
+        runs, with a final step in `before` that then waits for them all."""
+        from conveyor.errors import InvalidStateError
+
+        if self._workflow_id is None:
+            job = self.app.get_job(self.job_id)
+            if job is None or job.workflow_id is None:
+                raise InvalidStateError(f"job {self.job_id} is not a step of a workflow")
+            self._workflow_id = job.workflow_id
+        return self.app.extend_workflow(self._workflow_id, steps, before)
 
     def _request_cancel(self) -> None:
         self._cancelled = True

@@ -91,10 +91,21 @@ class Backend(abc.ABC):
         transaction; an unknown parent refuses the whole batch (InvalidArgumentsError)."""
 
     @abc.abstractmethod
+    def extend_workflow(
+        self, workflow_id: str, jobs: Sequence[NewJob], before: Sequence[str], now: float
+    ) -> list[Job]:
+        """Add steps to a running workflow in one transaction; the steps named in `before` (waiting) wait for them
+        too. Parents outside the batch must be steps of it that are ready, running or completed."""
+
+    @abc.abstractmethod
     def parent_results(self, job_id: str) -> dict[str, Any]: ...
 
     @abc.abstractmethod
     def get_workflow(self, workflow_id: str) -> tuple[WorkflowRow, list[Job]] | None: ...
+
+    @abc.abstractmethod
+    def workflow_step_ids(self, workflow_id: str, names: Sequence[str]) -> dict[str, str]:
+        """The job ids of the workflow's steps of those names (name -> id; names it has not are left out)."""
 
     @abc.abstractmethod
     def list_workflows(

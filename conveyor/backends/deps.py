@@ -19,6 +19,7 @@ from conveyor.errors import ConfigError, InvalidArgumentsError, InvalidStateErro
 from conveyor.job import Job, JobStatus
 
 FAILED = ("failed", "cancelled")
+READY_OR_DONE = ("scheduled", "pending", "processing", "completed")  # its own parents all completed
 
 
 def _parent_name(job_id: str, step: str | None) -> str:
@@ -65,7 +66,6 @@ class DependencyOps:
         if bad:
             raise InvalidArgumentsError(f"depends_on: {bad[0]!r} is not a job id")
         parents_in_batch = {p for j in jobs for p in j.depends_on if p in ids}
-        created_at = datetime.fromtimestamp(now, UTC)
 
         def go(tx: Tx) -> list[Job]:
             found: dict[str, tuple[str, str | None]] = {}
@@ -81,33 +81,102 @@ class DependencyOps:
                 tx.execute("insert_workflow", {"id": workflow.id, "name": workflow.name,
                                                "metadata": dumps(workflow.metadata), "steps_total": len(jobs),
                                                "now": now})
-            rows: list[list[Any]] = []
-            edges: list[list[str]] = []
-            out: list[Job] = []
-            for j in jobs:
-                remaining = sum(1 for p in j.depends_on if p in ids or found[p][0] != "completed")
-                dead = next((p for p in j.depends_on if p not in ids and found[p][0] in FAILED), None)
-                if dead is not None:
-                    status, blocked = JobStatus.CANCELLED, dead
-                    why: str | None = f"{_parent_name(dead, found[dead][1])} {found[dead][0]}"
-                elif remaining:
-                    status, blocked, why = JobStatus.WAITING, None, None
-                else:
-                    status = JobStatus.SCHEDULED if j.scheduled else JobStatus.PENDING
-                    blocked = why = None
-                rows.append([j.id, j.type, j.queue, status.value, j.priority, j.args, j.max_retries, j.timeout,
-                             j.run_at, j.tags, j.metadata, remaining, j.id in parents_in_batch, blocked, why,
-                             j.workflow_id, j.step, j.group_key, j.webhook_url])
-                edges.extend([p, j.id] for p in j.depends_on)
-                out.append(_as_job(j, created_at, status, why))
-            if edges:  # before the jobs: the webhook rows their inserts write show their depends_on
-                tx.execute("insert_deps", {"batch": dumps(edges)})
-            tx.execute("insert_graph", {"batch": dumps(rows), "now": now})
+            out = self._write_graph(tx, jobs, found, parents_in_batch, now)
             if outside:
                 tx.execute("mark_parents", {"ids": self.driver.array(outside)})
             return out
 
         return self._insert(go, connection)
+
+    def _write_graph(
+        self, tx: Tx, jobs: Sequence[NewJob], found: dict[str, tuple[str, str | None]], dependents: set[str],
+        now: float, extra_edges: Sequence[list[str]] = (),
+    ) -> list[Job]:
+        """Insert the jobs (their parents outside the batch read and locked in `found`) and their edges."""
+        ids = {j.id for j in jobs}
+        created_at = datetime.fromtimestamp(now, UTC)
+        rows: list[list[Any]] = []
+        edges: list[list[str]] = list(extra_edges)
+        out: list[Job] = []
+        for j in jobs:
+            remaining = sum(1 for p in j.depends_on if p in ids or found[p][0] != "completed")
+            dead = next((p for p in j.depends_on if p not in ids and found[p][0] in FAILED), None)
+            if dead is not None:
+                status, blocked = JobStatus.CANCELLED, dead
+                why: str | None = f"{_parent_name(dead, found[dead][1])} {found[dead][0]}"
+            elif remaining:
+                status, blocked, why = JobStatus.WAITING, None, None
+            else:
+                status = JobStatus.SCHEDULED if j.scheduled else JobStatus.PENDING
+                blocked = why = None
+            rows.append([j.id, j.type, j.queue, status.value, j.priority, j.args, j.max_retries, j.timeout,
+                         j.run_at, j.tags, j.metadata, remaining, j.id in dependents, blocked, why,
+                         j.workflow_id, j.step, j.group_key, j.webhook_url])
+            edges.extend([p, j.id] for p in j.depends_on)
+            out.append(_as_job(j, created_at, status, why))
+        if edges:  # before the jobs: the webhook rows their inserts write show their depends_on
+            tx.execute("insert_deps", {"batch": dumps(edges)})
+        tx.execute("insert_graph", {"batch": dumps(rows), "now": now})
+        return out
+
+    def extend_workflow(
+        self, workflow_id: str, jobs: Sequence[NewJob], before: Sequence[str], now: float
+    ) -> list[Job]:
+        """Add steps to a running workflow in one transaction (SPEC section 7). A new step's parents outside the
+        batch (its `depends_on`, by job id) must be steps of this workflow that are ready, running or completed (so
+        no cycle can form); every step named in `before` must be waiting, and then waits for every new step too.
+        A step name the workflow already has refuses the whole batch; so does a workflow that is not running or is
+        being cancelled (InvalidStateError)."""
+        if not is_uuid(workflow_id):
+            raise WorkflowNotFoundError(workflow_id)
+        ids = {j.id for j in jobs}
+        outside = sorted({p for j in jobs for p in j.depends_on if p not in ids})
+        names = [j.step for j in jobs if j.step is not None]
+        by_id = {"id": workflow_id}
+
+        def go(tx: Tx) -> list[Job]:
+            state = tx.rows("workflow_state", by_id)
+            if not state:
+                raise WorkflowNotFoundError(workflow_id)
+            status, cancelled = state[0]
+            if status != "running" or cancelled:
+                raise InvalidStateError(f"workflow {workflow_id} is {'being cancelled' if cancelled else status}: "
+                                        "only a running workflow can grow")
+            taken = [str(r[0]) for r in tx.rows("workflow_steps_named", {**by_id, "names": self.driver.array(names)})]
+            if taken:
+                raise InvalidStateError(f"step {taken[0]!r}: the workflow has a step of that name")
+            found: dict[str, tuple[str, str | None]] = {}
+            if outside:  # parents first, then the steps that wait: the order in which a completion locks them
+                for row in tx.rows("lock_parent_steps", {**by_id, "ids": self.driver.array(outside)}):
+                    found[str(row[0])] = (str(row[1]), row[2])
+            for parent in outside:
+                if parent not in found:
+                    raise InvalidArgumentsError(f"depends_on: no step of workflow {workflow_id} has the id {parent}")
+                if found[parent][0] not in READY_OR_DONE:
+                    raise InvalidStateError(f"step {found[parent][1]!r} is {found[parent][0]}: a new step can only "
+                                            "follow a step that is ready, running or completed")
+            waiting = tx.rows("lock_workflow_steps", {**by_id, "names": self.driver.array(list(before))})
+            known = {str(r[0]): (str(r[1]), str(r[2])) for r in waiting}
+            for name in before:
+                if name not in known:
+                    raise InvalidArgumentsError(f"before names no step of this workflow: {name!r}")
+                if known[name][1] != "waiting":
+                    raise InvalidStateError(f"step {name!r} is {known[name][1]}: only a waiting step can wait for "
+                                            "new steps")
+            children = sorted({known[name][0] for name in before})
+            dependents = {p for j in jobs for p in j.depends_on if p in ids}
+            if children:
+                dependents |= ids
+            out = self._write_graph(tx, jobs, found, dependents, now, [[j.id, c] for j in jobs for c in children])
+            if outside:
+                tx.execute("mark_parents", {"ids": self.driver.array(outside)})
+            if children:
+                tx.execute("add_parents", {"ids": self.driver.array(children), "count": len(jobs), "now": now})
+            if tx.execute("grow_workflow", {**by_id, "count": len(jobs), "now": now}) != 1:
+                raise InvalidStateError(f"workflow {workflow_id} ended or is being cancelled: it cannot grow")
+            return out
+
+        return self.driver.write(go)
 
     # ------------------------------------------------------------------------------------------ reading
     def parent_results(self, job_id: str) -> dict[str, Any]:
@@ -140,6 +209,13 @@ class DependencyOps:
         params = {"statuses": self.driver.array(list(status)) if status else None, "name": name, "limit": limit}
         rows = self.driver.read(lambda tx: tx.dicts("list_workflows", params))
         return [workflow_from_row(r, self._decode) for r in rows]
+
+    def workflow_step_ids(self, workflow_id: str, names: Sequence[str]) -> dict[str, str]:
+        if not is_uuid(workflow_id):
+            return {}
+        params = {"id": workflow_id, "names": self.driver.array(list(names))}
+        return {str(step): str(job_id) for step, job_id, _ in self.driver.read(
+            lambda tx: tx.rows("workflow_steps_named", params))}
 
     def count_workflows(self) -> dict[str, int]:
         return {str(s): int(n) for s, n in self.driver.read(lambda tx: tx.rows("count_workflows"))}

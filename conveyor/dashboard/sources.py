@@ -17,6 +17,7 @@ from conveyor.ingest import Ingestion
 
 if TYPE_CHECKING:
     from conveyor.dashboard import Dashboard
+    from conveyor.ingest.store import Source
 
 SEARCH_TOP_K = 8
 
@@ -67,6 +68,7 @@ class SourcesPage:
             except ConveyorError as exc:
                 error = exc.message
         names = {s.id: s.name for s in sources}
+        pipelines = await d.call(self._pipelines, sources)
         embeddings = await d.call(self.ingestion.embedding_status)
         return d.render(
             request,
@@ -79,8 +81,18 @@ class SourcesPage:
             source_names=names,
             error=error,
             embeddings=embeddings,
+            pipelines=pipelines,
             next_url="/ui/sources?" + urlencode({"namespace": namespace}) if namespace else "/ui/sources",
         )
+
+    def _pipelines(self, sources: list[Source]) -> dict[str, str]:
+        """Source id -> the workflow its job belongs to (a crawl's pipeline: the crawl, a step per page, `ready`)."""
+        out: dict[str, str] = {}
+        for source in sources:
+            job = self.dashboard.conveyor.get_job(source.job_id) if source.job_id else None
+            if job is not None and job.workflow_id is not None:
+                out[source.id] = job.workflow_id
+        return out
 
     async def data(self, request: Request, namespace: str = "") -> Response:
         """The namespace's sources as JSON, for the page to follow their processing."""

@@ -3,7 +3,7 @@
     from conveyor import Conveyor
     from conveyor.ingest import Ingestion
 
-    app = Conveyor()                                   # registers process_text, process_file, crawl_website
+    app = Conveyor()                                   # registers process_text, process_file, crawl_website, ...
     ingestion = Ingestion(app)
     source, job = ingestion.add_text("docs", "Conveyor runs background jobs.", name="intro")
     app.run_worker(burst=True)

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from conveyor.errors import ConveyorError, InvalidArgumentsError
 from conveyor.ingest.errors import IngestError, SourceNotFoundError
-from conveyor.ingest.tasks import register_ingest_tasks
+from conveyor.ingest.tasks import FINAL_STEP, register_ingest_tasks
 from conveyor.job import OPEN_STATUSES, Job, JobStatus
 
 if TYPE_CHECKING:
@@ -163,12 +163,8 @@ class Ingestion:
         source_id = str(uuid.uuid4())
         store.insert_source(source_id, namespace, name, kind, location=location, options=options)
         try:
-            job = self.app.enqueue(
-                task,
-                {"source_id": source_id},
-                tags=[f"source:{source_id}", f"namespace:{namespace}"],
-                metadata={"source_id": source_id, "namespace": namespace, "kind": kind},
-            )
+            job = self._enqueue(task, source_id, namespace, {"source_id": source_id, "namespace": namespace,
+                                                             "kind": kind})
         except BaseException:
             store.delete_source(source_id)
             raise
@@ -187,12 +183,8 @@ class Ingestion:
                 self.app.cancel(job.id)
         store.reset_source(old, location=location, options=options)
         try:
-            job = self.app.enqueue(
-                task,
-                {"source_id": old.id},
-                tags=[f"source:{old.id}", f"namespace:{old.namespace}"],
-                metadata={"source_id": old.id, "namespace": old.namespace, "kind": old.kind, "replaces": True},
-            )
+            job = self._enqueue(task, old.id, old.namespace, {"source_id": old.id, "namespace": old.namespace,
+                                                              "kind": old.kind, "replaces": True})
         except BaseException:
             store.reset_source(old, location=old.location, options=old.options, status=old.status, error=old.error,
                                job_id=old.job_id)
@@ -203,6 +195,25 @@ class Ingestion:
         source = store.get_source(old.id)
         assert source is not None
         return source, job
+
+    def _enqueue(self, task: str, source_id: str, namespace: str, metadata: dict[str, Any]) -> Job:
+        """The source's job; a crawl is a workflow (`conveyor.ingest.tasks`): its step `crawl` (the job returned),
+        the pages' steps it adds as it fetches them, and the step `ready` after them all."""
+        tags = [f"source:{source_id}", f"namespace:{namespace}"]
+        if task != "crawl_website":
+            return self.app.enqueue(task, {"source_id": source_id}, tags=tags, metadata=metadata)
+        options = {"tags": tags, "metadata": metadata}
+        workflow = self.app.workflow("crawl_website", metadata=metadata)
+        crawl = workflow.step("crawl", task, source_id=source_id, options=options)
+        workflow.step(FINAL_STEP, "finish_crawl", after=[crawl], source_id=source_id, options=options)
+        return workflow.enqueue().step("crawl")
+
+    def _final_job(self, job: Job | None) -> Job | None:
+        """The job whose end is the source's: its own, or for a crawl its workflow's step `ready` (which a failed
+        crawl or page cancels, naming it)."""
+        if job is None or job.workflow_id is None:
+            return job
+        return self.app.get_workflow_step(job.workflow_id, FINAL_STEP) or job
 
     def model_for(self, namespace: str) -> str:
         """The model a new source of the namespace is embedded with: the namespace's own, or for an empty one the
@@ -241,6 +252,7 @@ class Ingestion:
             if job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.PENDING):
                 return dataclasses.replace(source, status="pending")
             return source
+        job = self._final_job(job)
         if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             return source
         error = job.error or f"its job was {job.status}"
@@ -252,14 +264,14 @@ class Ingestion:
         return list(self.app.list_jobs(tag=f"source:{source_id}", limit=1000).jobs)
 
     def wait(self, source_id: str, timeout: float | None = None, poll_interval: float = 0.2) -> Source:
-        """Block until the source's job has ended (after any retries), then return the source, `ready` or
-        `failed`; TimeoutError after `timeout` seconds."""
+        """Block until the source's job (a crawl's: its workflow's last step) has ended (after any retries), then
+        return the source, `ready` or `failed`; TimeoutError after `timeout` seconds."""
         import time
 
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             source = self.get_source(source_id)
-            job = self.app.get_job(source.job_id) if source.job_id else None
+            job = self._final_job(self.app.get_job(source.job_id)) if source.job_id else None
             if job is None or job.status.is_terminal:
                 return self.get_source(source_id)
             if deadline is not None and time.monotonic() >= deadline:

@@ -1,8 +1,16 @@
 """The ingestion job types, written on the public task API like any user's tasks.
 
 `process_text` (priority 10) and `process_file` (priority 5) extract, chunk, embed and store a source; a bad input
-fails its job at once with a clear message (no retries: the same bytes would fail the same way). `crawl_website`
-(priority 3) stores each page as it goes with a checkpoint, so a retried or rescued crawl continues where it stopped.
+fails its job at once with a clear message (no retries: the same bytes would fail the same way).
+
+A website is a workflow (`Ingestion.add_website`): the step `crawl` (`crawl_website`, priority 3) fetches the site
+breadth first (links are found while fetching, so the pages are not known up front) and, for each page it fetched,
+adds a step `page-<n>` (`index_page`: chunk, embed, store that page) to its own workflow, before the final step
+`ready` (`finish_crawl`), which therefore waits for the crawl and every page and then marks the source `ready`. Page
+steps run beside the crawl, on any worker; the first page's step replaces the chunks of an earlier crawl and the
+others run after it. The crawl saves a checkpoint after each page, so a retried or rescued crawl continues where it
+stopped, and a page step added twice (the crawl re-run before its checkpoint) is added once. A `crawl_website` job
+outside a workflow (enqueued by hand) still stores the pages itself.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ if TYPE_CHECKING:
     from conveyor.ingest.embed import Embedder
     from conveyor.ingest.store import Source, VectorStore
 
-TASK_NAMES = ("process_text", "process_file", "crawl_website")
+TASK_NAMES = ("process_text", "process_file", "crawl_website", "index_page", "finish_crawl")
+CRAWL_PRIORITY = 3
+FINAL_STEP = "ready"
 EMBED_BATCH = 32  # one ONNX batch; small enough that progress is reported often
 FILE_TIMEOUT_S = 1800.0
 CRAWL_TIMEOUT_S = 3600.0
@@ -30,7 +40,9 @@ def register_ingest_tasks(app: Conveyor) -> None:
         return
     app.task(name="process_text", priority=10, max_retries=0, timeout=FILE_TIMEOUT_S)(process_text)
     app.task(name="process_file", priority=5, max_retries=0, timeout=FILE_TIMEOUT_S)(process_file)
-    app.task(name="crawl_website", priority=3, max_retries=3, timeout=CRAWL_TIMEOUT_S)(crawl_website)
+    app.task(name="crawl_website", priority=CRAWL_PRIORITY, max_retries=3, timeout=CRAWL_TIMEOUT_S)(crawl_website)
+    app.task(name="index_page", priority=CRAWL_PRIORITY, max_retries=3, timeout=FILE_TIMEOUT_S)(index_page)
+    app.task(name="finish_crawl", priority=CRAWL_PRIORITY, max_retries=3)(finish_crawl)
 
 
 def _store(ctx: JobContext) -> VectorStore:
@@ -50,9 +62,9 @@ def _begin(ctx: JobContext, store: VectorStore, source_id: str) -> Source:
 Work = Callable[["VectorStore", "Source"], "int | tuple[int, dict[str, Any]]"]
 
 
-def _run(ctx: JobContext, source_id: str, work: Work) -> dict[str, Any]:
-    """Run `work(store, source)` (the chunk count, and details for the job's result); the source ends `ready`, or
-    `failed` with the error, which the job also shows."""
+def _run(ctx: JobContext, source_id: str, work: Work, *, finish: bool = True) -> dict[str, Any]:
+    """Run `work(store, source)` (the chunk count, and details for the job's result); the source ends `ready` (unless
+    a later step finishes it: `finish=False`), or `failed` with the error, which the job also shows."""
     from conveyor.ingest.errors import SourceNotFoundError
 
     store = _store(ctx)
@@ -68,8 +80,9 @@ def _run(ctx: JobContext, source_id: str, work: Work) -> dict[str, Any]:
         store.set_status(source_id, "failed", message)
         raise
     chunk_count, details = outcome if isinstance(outcome, tuple) else (outcome, {})
-    store.set_status(source_id, "ready")
-    ctx.progress(100, stage="ready", chunks=chunk_count)
+    if finish:
+        store.set_status(source_id, "ready")
+        ctx.progress(100, stage="ready", chunks=chunk_count)
     return {"source_id": source_id, "chunk_count": chunk_count, **details}
 
 
@@ -135,17 +148,61 @@ def process_file(ctx: JobContext, source_id: str) -> dict[str, Any]:
 
 
 def crawl_website(ctx: JobContext, source_id: str) -> dict[str, Any]:
-    """Crawl a website (same-site pages up to `max_pages`), indexing each page as it is fetched."""
-    return _run(ctx, source_id, lambda store, source: _crawl(ctx, store, source))
+    """Crawl a website (same-site pages up to `max_pages`): each fetched page becomes a step of the crawl's workflow
+    that indexes it (outside a workflow, the crawl indexes each page itself)."""
+    job = ctx.app.get_job(ctx.job_id)
+    in_workflow = job is not None and job.workflow_id is not None
+    return _run(ctx, source_id, lambda store, source: _crawl(ctx, store, source, in_workflow),
+                finish=not in_workflow)
 
 
-def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, dict[str, Any]]:
+def index_page(
+    ctx: JobContext, source_id: str, url: str, title: str, text: str, first_chunk: int, replace: bool = False
+) -> dict[str, Any]:
+    """Chunk, embed and store one crawled page (a step of its crawl's workflow). `replace`: the crawl's first page,
+    whose chunks take the place of an earlier crawl's."""
+    from conveyor.ingest.chunk import make_chunks
+    from conveyor.ingest.errors import SourceNotFoundError
+    from conveyor.ingest.store import NewChunks
+
+    store = _store(ctx)
+    source = store.get_source(source_id)
+    if source is None:
+        raise Cancel(f"source {source_id} was deleted")
+    chunks = make_chunks(text, first_index=first_chunk)
+    embedder = _embedder(store, source)
+    vectors = _embed(ctx, embedder, [c.text for c in chunks], 5, 90) if chunks else _empty()
+    meta = [{"url": url, "title": title}] * len(chunks)
+    try:
+        store.append_chunks(source_id, NewChunks(chunks, vectors, embedder.name, meta), replace=replace, once=True)
+    except SourceNotFoundError:
+        raise Cancel(f"source {source_id} was deleted while it was indexed") from None
+    ctx.progress(100, stage="stored", chunks=len(chunks))
+    return {"url": url, "chunks": len(chunks), "first_chunk": first_chunk}
+
+
+def finish_crawl(ctx: JobContext, source_id: str) -> dict[str, Any]:
+    """The last step of a crawl's workflow: it runs once the crawl and every page's step completed, so every page's
+    chunks are stored; the source becomes `ready`."""
+    store = _store(ctx)
+    source = store.get_source(source_id)
+    if source is None:
+        raise Cancel(f"source {source_id} was deleted")
+    store.set_status(source_id, "ready")
+    crawled = ctx.parent_results.get("crawl") or {}
+    pages = crawled.get("pages", 0) if isinstance(crawled, dict) else 0
+    ctx.progress(100, stage="ready", chunks=source.chunk_count)
+    return {"source_id": source_id, "chunk_count": source.chunk_count, "pages": pages}
+
+
+def _crawl(ctx: JobContext, store: VectorStore, source: Source, in_workflow: bool) -> tuple[int, dict[str, Any]]:
+    from conveyor.errors import InvalidStateError
     from conveyor.ingest.chunk import make_chunks
     from conveyor.ingest.crawl import CrawlState, Page, crawl
     from conveyor.ingest.fetch import CrawlPolicy
     from conveyor.ingest.store import NewChunks
 
-    embedder = _embedder(store, source)
+    embedder = None if in_workflow else _embedder(store, source)  # in a workflow, the pages' steps embed
     max_pages = int(source.options.get("max_pages", 10))
     include_subpages = bool(source.options.get("include_subpages", True))
     saved = store.load_checkpoint(source.id)
@@ -153,15 +210,36 @@ def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, di
     if state is not None:
         ctx.logger.info("resuming crawl of %s after %d pages", source.location, state.pages)
     limit = max_pages if include_subpages else 1
+    tags = [f"source:{source.id}", f"namespace:{source.namespace}"]
+
+    def add_page_step(page: Page, current: CrawlState, count: int) -> None:
+        """The page's step, before the final one; the first page's step replaces an earlier crawl's chunks, so the
+        others run after it."""
+        first = current.pages == 1
+        step = {
+            "name": f"page-{current.pages}", "type": "index_page", "after": [] if first else ["page-1"],
+            "args": {"source_id": source.id, "url": page.url, "title": page.title, "text": page.text,
+                     "first_chunk": current.next_chunk - count, "replace": first},
+            "tags": tags, "metadata": {"source_id": source.id, "namespace": source.namespace, "url": page.url},
+        }
+        try:
+            ctx.extend_workflow([step], before=[FINAL_STEP])
+        except InvalidStateError as exc:  # the workflow was cancelled, or a page's step failed: it cannot finish
+            raise Cancel(f"the crawl's workflow cannot go on: {exc.message}") from None
 
     def on_page(page: Page | None, current: CrawlState) -> None:
         chunks = make_chunks(page.text, first_index=current.next_chunk) if page is not None else []
-        vectors = embedder.embed([c.text for c in chunks]) if chunks else _empty()
-        first = current.next_chunk == 0 and bool(chunks)  # this crawl's first chunks replace an earlier crawl's
         current.next_chunk += len(chunks)
-        meta = [{"url": page.url, "title": page.title}] * len(chunks) if page is not None else []
-        new = NewChunks(chunks, vectors, embedder.name, meta)
-        store.append_chunks(source.id, new, current.to_dict(), replace=first)
+        if embedder is None:
+            if page is not None:
+                add_page_step(page, current, len(chunks))
+            store.append_chunks(source.id, NewChunks([], _empty(), ""), current.to_dict())  # the checkpoint
+        else:
+            vectors = embedder.embed([c.text for c in chunks]) if chunks else _empty()
+            first = current.next_chunk == len(chunks) and bool(chunks)  # the first chunks replace an earlier crawl's
+            meta = [{"url": page.url, "title": page.title}] * len(chunks) if page is not None else []
+            new = NewChunks(chunks, vectors, embedder.name, meta)
+            store.append_chunks(source.id, new, current.to_dict(), replace=first)
         ctx.progress(
             5 + 90 * current.pages / limit, stage="crawling", done=current.pages, total=limit,
             url=page.url if page is not None else None,
@@ -181,10 +259,14 @@ def _crawl(ctx: JobContext, store: VectorStore, source: Source) -> tuple[int, di
         raise Cancel("cancelled while crawling")
     # The checkpoint stays: should this attempt's completion be lost (at-least-once), a re-run finds the crawl done
     # and adds nothing twice. It goes with the source.
-    source_now = store.get_source(source.id)
     ctx.logger.info("crawled %d pages of %s (%d skipped)", final.pages, source.location, len(final.skipped))
     skipped = dict(list(final.skipped.items())[:MAX_SKIPPED_IN_RESULT])
-    return (source_now.chunk_count if source_now else 0), {"pages": final.pages, "skipped": skipped}
+    if in_workflow:  # the chunks of its pages, which their steps store
+        chunk_count = final.next_chunk
+    else:
+        source_now = store.get_source(source.id)
+        chunk_count = source_now.chunk_count if source_now else 0
+    return chunk_count, {"pages": final.pages, "skipped": skipped}
 
 
 def _empty() -> Any:

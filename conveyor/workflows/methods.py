@@ -7,13 +7,17 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from conveyor.errors import WorkflowNotFoundError
+from pydantic import ValidationError
+
+from conveyor.errors import InvalidArgumentsError, WorkflowNotFoundError
+from conveyor.options import options_error
 from conveyor.workflows.builder import WorkflowBuilder
 from conveyor.workflows.model import Workflow, WorkflowStatus
-from conveyor.workflows.spec import WorkflowSpec, build
+from conveyor.workflows.spec import StepSpec, WorkflowSpec, build, build_steps
 
 if TYPE_CHECKING:
     from conveyor.app import Conveyor
+    from conveyor.job import Job
 
 
 class WorkflowMethods:
@@ -39,10 +43,36 @@ class WorkflowMethods:
         return Workflow(workflow.id, workflow.name, WorkflowStatus.RUNNING, workflow.metadata, len(steps), 0, at, at,
                         None, steps)
 
+    def extend_workflow(
+        self, workflow_id: str, steps: Sequence[StepSpec | Mapping[str, Any]], before: Sequence[str] = ()
+    ) -> list[Job]:
+        """Add steps to a running workflow in one transaction and return their jobs. A new step's `after` names new
+        steps or existing ones that are ready, running or completed; each step named in `before` must still be
+        waiting, and then also waits for every new step (a fan-in that grows). Steps whose names the workflow
+        already has are left as they are, so a step that adds steps and is run again adds nothing twice."""
+        try:
+            specs = [s if isinstance(s, StepSpec) else StepSpec.model_validate(dict(s)) for s in steps]
+        except ValidationError as exc:
+            raise InvalidArgumentsError(options_error(exc)) from None
+        app = self._app
+        names = {s.name for s in specs} | {p for s in specs for p in s.after}
+        existing = app.backend.workflow_step_ids(str(workflow_id), sorted(names))
+        new = [s for s in specs if s.name not in existing]
+        if not new:
+            return []
+        now = app.clock()
+        jobs = build_steps(app, str(workflow_id), new, existing, now)
+        return app.backend.extend_workflow(str(workflow_id), jobs, list(dict.fromkeys(before)), now)
+
     def get_workflow(self, workflow_id: str) -> Workflow | None:
         """The workflow with its steps' jobs, or None."""
         found = self._app.backend.get_workflow(str(workflow_id))
         return None if found is None else Workflow.of(*found)
+
+    def get_workflow_step(self, workflow_id: str, step: str) -> Job | None:
+        """The job of one step of a workflow (without reading the others), or None."""
+        found = self._app.backend.workflow_step_ids(str(workflow_id), [step])
+        return self._app.get_job(found[step]) if step in found else None
 
     def require_workflow(self, workflow_id: str) -> Workflow:
         workflow = self.get_workflow(workflow_id)

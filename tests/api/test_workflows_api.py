@@ -125,3 +125,22 @@ def test_stats_and_metrics_count_workflows_by_status(api: httpx.Client, backend_
     assert 'conveyor_workflows{status="completed"} 2.0' in metrics
     assert 'conveyor_workflows{status="running"} 0.0' in metrics
     assert 'conveyor_jobs{status="waiting",type="demo.echo"} 0.0' in metrics
+
+
+def test_the_step_schema_lists_only_what_a_step_accepts(api: httpx.Client) -> None:
+    schema = api.get("/openapi.json").json()
+    body = schema["paths"]["/api/v1/workflows"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    components = schema["components"]["schemas"]
+    workflow = components[body["$ref"].rsplit("/", 1)[-1]]
+    step = components[workflow["properties"]["steps"]["items"]["$ref"].rsplit("/", 1)[-1]]
+    assert {"name", "type", "args", "after", "queue", "priority", "group_key"} <= set(step["properties"])
+    assert not {"depends_on", "unique_key"} & set(step["properties"]), sorted(step["properties"])
+
+    # sent anyway, they are refused, naming the step and the option, and nothing is stored
+    parent = api.post("/api/v1/jobs", json={"type": "demo.echo"}).json()
+    for option in ({"depends_on": [parent["id"]]}, {"unique_key": "k"}):
+        steps = [{"name": "a", "type": "demo.echo", **option}]
+        error = assert_error(api.post("/api/v1/workflows", json={"name": "bad", "steps": steps}), 422)
+        assert "step 'a'" in error["message"] and next(iter(option)) in error["message"], error
+    assert api.get("/api/v1/workflows").json()["workflows"] == []
+    assert [j["id"] for j in api.get("/api/v1/jobs").json()["jobs"]] == [parent["id"]]

@@ -82,3 +82,22 @@ def test_sources_page_says_when_the_hashing_fallback_is_in_use(
     if minilm_onnx.available():  # semantic embeddings: nothing to say
         page.goto(f"{server.url}/ui/sources")
         assert page.locator("[data-embeddings]").count() == 0
+
+
+def test_a_website_source_links_its_pipeline(server: Server) -> None:
+    import httpx
+
+    from conveyor.ingest import Ingestion
+
+    ingestion = Ingestion(server.conveyor)
+    web, crawl = ingestion.add_website("web", "https://example.org/docs/", max_pages=3)
+    text, _ = ingestion.add_text("web", "A text source has one job and no pipeline.")
+    assert crawl.workflow_id is not None
+    listed = httpx.get(f"{server.url}/ui/sources", params={"namespace": "web"})
+    assert listed.status_code == 200
+    assert listed.text.count("data-source-pipeline") == 1
+    assert f'href="/ui/workflows/{crawl.workflow_id}"' in listed.text
+    assert f"Pipeline of {web.name}" in listed.text and f"Pipeline of {text.name}" not in listed.text
+    pipeline = httpx.get(f"{server.url}/ui/data/workflows/{crawl.workflow_id}").json()
+    assert [s["step"] for s in pipeline["steps"]] == ["crawl", "ready"]
+    assert pipeline["metadata"]["source_id"] == web.id

@@ -237,7 +237,8 @@ def test_delete_cancels_a_running_crawl(ingestion: Ingestion, ingest_app: Convey
 
     site.hold_path = "/about.html"  # the second page: the crawl is running, one page stored
     source, job = ingestion.add_website("ns", site.base + "/", max_pages=5)
-    worker = threading.Thread(target=lambda: ingest_app.run_worker(concurrency=1, burst=True, handle_signals=False))
+    # two slots: the crawl, and the step of its first page, which stores that page's chunks meanwhile
+    worker = threading.Thread(target=lambda: ingest_app.run_worker(concurrency=2, burst=True, handle_signals=False))
     worker.start()
     try:
         assert site.held.wait(30)

@@ -1,4 +1,5 @@
-"""A crawl whose worker is killed (SIGKILL) mid-way continues from its checkpoint in the next worker."""
+"""A crawl whose worker is killed (SIGKILL) mid-way continues from its checkpoint in the next worker; the pages'
+steps (its workflow's) that the kill interrupted run again, and no page is stored twice."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from tests.ingest.conftest import Site, wait_until
 
 def start_worker(env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "conveyor", "worker", "--processes", "0", "--concurrency", "1"],
+        # two slots: the crawl, and the steps of the pages it fetched, which store them meanwhile
+        [sys.executable, "-m", "conveyor", "worker", "--processes", "0", "--concurrency", "2"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 
@@ -37,7 +39,8 @@ def test_killed_crawl_resumes_from_its_checkpoint(db_url: str, tmp_path: Path, s
         checkpoint = wait_until(lambda: (store.load_checkpoint(source.id) or {}).get("pages") == 3 and
                                 store.load_checkpoint(source.id), what="the checkpoint after three pages")
         assert isinstance(checkpoint, dict)
-        assert store.get_source(source.id).chunk_count == 3  # type: ignore[union-attr]
+        wait_until(lambda: store.get_source(source.id).chunk_count == 3,  # type: ignore[union-attr]
+                   what="the three pages' steps stored their chunks")
         first.send_signal(signal.SIGKILL)
         first.wait(30)
     finally:

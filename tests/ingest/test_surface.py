@@ -23,7 +23,8 @@ def test_tasks_registered_like_user_tasks() -> None:
     assert all(t.takes_context and not t.is_async for t in tasks.values())
     assert Conveyor("sqlite:///:memory:", demo_tasks=False).tasks == {}
     only = Conveyor("sqlite:///:memory:", demo_tasks=False, ingest_tasks=True).tasks
-    assert set(only) == {"process_text", "process_file", "crawl_website"}
+    # the website crawl's workflow adds a step per page (index_page) and a final one (finish_crawl)
+    assert set(only) == {"process_text", "process_file", "crawl_website", "index_page", "finish_crawl"}
     conveyor.ingest.register_ingest_tasks(app)  # idempotent
     assert app.tasks["process_text"] is tasks["process_text"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from conveyor import Conveyor, InvalidArgumentsError, JobContext, JobStatus, UnknownTaskError
+from conveyor import Conveyor, InvalidArgumentsError, InvalidStateError, JobContext, JobStatus, UnknownTaskError
 from conveyor.workflows import WorkflowStatus
 
 
@@ -20,6 +20,13 @@ def tasks(app: Conveyor) -> Conveyor:
     @app.task
     def summarize(ctx: JobContext) -> dict[str, Any]:
         return dict(ctx.parent_results)
+
+    @app.task(max_retries=0)
+    def spawn(ctx: JobContext, n: int) -> int:
+        steps = [{"name": f"found-{i}", "type": "fetch", "args": {"i": i}, "after": ["spawner"]} for i in range(n)]
+        added = ctx.extend_workflow(steps, before=["join"])
+        assert ctx.extend_workflow(steps, before=["join"]) == []  # a re-run adds nothing twice
+        return len(added)
 
     @app.task(max_retries=0)
     def flaky(ctx: JobContext, key: str) -> str:
@@ -97,6 +104,56 @@ def test_cancel_ends_the_workflow_cancelled(tasks: Conveyor) -> None:
     with pytest.raises(Exception, match="only a running workflow"):
         app.cancel_workflow(run.id)
     assert app.retry_workflow(run.id).status is WorkflowStatus.RUNNING
+
+
+def test_a_running_workflow_grows_and_its_fan_in_waits_for_the_new_steps(tasks: Conveyor) -> None:
+    app = tasks
+    wf = app.workflow("crawl")
+    spawner = wf.step("spawner", "spawn", n=3)
+    wf.step("join", "summarize", after=[spawner])
+    run = wf.enqueue()
+    added = app.extend_workflow(run.id, [{"name": "extra", "type": "fetch", "args": {"i": 9}}], before=["join"])
+    assert [(j.step, j.status, j.workflow_id) for j in added] == [("extra", JobStatus.PENDING, run.id)]
+    assert app.require_workflow(run.id).steps_total == 3
+
+    app.run_worker(concurrency=2, burst=True)
+
+    done = app.require_workflow(run.id)
+    assert done.status is WorkflowStatus.COMPLETED and (done.steps_total, done.steps_done) == (6, 6)
+    assert done.step("spawner").result == 3
+    assert done.step("join").result == {"spawner": 3, "extra": 90, "found-0": 0, "found-1": 10, "found-2": 20}
+    assert sorted(done.step("found-1").depends_on) == [done.step("spawner").id]
+    join_started = done.step("join").started_at
+    assert join_started is not None
+    assert all((done.step(f"found-{i}").completed_at or join_started) <= join_started for i in range(3))
+    with pytest.raises(InvalidStateError, match="only a running workflow can grow"):
+        app.extend_workflow(run.id, [{"name": "late", "type": "fetch", "args": {"i": 1}}])
+
+
+def test_growing_a_workflow_is_refused_with_nothing_stored(tasks: Conveyor) -> None:
+    app = tasks
+    wf = app.workflow("grow")
+    first = wf.step("first", "fetch", i=1, options={"delay": 3600})
+    wf.step("second", "fetch", i=2, after=[first])
+    run = wf.enqueue()
+    refusals: list[tuple[list[dict[str, Any]], list[str], type[Exception], str]] = [
+        ([{"name": "x", "type": "fetch", "args": {"i": 1}, "after": ["second"]}], [], InvalidStateError,
+         "step 'second' is waiting"),
+        ([{"name": "x", "type": "fetch", "args": {"i": 1}}], ["first"], InvalidStateError, "only a waiting step"),
+        ([{"name": "x", "type": "fetch", "args": {"i": 1}, "after": ["ghost"]}], [], InvalidArgumentsError, "'ghost'"),
+        ([{"name": "x", "type": "fetch", "args": {"i": 1}}], ["ghost"], InvalidArgumentsError, "'ghost'"),
+        ([{"name": "x", "type": "fetch", "args": {"i": "no"}}], [], InvalidArgumentsError, "step 'x'"),
+        ([{"name": "x", "type": "fetch", "args": {"i": 1}, "after": ["y"]},
+          {"name": "y", "type": "fetch", "args": {"i": 1}, "after": ["x"]}], [], InvalidArgumentsError, "cycle"),
+    ]
+    for steps, before, error, message in refusals:
+        with pytest.raises(error, match=message):
+            app.extend_workflow(run.id, steps, before)
+    again = app.require_workflow(run.id)
+    assert again.steps_total == 2 and [j.step for j in again.steps or []] == ["first", "second"]
+    app.cancel_workflow(run.id)
+    with pytest.raises(InvalidStateError, match="cancelled"):
+        app.extend_workflow(run.id, [{"name": "x", "type": "fetch", "args": {"i": 1}}])
 
 
 def _steps(*steps: dict[str, Any]) -> dict[str, Any]:

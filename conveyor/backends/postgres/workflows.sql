@@ -51,3 +51,29 @@ SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, att
     run_at = %(now)s::float8, result = NULL, error = NULL, completed_at = NULL, cancel_requested = false,
     progress = 0, progress_info = NULL, blocked_by = NULL, updated_at = %(now)s::float8, status_message = 'retried'
 WHERE workflow_id = %(id)s::uuid AND status IN ('failed', 'cancelled');
+
+-- name: workflow_state
+SELECT status, cancelled FROM conveyor_workflows WHERE id = %(id)s::uuid;
+
+-- name: workflow_steps_named
+SELECT step, id::text, status FROM conveyor_jobs WHERE workflow_id = %(id)s::uuid AND step = ANY(%(names)s::text[]);
+
+-- name: lock_parent_steps
+-- The new steps' parents, locked first (in id order): a completion locks a parent, then its children.
+SELECT id::text, status, step FROM conveyor_jobs
+WHERE id = ANY(%(ids)s::uuid[]) AND workflow_id = %(id)s::uuid ORDER BY id FOR UPDATE;
+
+-- name: lock_workflow_steps
+-- Locked until the growth commits, in id order (as lock_parents): a parent cannot complete, nor a waiting step be
+-- released, meanwhile. The workflow's row is locked last (grow_workflow), as a step's completion does.
+SELECT step, id::text, status FROM conveyor_jobs
+WHERE workflow_id = %(id)s::uuid AND step = ANY(%(names)s::text[]) ORDER BY id FOR UPDATE;
+
+-- name: add_parents
+-- Steps that were waiting now also wait for `%(count)s` new steps.
+UPDATE conveyor_jobs SET deps_remaining = deps_remaining + %(count)s::int, updated_at = %(now)s::float8
+WHERE id = ANY(%(ids)s::uuid[]) AND status = 'waiting';
+
+-- name: grow_workflow
+UPDATE conveyor_workflows SET steps_total = steps_total + %(count)s::int, updated_at = %(now)s::float8
+WHERE id = %(id)s::uuid AND status = 'running' AND NOT cancelled;

@@ -47,3 +47,27 @@ SET status = CASE WHEN deps_remaining > 0 THEN 'waiting' ELSE 'pending' END, att
     run_at = :now, result = NULL, error = NULL, completed_at = NULL, cancel_requested = 0, progress = 0,
     progress_info = NULL, blocked_by = NULL, updated_at = :now, status_message = 'retried'
 WHERE workflow_id = :id AND status IN ('failed', 'cancelled');
+
+-- name: workflow_state
+SELECT status, cancelled FROM conveyor_workflows WHERE id = :id;
+
+-- name: workflow_steps_named
+SELECT step, id, status FROM conveyor_jobs
+WHERE workflow_id = :id AND step IN (SELECT value FROM json_each(:names));
+
+-- name: lock_parent_steps
+SELECT id, status, step FROM conveyor_jobs WHERE id IN (SELECT value FROM json_each(:ids)) AND workflow_id = :id;
+
+-- name: lock_workflow_steps
+-- The write transaction holds the file's lock: nothing moves before it commits.
+SELECT step, id, status FROM conveyor_jobs
+WHERE workflow_id = :id AND step IN (SELECT value FROM json_each(:names));
+
+-- name: add_parents
+-- Steps that were waiting now also wait for `:count` new steps.
+UPDATE conveyor_jobs SET deps_remaining = deps_remaining + :count, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'waiting';
+
+-- name: grow_workflow
+UPDATE conveyor_workflows SET steps_total = steps_total + :count, updated_at = :now
+WHERE id = :id AND status = 'running' AND NOT cancelled;

@@ -53,6 +53,9 @@ INSERT INTO ingest_chunks (source_id, namespace, chunk_index, text, char_count, 
                            created_at)
 VALUES (:source_id, :namespace, :chunk_index, :text, :char_count, :word_count, :metadata, :embedding, :now);
 
+-- name: has_chunk
+SELECT EXISTS (SELECT 1 FROM ingest_chunks WHERE source_id = :id AND chunk_index = :chunk_index) AS stored;
+
 -- name: get_crawl_state
 SELECT state FROM ingest_crawl_state WHERE source_id = :id;
 

@@ -1,4 +1,4 @@
--- Conveyor schema for PostgreSQL, migration 9: what the webhooks of migration 8 missed, as on SQLite.
+-- Conveyor schema for PostgreSQL, migration 10: what the webhooks of migration 8 missed, as on SQLite.
 -- - A job enqueued already `cancelled` (a parent had failed or was cancelled before) ends without any UPDATE of its
 --   status: its own webhook_url now gets `job.cancelled` from the insert, and a subscription gets `job.created`
 --   then `job.cancelled` from its creation's history row, both in the enqueue's transaction.
