@@ -25,6 +25,7 @@ import httptools
 
 IDLE_S = 2.0  # an idle connection is reused this long only: servers close idle ones after a few seconds (uvicorn: 5)
 MAX_IDLE = 16  # idle connections kept per endpoint
+SWEEP_S = 10.0  # how often the idle connections of every endpoint are looked over (a name's address may change)
 READ_BYTES = 65536
 
 
@@ -88,9 +89,9 @@ class _Connection:
         self.writer = writer
         self.idle_since = 0.0
 
-    def reusable(self, now: float) -> bool:
+    def reusable(self, now: float, idle_s: float) -> bool:
         """Still open as far as this side can tell (a server that closed it has sent its EOF by now, mostly)."""
-        return now - self.idle_since < IDLE_S and not self.reader.at_eof() and not self.writer.is_closing()
+        return now - self.idle_since < idle_s and not self.reader.at_eof() and not self.writer.is_closing()
 
     def close(self) -> None:
         self.writer.close()
@@ -103,11 +104,15 @@ class _NothingBackError(Exception):
 class Connections:
     """Keep-alive connections by endpoint. Not thread-safe: one event loop uses it."""
 
-    def __init__(self, connect_timeout_s: float, max_body: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, connect_timeout_s: float, max_body: int, ssl_context: ssl.SSLContext | None = None, *,
+                 idle_s: float = IDLE_S, sweep_s: float = SWEEP_S) -> None:
         self.connect_timeout_s = connect_timeout_s
         self.max_body = max_body
+        self.idle_s = idle_s
+        self.sweep_s = sweep_s
         self._ssl = ssl_context
         self._idle: dict[Endpoint, list[_Connection]] = {}
+        self._swept = time.monotonic()
 
     async def post(self, endpoint: Endpoint, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> int:
         """POST `body` to `target` (path and query) at `endpoint`; the answer's status code. Raises SendError or
@@ -116,6 +121,7 @@ class Connections:
         lines.extend(f"{name}: {value}" for name, value in headers)
         lines.append(f"content-length: {len(body)}\r\n\r\n")
         request = "\r\n".join(lines).encode("latin-1") + body
+        self._sweep()
         while (conn := self._take(endpoint)) is not None:
             try:  # a reused connection the server closed meanwhile: the next one, then a new one
                 return await self._exchange(endpoint, conn, request)
@@ -127,6 +133,10 @@ class Connections:
         except _NothingBackError:
             raise RemoteProtocolError("the server closed the connection without answering") from None
 
+    def idle(self) -> int:
+        """How many idle connections are held, over every endpoint."""
+        return sum(len(conns) for conns in self._idle.values())
+
     async def close(self) -> None:
         idle = [c for conns in self._idle.values() for c in conns]
         self._idle.clear()
@@ -136,12 +146,29 @@ class Connections:
             with contextlib.suppress(OSError, ssl.SSLError):
                 await conn.writer.wait_closed()
 
+    def _sweep(self) -> None:
+        """Close the idle connections past their time, of every endpoint: one whose name now resolves elsewhere
+        (or that no delivery goes to any more) is never taken again, and would hold its socket until the end."""
+        now = time.monotonic()
+        if now - self._swept < self.sweep_s:
+            return
+        self._swept = now
+        for endpoint, idle in list(self._idle.items()):
+            kept = [c for c in idle if c.reusable(now, self.idle_s)]
+            for conn in idle:
+                if conn not in kept:
+                    conn.close()
+            if kept:
+                self._idle[endpoint] = kept
+            else:
+                del self._idle[endpoint]
+
     def _take(self, endpoint: Endpoint) -> _Connection | None:
         idle = self._idle.get(endpoint)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if conn.reusable(now):
+            if conn.reusable(now, self.idle_s):
                 return conn
             conn.close()
         return None

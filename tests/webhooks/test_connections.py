@@ -211,3 +211,29 @@ def test_tls_with_the_certificate_checked() -> None:
         assert len(connections[0]) == 2
 
     run(go)
+
+
+def test_idle_connections_expire_and_are_swept() -> None:
+    """An idle connection is not reused past `idle_s`; those of endpoints no request goes to any more are closed by
+    the sweep that any request runs every `sweep_s`."""
+
+    async def go() -> None:
+        one, one_conns = await serve(lambda n, request: OK)
+        two, _ = await serve(lambda n, request: OK)
+        conns = Connections(5.0, 64 * 1024, idle_s=0.2, sweep_s=0.2)
+        try:
+            assert await post(conns, endpoint(one)) == 200
+            assert await post(conns, endpoint(one)) == 200
+            assert conns.idle() == 1 and [len(c) for c in one_conns] == [2]
+            await asyncio.sleep(0.3)
+            assert await post(conns, endpoint(two)) == 200  # sweeps: the one of `one` is past its time
+            assert conns.idle() == 1
+            assert await post(conns, endpoint(one)) == 200
+            assert [len(c) for c in one_conns] == [2, 1]  # a new connection
+        finally:
+            await conns.close()
+            for server in (one, two):
+                server.close()
+                await server.wait_closed()
+
+    run(go)
