@@ -89,7 +89,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--sync", action="store_true")
-    parser.set_defaults(keys=0)  # bench/run.py's processing phase: no group keys
+    parser.add_argument("--keys", type=int, default=0, help="bench/run.py's processing phase: group keys (0: none)")
     args = parser.parse_args()
     os.environ["CONVEYOR_WEBHOOK_ALLOW_PRIVATE"] = "true"
     workdir = Path(tempfile.mkdtemp(prefix="conveyor-webhooks-bench-"))

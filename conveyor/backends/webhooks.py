@@ -135,16 +135,23 @@ class WebhookOps:
         failed for good (None). A subscription's failure streak starts or ends; one failing since before
         `pause_before` is paused. Returns the ids of the subscriptions this paused."""
 
+        delivered = [[r.delivery.id, r.delivery.attempt, r.status_code] for r in results if r.ok]
+
         def go(tx: Tx) -> list[str]:
             paused: list[str] = []
+            if delivered:  # the common case: the whole batch in one statement
+                tx.execute("webhooks_delivered", {"batch": dumps(delivered), "now": now})
+            streak: dict[str, bool] = {}  # subscription -> whether its latest result here was a success
             for result, retry in zip(results, retry_at, strict=True):
                 d = result.delivery
-                base = {"id": d.id, "attempt": d.attempt, "status_code": result.status_code, "now": now}
-                if result.ok:
-                    tx.execute("webhook_delivered", base)
-                    if d.webhook_id:
+                if result.ok:  # a run of successes ends a streak once
+                    if d.webhook_id and streak.get(d.webhook_id) is not True:
                         tx.execute("webhook_succeeded", {"id": d.webhook_id})
+                        streak[d.webhook_id] = True
                     continue
+                if d.webhook_id:
+                    streak[d.webhook_id] = False
+                base = {"id": d.id, "attempt": d.attempt, "status_code": result.status_code, "now": now}
                 tx.execute("webhook_attempt_failed", {**base, "error": result.error, "retry_at": retry})
                 if d.webhook_id:
                     reason = f"failing for 24 hours; last error: {result.error}"

@@ -58,8 +58,12 @@ class Endpoint:
 class Connections:
     """One aiohttp session (its connection pool) for one event loop; made at the first request."""
 
-    def __init__(self, connect_timeout_s: float, max_body: int, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, connect_timeout_s: float, max_body: int, ssl_context: ssl.SSLContext | None = None, *,
+        idle_s: float = IDLE_S,
+    ) -> None:
         self.connect_timeout_s = connect_timeout_s
+        self.idle_s = idle_s
         self.max_body = max_body
         self._ssl = ssl_context
         self._session: aiohttp.ClientSession | None = None
@@ -111,7 +115,7 @@ class Connections:
             self._session = None
 
     def _open(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=MAX_PER_ENDPOINT, keepalive_timeout=IDLE_S,
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=MAX_PER_ENDPOINT, keepalive_timeout=self.idle_s,
                                          use_dns_cache=False)
         tracing = aiohttp.TraceConfig()
         tracing.on_connection_reuseconn.append(_note_reuse)

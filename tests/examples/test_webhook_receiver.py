@@ -34,4 +34,5 @@ def test_the_receiver_verifies_and_prints_deliveries(processes: Processes) -> No
     body = '{"type": "job.completed", "timestamp": "2026-01-01T00:00:00Z", "data": {}}'
     forged = httpx.post(f"{base}/hook", content=body, headers=signed_headers(new_secret(), "msg_x", body, time.time()))
     assert forged.status_code == 401
-    assert "refused" in processes.output(receiver)
+    # the receiver answers, then prints: wait for the line
+    wait_for(lambda: "refused" in processes.output(receiver), timeout=10, what="the receiver to print the refusal")

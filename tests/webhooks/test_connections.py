@@ -213,3 +213,24 @@ def test_tls_with_the_certificate_checked() -> None:
         assert len(connections[0]) == 2
 
     run(go)
+
+
+def test_idle_connections_expire() -> None:
+    """An idle connection is not reused past `idle_s` (servers close idle ones after a few seconds): a new one."""
+
+    async def go() -> None:
+        one, one_conns = await serve(lambda n, request: OK)
+        conns = Connections(5.0, 64 * 1024, idle_s=0.2)
+        try:
+            assert await post(conns, endpoint(one)) == 200
+            assert await post(conns, endpoint(one)) == 200
+            assert [len(c) for c in one_conns] == [2]
+            await asyncio.sleep(0.5)
+            assert await post(conns, endpoint(one)) == 200
+            assert [len(c) for c in one_conns] == [2, 1]  # a new connection
+        finally:
+            await conns.close()
+            one.close()
+            await one.wait_closed()
+
+    run(go)

@@ -328,3 +328,25 @@ def test_processes_racing_to_store_the_job_secret_agree(db_url: str, hook_settin
     finally:
         for a in apps:
             a.close()
+
+
+def test_results_written_together_keep_their_order_for_the_failure_streak(hook_app: Conveyor) -> None:
+    """One write settles many results (the delivered ones in one statement); a subscription's streak still follows
+    their order: a success then a failure starts a streak, a failure then a success ends it."""
+    from conveyor.webhooks.model import AttemptResult
+
+    hook = subscribe(hook_app, "http://127.0.0.1:9/", ["job.created"])
+    store = subscriptions.store(hook_app)
+    for order in ([True, False], [False, True]):
+        for _ in order:
+            hook_app.enqueue("add", {"a": 1, "b": 1})
+        now = hook_app.clock()
+        claimed = store.claim_deliveries(10, now, now + 60)
+        assert len(claimed) == 2
+        results = [AttemptResult(d, 200 if ok else 500, None if ok else "HTTP 500")
+                   for d, ok in zip(claimed, order, strict=True)]
+        assert store.settle_deliveries(results, now, [None if ok else now + 5 for ok in order], now - 86400) == []
+        failing = store.get_webhook(hook.id).failing_since
+        assert (failing is not None) == (order == [True, False])
+        statuses = {d.id: d.status for d in store.webhook_deliveries(hook.id)}
+        assert [statuses[d.id] for d in claimed] == ["delivered" if ok else "pending" for ok in order]

@@ -54,12 +54,15 @@ SET attempt = d.attempt + 1, next_attempt_at = %(lease_until)s, attempted_at = %
 FROM due WHERE d.id = due.id
 RETURNING d.id, d.webhook_id::text, d.url, d.event, d.job_id::text, d.payload, d.attempt, d.created_at;
 
--- name: webhook_delivered
-UPDATE conveyor_webhook_deliveries
-SET status = 'delivered', status_code = %(status_code)s, error = NULL, delivered_at = %(now)s,
-    history = history || jsonb_build_array(jsonb_build_object('at', %(now)s::float8, 'attempt', attempt,
-              'status_code', %(status_code)s::int, 'error', NULL))
-WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'pending';
+-- name: webhooks_delivered
+-- `batch` a JSON array of [id, attempt, status_code]: the deliveries whose attempt succeeded, in one statement.
+UPDATE conveyor_webhook_deliveries d
+SET status = 'delivered', status_code = o.status_code, error = NULL, delivered_at = %(now)s,
+    history = d.history || jsonb_build_array(jsonb_build_object('at', %(now)s::float8, 'attempt', d.attempt,
+              'status_code', o.status_code, 'error', NULL))
+FROM (SELECT (v ->> 0)::bigint AS id, (v ->> 1)::int AS attempt, (v ->> 2)::int AS status_code
+      FROM jsonb_array_elements(%(batch)s::jsonb) AS v) AS o
+WHERE d.id = o.id AND d.attempt = o.attempt AND d.status = 'pending';
 
 -- name: webhook_attempt_failed
 -- Another attempt at retry_at, or (retry_at NULL: retried long enough) failed for good.

@@ -51,12 +51,17 @@ WHERE id IN (
 )
 RETURNING id, webhook_id, url, event, job_id, payload, attempt, created_at;
 
--- name: webhook_delivered
+-- name: webhooks_delivered
+-- `:batch` a JSON array of [id, attempt, status_code]: the deliveries whose attempt succeeded, in one statement.
 UPDATE conveyor_webhook_deliveries
-SET status = 'delivered', status_code = :status_code, error = NULL, delivered_at = :now,
-    history = CASE WHEN history IS NOT NULL THEN json_insert(history, '$[#]', json_object('at', :now,
-              'attempt', attempt, 'status_code', :status_code, 'error', NULL)) END
-WHERE id = :id AND attempt = :attempt AND status = 'pending';
+SET status = 'delivered', status_code = o.status_code, error = NULL, delivered_at = :now,
+    history = CASE WHEN conveyor_webhook_deliveries.history IS NOT NULL
+                   THEN json_insert(conveyor_webhook_deliveries.history, '$[#]', json_object('at', :now,
+                        'attempt', conveyor_webhook_deliveries.attempt, 'status_code', o.status_code,
+                        'error', NULL)) END
+FROM (SELECT value ->> 0 AS id, value ->> 1 AS attempt, value ->> 2 AS status_code FROM json_each(:batch)) AS o
+WHERE conveyor_webhook_deliveries.id = o.id AND conveyor_webhook_deliveries.attempt = o.attempt
+  AND conveyor_webhook_deliveries.status = 'pending';
 
 -- name: webhook_attempt_failed
 -- Another attempt at :retry_at, or (:retry_at NULL: retried long enough) failed for good.
