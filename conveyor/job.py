@@ -84,6 +84,7 @@ class Job:
     depends_on: list[str] = field(default_factory=list)  # ids of the jobs this one waits for (SPEC section 7)
     workflow_id: str | None = None
     step: str | None = None  # its step name in the workflow
+    webhook_url: str | None = None  # the enqueue option: this job's terminal event is POSTed there (webhooks)
     # True when `enqueue` returned the open job that already held the `unique_key` instead of storing a new one
     # (REST: 200 instead of 201). Not stored: a job read back later says False.
     existing: bool = False
@@ -123,6 +124,7 @@ class Job:
             "depends_on": self.depends_on,
             "workflow_id": self.workflow_id,
             "step": self.step,
+            "webhook_url": self.webhook_url,
         }
 
 

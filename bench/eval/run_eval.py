@@ -3,14 +3,16 @@
     python bench/eval/run_eval.py                      # SQLite in a temp dir
     python bench/eval/run_eval.py --backend postgres   # a fresh database `conveyor_eval` on 127.0.0.1
 
-The documents (the project's README.md and docs/*.md, and the two texts in bench/eval/corpus/) go through the real
-pipeline: `Ingestion.add_file`, the `process_file` job (extraction, 1,000-character chunks, embedding, storage), then
-`Ingestion.search`. Each embedder (`hash`, and `minilm` when the `embed` extra is installed) gets its own namespace;
-`keyword` does not depend on the embedder (it is reported once, from the first).
+The documents (bench/eval/corpus/: copies of the project's README.md, docs/postgres.md and docs/http-worker.md as of
+2026-12-04, frozen so that editing the docs does not move the figures or orphan a label, and two texts written for the
+set) go through the real pipeline: `Ingestion.add_file`, the `process_file` job (extraction, 1,000-character
+chunks, embedding, storage), then `Ingestion.search`. Each embedder (`hash`, and `minilm` when the `embed` extra is
+installed) gets its own namespace; `keyword` does not depend on the embedder (it is reported once, from the first).
 
 The set: 121 questions, each with its document and a verbatim passage of it that answers the question; a result is
 relevant when it is a chunk of that document holding the passage (whitespace aside). Questions are phrased as a user
-would ask them, most in other words than the passage's. The two texts of corpus/ were written for the set (CC0).
+would ask them, most in other words than the passage's. Two labels were moved to the
+reworded passages of the README of 2026-12-04; the two texts of corpus/ written for the set are CC0.
 """
 
 from __future__ import annotations
@@ -35,13 +37,9 @@ from conveyor.settings import Settings  # noqa: E402
 from conveyor.testing import drain  # noqa: E402
 
 PG_DB = "conveyor_eval"
-DOCUMENTS = {
-    "README.md": ROOT / "README.md",
-    "postgres.md": ROOT / "docs" / "postgres.md",
-    "http-worker.md": ROOT / "docs" / "http-worker.md",
-    "keepers-handbook.md": ROOT / "bench" / "eval" / "corpus" / "keepers-handbook.md",
-    "beekeepers-year.md": ROOT / "bench" / "eval" / "corpus" / "beekeepers-year.md",
-}
+CORPUS = Path(__file__).resolve().parent / "corpus"
+DOCUMENTS = {name: CORPUS / name for name in
+             ("README.md", "postgres.md", "http-worker.md", "keepers-handbook.md", "beekeepers-year.md")}
 DEPTH = 10
 QUESTIONS = [(q["question"], q["document"], q["passage"])
              for q in json.loads((Path(__file__).resolve().parent / "questions.json").read_text())]

@@ -126,6 +126,7 @@ class JobOut(BaseModel):
     depends_on: list[str] = Field(default_factory=list, description="ids of the jobs this one waits for")
     workflow_id: str | None = None
     step: str | None = Field(default=None, description="the job's step name in its workflow")
+    webhook_url: str | None = Field(default=None, description="where this job's terminal event is POSTed")
 
 
 class WorkflowOut(BaseModel):

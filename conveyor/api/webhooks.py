@@ -47,6 +47,11 @@ class WebhookList(BaseModel):
     webhooks: list[WebhookOut]
 
 
+class JobSecretOut(BaseModel):
+    secret: str
+    source: str  # CONVEYOR_WEBHOOK_SECRET, or generated (stored in the database)
+
+
 class AttemptOut(BaseModel):
     at: str
     attempt: int
@@ -90,6 +95,14 @@ def create_webhook_router(conveyor: Conveyor) -> APIRouter:
         loopback or private address is refused (422) unless CONVEYOR_WEBHOOK_ALLOW_PRIVATE=true."""
         webhook = subs.create(conveyor, body)
         return JSONResponse(webhook.to_dict(secret=True), status_code=201)
+
+    # before /webhooks/{webhook_id}, which would take the path as an id
+    @router.get("/webhooks/job-secret", response_model=JobSecretOut, summary="The secret of jobs' own webhook_url")
+    def job_secret() -> dict[str, Any]:
+        """The Standard Webhooks secret that signs deliveries to jobs' own `webhook_url`: CONVEYOR_WEBHOOK_SECRET
+        when set, else one the server generated and stored in the database, the same for every process."""
+        secret, source = subs.job_secret(conveyor)
+        return {"secret": secret, "source": source}
 
     @router.get("/webhooks/{webhook_id}", response_model=WebhookOut, summary="One subscription")
     def get_webhook(webhook_id: WebhookId) -> dict[str, Any]:

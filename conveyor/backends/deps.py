@@ -34,7 +34,7 @@ def _as_job(job: NewJob, now: datetime, status: JobStatus, error: str | None) ->
         job.id, job.type, job.queue, status, job.priority, job.args, None, error, None, 0, None,
         0, job.max_retries, job.timeout, run_at, job.tags, job.metadata, job.unique_key,
         now, now, None, now if status is JobStatus.CANCELLED else None, None, False, job.group_key,
-        sorted(job.depends_on), job.workflow_id, job.step,
+        sorted(job.depends_on), job.workflow_id, job.step, job.webhook_url,
     )
 
 
@@ -114,9 +114,9 @@ class DependencyOps:
                          j.workflow_id, j.step, j.group_key, j.webhook_url])
             edges.extend([p, j.id] for p in j.depends_on)
             out.append(_as_job(j, created_at, status, why))
-        tx.execute("insert_graph", {"batch": dumps(rows), "now": now})
-        if edges:
+        if edges:  # before the jobs: the webhook rows their inserts write show their depends_on
             tx.execute("insert_deps", {"batch": dumps(edges)})
+        tx.execute("insert_graph", {"batch": dumps(rows), "now": now})
         return out
 
     def extend_workflow(

@@ -63,6 +63,8 @@ class NewJob:
             0, self.max_retries, self.timeout, run_at, self.tags, self.metadata, self.unique_key,
             # created_at, updated_at, started_at, completed_at, worker_id, cancel_requested, group_key
             now, now, None, None, None, False, self.group_key,
+            # depends_on, workflow_id, step (a job with parents is inserted by insert_graph), webhook_url
+            [], None, None, self.webhook_url,
         )
 
 

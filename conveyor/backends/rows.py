@@ -45,6 +45,7 @@ def job_from_row(row: dict[str, Any], decode: Decode) -> Job:
         depends_on=_parents(row.get("depends_on"), decode),
         workflow_id=str(row["workflow_id"]) if row.get("workflow_id") is not None else None,
         step=row.get("step"),
+        webhook_url=row.get("webhook_url"),
     )
 
 

@@ -20,6 +20,7 @@ from conveyor.webhooks.model import (
 )
 
 PRUNE_BATCH = 1000
+JOB_SECRET = "jobs"  # noqa: S105 - the name of the stored secret that signs deliveries to jobs' own webhook_url
 
 
 class WebhookOps:
@@ -98,6 +99,20 @@ class WebhookOps:
                 raise WebhookNotFoundError(webhook_id)
 
         self.driver.write(go)
+
+    def job_webhook_secret(self, candidate: str, now: float) -> str:
+        """The stored secret that signs deliveries to jobs' own webhook_url; `candidate` is stored as that secret if
+        there is none yet (of processes racing to store one, the first wins and all of them return its)."""
+        params = {"name": JOB_SECRET}
+        found = self.driver.read(lambda tx: tx.rows("get_webhook_secret", params))
+        if found:
+            return str(found[0][0])
+
+        def go(tx: Tx) -> str:
+            tx.execute("insert_webhook_secret", {**params, "secret": candidate, "now": now})
+            return str(tx.rows("get_webhook_secret", params)[0][0])
+
+        return self.driver.write(go)
 
     # ------------------------------------------------------------------------------------------ sending
     def claim_deliveries(

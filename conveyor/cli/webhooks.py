@@ -1,4 +1,5 @@
-"""`conveyor webhooks list|add|pause|resume|delete|deliveries|test`: webhook subscriptions (SPEC section 7)."""
+"""`conveyor webhooks list|add|pause|resume|delete|deliveries|test|job-secret`: webhook subscriptions (SPEC
+section 7), and the secret of jobs' own webhook_url."""
 
 from __future__ import annotations
 
@@ -113,6 +114,17 @@ def webhooks_deliveries(
         table.add_row(row["at"], d.event, d.job_id or "-", str(d.attempt), d.status, str(d.status_code or "-"),
                       escape(d.error or ""))
     out.print(table)
+
+
+@webhooks_cli.command("job-secret")
+@handle_errors
+def webhooks_job_secret(db: DbOption = None, app: AppOption = None, as_json: JsonOption = False) -> None:
+    """The secret that signs deliveries to jobs' own --webhook-url (CONVEYOR_WEBHOOK_SECRET, else the database's)."""
+    secret, source = subs.job_secret(load_app(db, app))
+    if as_json:
+        print_json({"secret": secret, "source": source})
+    else:
+        typer.echo(secret)
 
 
 @webhooks_cli.command("test")

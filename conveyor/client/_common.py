@@ -77,6 +77,7 @@ def job_from_dict(data: dict[str, Any]) -> Job:
         depends_on=list(data.get("depends_on") or []),
         workflow_id=data.get("workflow_id"),
         step=data.get("step"),
+        webhook_url=data.get("webhook_url"),
     )
 
 

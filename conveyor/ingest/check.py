@@ -24,7 +24,7 @@ def ingest_checks(database_url: str) -> list[CheckLine]:
         store = open_store(database_url)
     except ConveyorError as exc:
         return [*lines, CheckLine("error", f"ingestion store: {exc.message}")]
-    keyword = "PostgreSQL full text (ts_rank_cd)" if isinstance(store, PostgresStore) else "SQLite FTS5 (BM25)"
+    keyword = "PostgreSQL full text (ts_rank)" if isinstance(store, PostgresStore) else "SQLite FTS5 (BM25)"
     vectors = {"numpy": "exact NumPy scan of a cached matrix", "pgvector": "pgvector (HNSW for 384 dimensions)"}
     lines.append(CheckLine("ok", f"search: vectors by {vectors[store.vector_index]}, words by {keyword}"))
     return lines

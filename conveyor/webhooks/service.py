@@ -17,7 +17,7 @@ import ipaddress
 import json
 import logging
 import random
-import socket
+import ssl
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,13 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from conveyor.backends.rows import job_from_row
+from conveyor.backends.rows import job_from_row, workflow_from_row
 from conveyor.backends.webhooks import WebhookOps
 from conveyor.blocking import BlockingCalls
 from conveyor.errors import BackendError
+from conveyor.webhooks.connections import Connections, ConnectTimeoutError, Endpoint, SendError
 from conveyor.webhooks.model import AttemptResult, ClaimedDelivery, Webhook
-from conveyor.webhooks.signing import signed_headers
+from conveyor.webhooks.signing import new_secret, signed_headers
 from conveyor.webhooks.urls import UnsafeWebhookURLError, checked_address, parse_url
+from conveyor.workflows.model import Workflow
 
 if TYPE_CHECKING:
     from conveyor.settings import Settings
@@ -54,6 +56,7 @@ PRUNE_EVERY_S = 600.0
 KEEP_S = 7 * 86400.0  # delivered and failed deliveries are kept a week
 USER_AGENT = "Conveyor-Webhooks/0.1"
 MAX_ANSWER_BYTES = 64 * 1024  # of an endpoint's answer (not used: only its status code counts)
+PARSED_URLS = 4096  # URLs kept parsed (then forgotten all at once)
 
 
 def _is_address(host: str) -> bool:
@@ -72,10 +75,12 @@ def backoff_s(attempt: int, rand: Callable[[], float] = random.random) -> float:
 
 
 def body_of(delivery: ClaimedDelivery) -> str:
-    """`{"type", "timestamp", "data"}`: data is the job as the API shows it, as it was at the event."""
+    """`{"type", "timestamp", "data"}`: data is the job (or workflow) as the API shows it, as it was at the event."""
     data: Any = delivery.payload
     if delivery.event.startswith("job.") and isinstance(data, dict) and "status" in data:
         data = job_from_row(data, lambda value: value).to_dict()
+    elif delivery.event.startswith("workflow.") and isinstance(data, dict) and "steps_total" in data:
+        data = Workflow.of(workflow_from_row(data, lambda value: value)).to_dict()
     at = datetime.fromtimestamp(delivery.created_at, UTC).isoformat().replace("+00:00", "Z")
     return json.dumps({"type": delivery.event, "timestamp": at, "data": data}, separators=(",", ":"))
 
@@ -89,15 +94,17 @@ class WebhookSender:
         *,
         batch: int = BATCH,
         per_endpoint: int = PER_ENDPOINT,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.backend = backend
         self.allow_private = settings.webhook_allow_private
-        self.job_secret = settings.webhook_secret
+        self.job_secret = settings.webhook_secret  # else the database's (`job_webhook_secret`), read when needed
         self.clock = clock
         self.batch = batch
         self.per_endpoint = per_endpoint
         self._calls = BlockingCalls("conveyor-webhooks")
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._connections = Connections(CONNECT_TIMEOUT_S, MAX_ANSWER_BYTES, ssl_context)
+        self._parsed: dict[str, httpx.URL] = {}  # URLs as parsed (the address is checked at every send)
         self._in_flight: dict[str, int] = {}  # deliveries held per endpoint (sending or waiting for a slot)
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,9 +158,7 @@ class WebhookSender:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        await self._connections.close()
         self._calls.close(wait=False)
 
     async def _start_due(self) -> int:
@@ -166,6 +171,8 @@ class WebhookSender:
         if not claimed:
             return 0
         webhooks = {w.id: w for w in await self._calls.run(self.backend.list_webhooks)}
+        if self.job_secret is None and any(d.webhook_id is None for d in claimed):
+            self.job_secret = await self._calls.run(self.backend.job_webhook_secret, new_secret(), now)
         for delivery in claimed:
             self._in_flight[delivery.target] = self._in_flight.get(delivery.target, 0) + 1
             task = asyncio.create_task(self._deliver(delivery, webhooks.get(delivery.webhook_id or "")))
@@ -233,9 +240,9 @@ class WebhookSender:
             return AttemptResult(delivery, None, f"{prefix}{exc}", final=not exc.retryable)
         except TimeoutError:
             return AttemptResult(delivery, None, f"timed out after {SEND_TIMEOUT_S:g}s")
-        except httpx.TimeoutException as exc:
-            return AttemptResult(delivery, None, f"timed out ({type(exc).__name__})")
-        except httpx.HTTPError as exc:
+        except ConnectTimeoutError as exc:
+            return AttemptResult(delivery, None, f"timed out connecting: {exc}")
+        except (SendError, OSError) as exc:
             return AttemptResult(delivery, None, f"{type(exc).__name__}: {exc or 'no detail'}"[:500])
         if 200 <= status < 300:
             return AttemptResult(delivery, status, None)
@@ -243,41 +250,17 @@ class WebhookSender:
         return AttemptResult(delivery, status, f"HTTP {status}{note}")
 
     async def _post(self, url: str, headers: dict[str, str], body: str) -> int:
-        target = parse_url(url)
+        target = self._parsed.get(url)
+        if target is None:
+            if len(self._parsed) >= PARSED_URLS:
+                self._parsed.clear()
+            target = self._parsed[url] = parse_url(url)
         if _is_address(target.host):  # nothing to resolve: checked here, without a thread hop
             ip = checked_address(target, self.allow_private)
         else:
             ip = await asyncio.to_thread(checked_address, target, self.allow_private)
-        extensions: dict[str, Any] = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        client = self._client(target.host)
-        request = client.build_request(
-            "POST",
-            target.copy_with(host=str(ip)),
-            headers={**headers, "Host": target.netloc.decode("ascii"), "User-Agent": USER_AGENT},
-            content=body.encode(),
-            extensions=extensions,
-        )
+        https = target.scheme == "https"
+        endpoint = Endpoint(target.scheme, str(ip), target.port or (443 if https else 80), target.host)
+        fields = [("host", target.netloc.decode("ascii")), ("user-agent", USER_AGENT), *headers.items()]
         async with asyncio.timeout(SEND_TIMEOUT_S):
-            response = await client.send(request, stream=True)
-            try:  # read a short answer to its end, so the connection can be reused; a long one is cut off
-                read = 0
-                async for chunk in response.aiter_raw():
-                    read += len(chunk)
-                    if read > MAX_ANSWER_BYTES:
-                        break
-            finally:
-                await response.aclose()
-        return response.status_code
-
-    def _client(self, host: str) -> httpx.AsyncClient:
-        """One client (connection pool) per host name: a TLS connection made for one name must never carry another
-        name's requests. trust_env=False: no proxy from the environment routes around the address check."""
-        client = self._clients.get(host)
-        if client is None:
-            timeout = httpx.Timeout(SEND_TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-            # TCP_NODELAY: a request goes out as two writes (headers, body); with Nagle's algorithm the body may wait
-            # for the receiver's delayed ACK of the headers
-            transport = httpx.AsyncHTTPTransport(socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
-            client = httpx.AsyncClient(timeout=timeout, follow_redirects=False, trust_env=False, transport=transport)
-            self._clients[host] = client
-        return client
+            return await self._connections.post(endpoint, target.raw_path.decode("ascii"), fields, body.encode())

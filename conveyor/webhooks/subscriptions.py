@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from conveyor.app import Conveyor
 
 FilterValue = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+# where the secret of jobs' own webhook_url comes from (names, not secrets)
+FROM_SETTINGS = "CONVEYOR_WEBHOOK_SECRET"
+GENERATED = "generated"
 
 
 class WebhookFilter(BaseModel):
@@ -138,6 +141,15 @@ def change(app: Conveyor, webhook_id: str, patch: WebhookPatch) -> Webhook:
         paused_reason=reason,
     )
     return store(app).update_webhook(update, app.clock())
+
+
+def job_secret(app: Conveyor) -> tuple[str, str]:
+    """The secret that signs deliveries to jobs' own webhook_url, and where it comes from: CONVEYOR_WEBHOOK_SECRET
+    when set, else the database's own, generated the first time a process needs it (every process then signs with
+    that one, across restarts)."""
+    if app.settings.webhook_secret:
+        return app.settings.webhook_secret, FROM_SETTINGS
+    return store(app).job_webhook_secret(new_secret(), app.clock()), GENERATED
 
 
 async def send_test(app: Conveyor, webhook_id: str) -> dict[str, Any]:

@@ -118,7 +118,8 @@ def _jobs(
             job = task.keyed(NewJob(ids[step.name], template.type, template.queue, template.priority, payload,
                                     template.max_retries, template.timeout, template.run_at, template.tags,
                                     template.metadata, None, template.scheduled, template.group_key,
-                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow_id, step.name))
+                                    tuple(ids[p] for p in dict.fromkeys(step.after)), workflow_id, step.name,
+                                    template.webhook_url))
         except UnknownTaskError as exc:
             raise UnknownTaskError(exc.task_type, exc.known, where=where) from None
         except InvalidArgumentsError as exc:

@@ -55,6 +55,9 @@ def test_sync_client_methods(server: RunningServer) -> None:
             client.enqueue("no.such.task")
         with pytest.raises(InvalidArgumentsError):
             client.enqueue("demo.echo", nonsense=1)
+        hooked = client.enqueue("demo.echo", {}, webhook_url="https://example.com/hook")
+        assert hooked.webhook_url == "https://example.com/hook"
+        assert (client.get(hooked.id) or job).webhook_url == "https://example.com/hook"
 
 
 def test_sync_wait_with_sse(server: RunningServer) -> None:

@@ -118,6 +118,13 @@ def test_enqueue_takes_a_webhook_url(api: httpx.Client, hook_server: RunningServ
     assert bad.status_code == 422 and "webhook_url" in bad.json()["error"]["message"]
     good = api.post("/api/v1/jobs", json={"type": "noop", "webhook_url": "https://example.com/hook"})
     assert good.status_code == 201, good.text
+    assert good.json()["webhook_url"] == "https://example.com/hook"
+    read = api.get(f"/api/v1/jobs/{good.json()['id']}").json()
+    assert read["webhook_url"] == "https://example.com/hook"
+    plain = api.post("/api/v1/jobs", json={"type": "noop"}).json()
+    assert "webhook_url" in plain and plain["webhook_url"] is None
+    listed = {j["id"]: j["webhook_url"] for j in api.get("/api/v1/jobs").json()["jobs"]}
+    assert listed == {read["id"]: "https://example.com/hook", plain["id"]: None}
 
 
 def test_unknown_webhook_is_404(api: httpx.Client) -> None:
@@ -127,3 +134,21 @@ def test_unknown_webhook_is_404(api: httpx.Client) -> None:
         answer = api.request(method, f"/api/v1/webhooks{path}", **kwargs)  # type: ignore[arg-type]
         assert answer.status_code == 404, (method, path, answer.text)
         assert answer.json()["error"]["code"] == "not_found"
+
+
+def test_the_job_secret_is_shown(api: httpx.Client, hook_server: RunningServer, receiver: Receiver) -> None:
+    """GET /webhooks/job-secret: what signs deliveries to jobs' own webhook_url (generated, stored, stable)."""
+    from tests.webhooks.test_service import drain
+
+    answer = api.get("/api/v1/webhooks/job-secret")
+    assert answer.status_code == 200, answer.text
+    shown = answer.json()
+    assert shown["secret"].startswith("whsec_") and shown["source"] == "generated"
+    assert api.get("/api/v1/webhooks/job-secret").json() == shown
+    app = hook_server.conveyor
+    app.task(name="noop")(lambda: None)
+    job = api.post("/api/v1/jobs", json={"type": "noop", "webhook_url": receiver.url}).json()
+    app.run_worker(burst=True)
+    assert drain(app) == 1
+    [sent] = receiver.requests
+    assert Verifier(shown["secret"]).verify(sent.body, sent.headers)["data"]["id"] == job["id"]

@@ -241,3 +241,37 @@ def test_a_keyed_child_is_claimed_through_its_group_once_released(tasks: Conveyo
     app.run_worker(concurrency=2, burst=True)
     done = app.require_workflow(run.id)
     assert done.status == "completed" and done.step("second").group_key == "tenant:2"
+
+
+def test_parents_completed_in_one_statement_release_their_child_once(pg_url: str) -> None:
+    """PostgreSQL settles a statement's rows together (a worker cycle completes its batch in one statement): the
+    fan-in step's counter drops by the parents the statement completed, the workflow's counters by its sum, and the
+    child is released once, with one history row, when the last of them is done."""
+    import psycopg
+
+    app = Conveyor(pg_url)
+    try:
+        wf = app.workflow("batched")
+        parents = [wf.step(f"p{i}", "demo.echo", i=i) for i in range(6)]
+        wf.step("join", "demo.echo", after=parents)
+        run = wf.enqueue()
+        ids = [run.step(f"p{i}").id for i in range(6)]
+        join = run.step("join").id
+        complete = ("UPDATE conveyor_jobs SET status = 'completed', completed_at = extract(epoch FROM now()), "
+                    "updated_at = extract(epoch FROM now()) WHERE id = ANY(%s::uuid[])")
+        with psycopg.connect(pg_url, autocommit=True) as conn:
+            conn.execute(complete, (ids[:4],))
+            row = conn.execute("SELECT status, deps_remaining FROM conveyor_jobs WHERE id = %s", (join,)).fetchone()
+            assert row == ("waiting", 2)
+            assert app.require_workflow(run.id).steps_done == 4
+            conn.execute(complete, (ids[4:],))
+            row = conn.execute("SELECT status, deps_remaining FROM conveyor_jobs WHERE id = %s", (join,)).fetchone()
+            assert row == ("pending", 0)
+        moves = [(e.from_status, e.to_status) for e in app.job_events(join)]
+        assert moves == [(None, JobStatus.WAITING), (JobStatus.WAITING, JobStatus.PENDING)]
+        assert app.require_workflow(run.id).steps_done == 6
+        app.run_worker(concurrency=1, burst=True)
+        done = app.wait_workflow(run.id, timeout=10)
+        assert done.status.value == "completed" and done.steps_done == 7
+    finally:
+        app.close()

@@ -80,3 +80,13 @@ def test_enqueue_webhook_url(sqlite_url: str, receiver: Receiver) -> None:
         assert (delivery.event, delivery.url) == ("job.completed", receiver.url)
     finally:
         app.close()
+
+
+def test_job_secret(db_url: str) -> None:
+    shown = invoke(db_url, "job-secret").stdout.strip()
+    assert shown.startswith("whsec_")
+    assert as_json(invoke(db_url, "job-secret", "--json")) == {"secret": shown, "source": "generated"}
+    configured = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+    result = CliRunner().invoke(cli, ["webhooks", "job-secret", "--db", db_url],
+                                env={"CONVEYOR_WEBHOOK_SECRET": configured})
+    assert result.exit_code == 0 and result.stdout.strip() == configured

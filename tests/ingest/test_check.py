@@ -29,7 +29,7 @@ def test_hashing_fallback_says_what_to_install(sqlite_url: str, monkeypatch: pyt
 @pytest.mark.postgres
 def test_postgres_search_is_named(pg_url: str) -> None:
     line = ingest_checks(pg_url)[1]
-    assert "PostgreSQL full text (ts_rank_cd)" in line.message
+    assert "PostgreSQL full text (ts_rank)" in line.message
     assert ("pgvector" in line.message) or ("exact NumPy scan" in line.message)
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import numpy as np
 import pytest
 
-from conveyor.ingest.chunk import make_chunks
+from conveyor.ingest.chunk import Chunk, make_chunks
 from conveyor.ingest.embed import HashingEmbedder
 from conveyor.ingest.errors import ModelMismatchError, SourceNotFoundError
-from conveyor.ingest.store import NewChunks, PostgresStore, SQLiteStore, VectorStore, queries
+from conveyor.ingest.store import NewChunks, PostgresStore, SearchFilter, SQLiteStore, VectorStore, queries
 
 
 def test_every_query_exists_for_every_dialect() -> None:
@@ -29,8 +30,12 @@ def test_every_query_exists_for_every_dialect() -> None:
         "add_pgvector_index",
         "pgvector_search_384",
     }
-    for name, sql in sqlite.items():  # the same parameters in both dialects
-        assert sorted(set(re.findall(r":(\w+)", sql))) == sorted(set(re.findall(r"%\((\w+)\)s", postgres[name])))
+    # PostgreSQL ranks the chunks a narrower query selected by the query of all the words (`rank`): FTS5's bm25 needs
+    # only the one
+    own = {"keyword_search": {"rank"}}
+    for name, sql in sqlite.items():  # else the same parameters in both dialects
+        expected = set(re.findall(r":(\w+)", sql)) | own.get(name, set())
+        assert sorted(expected) == sorted(set(re.findall(r"%\((\w+)\)s", postgres[name])))
 
 
 def exercise(store: VectorStore) -> None:
@@ -150,3 +155,50 @@ def test_postgres_cache_follows_writes_of_another_connection(raw_pg_url: str) ->
     finally:
         writer.close()
         reader.close()
+
+
+@pytest.mark.postgres
+def test_postgres_keyword_search_ranks_pairs_first_without_changing_the_results(raw_pg_url: str) -> None:
+    """A query of several words first ranks only the chunks holding two of them (few, where one word selects many):
+    `ts_rank` gives a chunk 0.061 to 0.1 per word it holds, so one holding two outranks every chunk holding one, and
+    the narrowed answer is the full ranking's whenever it has as many chunks as asked for; else the full ranking."""
+    import conveyor.ingest.store._postgres as pg
+
+    rng = np.random.default_rng(5)
+    vocabulary = ["heron", "otter", "badger", "puffin", "kestrel", "newt", "stoat", "vole"]
+    store = PostgresStore(raw_pg_url, use_pgvector=False)
+    try:
+        store.insert_source("s", "ns", "s", "text")
+        texts = [" ".join(rng.choice(vocabulary, size=int(rng.integers(1, 6)))) + "." for _ in range(300)]
+        texts += ["heron " * 12 + "."] * 5  # one word many times: still below any chunk holding two words
+        chunks = [Chunk(i, t, len(t), len(t.split())) for i, t in enumerate(texts)]
+        store.replace_chunks("s", NewChunks(chunks, HashingEmbedder().embed(texts), HashingEmbedder().name))
+        queries = [["heron", "otter"], ["heron", "puffin", "vole"], ["badger", "kestrel", "newt", "stoat"]]
+        for terms in queries:
+            for limit in (1, 5, 40, 400):
+                params = {"namespace": "ns", "limit": limit, **SearchFilter().params()}
+                with store._read() as ex:
+                    full = store._ranked(ex, {**params, "match": " | ".join(terms), "rank": " | ".join(terms)})
+                    answered = store._keyword_query(ex, terms, False, params)
+                    paired = store._ranked(ex, {**params, "rank": " | ".join(terms), "match": " | ".join(
+                        f"({a} & {b})" for a, b in itertools.combinations(terms, 2))})
+                assert answered == full, (terms, limit)
+                assert all(i not in {c for c, _ in full[:5]} for i in range(300, 305)), "one word only ranked high"
+                if len(paired) >= limit:  # answered by the narrowed query alone
+                    assert answered == paired, (terms, limit)
+        assert pg.PAIRED_MAX_TERMS >= 4
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgres_store_keeps_the_words_in_the_row_and_the_vector_out_of_it(raw_pg_url: str) -> None:
+    """Schema version 3: the tsvector a keyword search reads stays in the heap row (MAIN), the vector goes to TOAST."""
+    store = PostgresStore(raw_pg_url, use_pgvector=False)
+    try:
+        with store._read() as ex:
+            rows = ex.rows("SELECT attname, attstorage FROM pg_attribute WHERE attrelid = 'ingest_chunks'::regclass"
+                           " AND attname IN ('text_tsv', 'embedding')", {})
+        assert {r["attname"]: r["attstorage"] for r in rows} == {"text_tsv": "m", "embedding": "e"}
+    finally:
+        store.close()

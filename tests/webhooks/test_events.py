@@ -97,3 +97,16 @@ def test_a_dependent_job_keeps_its_webhook_url(hook_app: Conveyor) -> None:
     assert [(d.event, d.url) for d in subscriptions.store(hook_app).job_deliveries(child.id)] == [
         ("job.completed", "https://example.com/c")
     ]
+
+
+def test_a_job_cancelled_at_enqueue_is_created_then_cancelled(hook_app: Conveyor) -> None:
+    """Its parent failed before: the job is stored `cancelled` (no update ends it), and subscribers hear both."""
+    subscriptions.create(hook_app, WebhookSpec(url="http://127.0.0.1:9/", events=["job.created", "job.cancelled"]))
+    only_ends = subscriptions.create(hook_app, WebhookSpec(url="http://127.0.0.1:8/", events=["job.cancelled"]))
+    parent = hook_app.enqueue("boom", {})
+    hook_app.run_worker(burst=True)
+    child = hook_app.enqueue("add", {"a": 1, "b": 1}, depends_on=[parent.id])
+    assert hook_app.require_job(child.id).status == "cancelled"
+    assert events_of(hook_app, child.id) == ["job.created", "job.cancelled", "job.cancelled"]
+    ends = [d for d in subscriptions.store(hook_app).job_deliveries(child.id) if d.webhook_id == only_ends.id]
+    assert [d.event for d in ends] == ["job.cancelled"]

@@ -156,8 +156,11 @@ def test_backoff_grows_with_jitter_and_retries_last_a_day() -> None:
     assert RETRY_FOR_S >= 24 * 3600
 
 
+SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+
+
 def test_per_job_webhook_url_gets_the_terminal_event(db_url: str, hook_settings: Any, receiver: Receiver) -> None:
-    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
+    secret = SECRET
     settings = hook_settings.with_changes(webhook_secret=secret)
     app = Conveyor(db_url, settings=settings)
     app.task(name="add")(lambda a, b: a + b)
@@ -170,6 +173,11 @@ def test_per_job_webhook_url_gets_the_terminal_event(db_url: str, hook_settings:
         Verifier(secret).verify(r.body, r.headers)
         assert r.path == "/hook?job=1"
         assert (r.json["type"], r.json["data"]["id"], r.json["data"]["result"]) == ("job.completed", job.id, 5)
+        assert r.json["data"]["webhook_url"] == receiver.url + "?job=1"
+        stored = app.require_job(job.id).to_dict()
+        assert r.json["data"].keys() == stored.keys()  # the job JSON, whole (times may differ in the last digit)
+        assert {k: v for k, v in r.json["data"].items() if not k.endswith("_at")} == {
+            k: v for k, v in stored.items() if not k.endswith("_at")}
         assert subscriptions.store(app).job_deliveries(other.id) == []
     finally:
         app.close()
@@ -252,3 +260,71 @@ def test_a_name_that_does_not_resolve_is_retried(db_url: str, hook_settings: Any
         assert row.status == "pending" and "cannot resolve" in (row.error or "")
     finally:
         app.close()
+
+
+def test_the_payload_is_the_whole_job(hook_app: Conveyor, receiver: Receiver) -> None:
+    """`data` has every field of the job JSON at the event: a dependent job's parents, its workflow and step, its
+    group key and webhook_url, from its creation on (the parents' edges are written before the job)."""
+    subscribe(hook_app, receiver.url, ["job.created"])
+    parent = hook_app.enqueue("add", {"a": 1, "b": 1})
+    child = hook_app.enqueue("add", {"a": 1, "b": 1}, depends_on=[parent.id], group_key="tenant:1",
+                             webhook_url="https://example.com/child")
+    wf = hook_app.workflow("wf")
+    first = wf.step("first", "add", a=1, b=1)
+    wf.step("second", "add", a=1, b=1, after=[first])
+    run = wf.enqueue()
+    drain(hook_app)
+    data = {b["data"]["id"]: b["data"] for b in receiver.bodies()}
+    assert data[child.id].keys() == hook_app.require_job(child.id).to_dict().keys()
+    assert (data[child.id]["depends_on"], data[child.id]["group_key"], data[child.id]["webhook_url"]) == (
+        [parent.id], "tenant:1", "https://example.com/child")
+    second = run.step("second")
+    assert (data[second.id]["workflow_id"], data[second.id]["step"], data[second.id]["depends_on"]) == (
+        run.id, "second", [run.step("first").id])
+
+
+def test_per_job_webhook_url_is_signed_with_a_generated_secret(db_url: str, hook_settings: Any,
+                                                                receiver: Receiver) -> None:
+    """Without CONVEYOR_WEBHOOK_SECRET: a secret the first process generates and stores, the same for every process
+    and after a restart, shown by `subscriptions.job_secret` (REST GET /webhooks/job-secret, the CLI)."""
+    assert hook_settings.webhook_secret is None
+    first, second = Conveyor(db_url, settings=hook_settings), Conveyor(db_url, settings=hook_settings)
+    for app in (first, second):
+        app.task(name="add")(lambda a, b: a + b)
+    try:
+        one = first.enqueue("add", {"a": 1, "b": 1}, webhook_url=receiver.url + "?n=1")
+        first.run_worker(burst=True)
+        assert drain(first) == 1  # this sender generates and stores the secret
+        two = second.enqueue("add", {"a": 2, "b": 2}, webhook_url=receiver.url + "?n=2")
+        second.run_worker(burst=True)
+        assert drain(second) == 1  # another process: the stored one
+        secret, source = subscriptions.job_secret(second)
+        assert (secret.startswith("whsec_"), source) == (True, "generated")
+        assert subscriptions.job_secret(first) == (secret, source)
+        verifier = Verifier(secret)
+        assert [verifier.verify(r.body, r.headers)["data"]["id"] for r in receiver.requests] == [one.id, two.id]
+    finally:
+        first.close()
+        second.close()
+    reopened = Conveyor(db_url, settings=hook_settings)
+    try:
+        assert subscriptions.job_secret(reopened) == (secret, "generated")
+        configured = Conveyor(db_url, settings=hook_settings.with_changes(webhook_secret=SECRET))
+        assert subscriptions.job_secret(configured) == (SECRET, "CONVEYOR_WEBHOOK_SECRET")  # the setting wins
+        configured.close()
+    finally:
+        reopened.close()
+
+
+def test_processes_racing_to_store_the_job_secret_agree(db_url: str, hook_settings: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    apps = [Conveyor(db_url, settings=hook_settings) for _ in range(4)]
+    try:
+        store = [subscriptions.store(a) for a in apps]
+        with ThreadPoolExecutor(4) as pool:
+            found = list(pool.map(lambda i: store[i].job_webhook_secret(f"whsec_candidate{i}", 0.0), range(4)))
+        assert len(set(found)) == 1 and found[0] in {f"whsec_candidate{i}" for i in range(4)}
+    finally:
+        for a in apps:
+            a.close()

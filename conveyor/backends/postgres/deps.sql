@@ -1,5 +1,5 @@
 -- Conveyor queries for PostgreSQL: job dependencies and workflows (SPEC section 7). What happens when a parent ends
--- is done by the row triggers of migration 007.
+-- is done by the triggers of migrations 007 (cascade, restore) and 009 (releases and workflow counters, per statement).
 
 -- name: lock_parents
 -- Locked until the enqueue commits (in id order: two enqueues never deadlock), so a parent cannot complete between

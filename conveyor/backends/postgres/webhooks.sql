@@ -112,3 +112,11 @@ VALUES (%(webhook_id)s::uuid, %(url)s, %(event)s, %(job_id)s::uuid, %(payload)s:
 DELETE FROM conveyor_webhook_deliveries
 WHERE id IN (SELECT id FROM conveyor_webhook_deliveries WHERE status <> 'pending' AND created_at < %(before)s
              LIMIT %(batch)s);
+
+-- name: get_webhook_secret
+SELECT secret FROM conveyor_webhook_secrets WHERE name = %(name)s;
+
+-- name: insert_webhook_secret
+-- The first process to store one wins; the others read it.
+INSERT INTO conveyor_webhook_secrets (name, secret, created_at) VALUES (%(name)s, %(secret)s, %(now)s)
+ON CONFLICT (name) DO NOTHING;

@@ -108,3 +108,11 @@ VALUES (:webhook_id, :url, :event, :job_id, :payload, :attempt, :next_attempt_at
 DELETE FROM conveyor_webhook_deliveries
 WHERE id IN (SELECT id FROM conveyor_webhook_deliveries WHERE status <> 'pending' AND created_at < :before
              LIMIT :batch);
+
+-- name: get_webhook_secret
+SELECT secret FROM conveyor_webhook_secrets WHERE name = :name;
+
+-- name: insert_webhook_secret
+-- The first process to store one wins; the others read it.
+INSERT INTO conveyor_webhook_secrets (name, secret, created_at) VALUES (:name, :secret, :now)
+ON CONFLICT (name) DO NOTHING;

@@ -132,11 +132,13 @@ WHERE c.namespace = %(namespace)s
   AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb);
 
 -- name: keyword_search
--- ts_rank_cd over the English tsvector; `match` is words joined by | or & (words only: no other operator).
-SELECT c.id, ts_rank_cd(c.text_tsv, q.query) AS score
+-- ts_rank over the English tsvector (per word, a weight that grows with its occurrences and saturates, summed over
+-- the words) of the chunks that `match` selects; `rank` is the words joined by | (or & when all are required),
+-- `match` that or a narrower query of the same words (words only: no other operator).
+SELECT c.id, ts_rank(c.text_tsv, q.rank) AS score
 FROM ingest_chunks c JOIN ingest_sources s ON s.id = c.source_id,
-     (SELECT to_tsquery('english', %(match)s) AS query) q
-WHERE c.namespace = %(namespace)s AND c.text_tsv @@ q.query
+     (SELECT to_tsquery('english', %(match)s) AS match, to_tsquery('english', %(rank)s) AS rank) q
+WHERE c.namespace = %(namespace)s AND c.text_tsv @@ q.match
   AND (%(source_ids)s::jsonb IS NULL OR %(source_ids)s::jsonb ? c.source_id)
   AND (%(kinds)s::jsonb IS NULL OR %(kinds)s::jsonb ? s.kind)
   AND (%(metadata)s::jsonb IS NULL OR c.metadata::jsonb @> %(metadata)s::jsonb)

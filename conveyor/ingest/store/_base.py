@@ -2,7 +2,7 @@
 part of the store. Subclasses give the connection plumbing and the vector ranking they can do best.
 
 A search ranks chunks by cosine similarity to the query vector (`vector`), by full-text relevance to the query's
-words (`keyword`: FTS5 BM25 on SQLite, `ts_rank_cd` on PostgreSQL), or by both fused with reciprocal rank fusion
+words (`keyword`: FTS5 BM25 on SQLite, `ts_rank` on PostgreSQL), or by both fused with reciprocal rank fusion
 (`hybrid`). One namespace holds the vectors of one embedding model only.
 """
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from conveyor.ingest.store._model import Vectors
 
 MAX_LIST = 1000
-SCHEMA_VERSION = 2  # 1: the first release's tables; 2: full-text index (FTS5 / tsvector)
+SCHEMA_VERSION = 3  # 1: the first release's tables; 2: full-text index (FTS5 / tsvector); 3: PostgreSQL column storage
 Ranking = Callable[[], list[tuple[int, float]]]
 _RANKERS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="conveyor-ingest-rank")
 FUSION_CANDIDATES = 50  # each list's depth before fusion (at least top_k)
@@ -343,7 +343,14 @@ class VectorStore:
         terms, all_required = self._keyword_terms(ex, text, COMMON_FRACTION_HYBRID if hybrid else COMMON_FRACTION)
         if not terms or (hybrid and all_required):
             return []
-        params = {"namespace": namespace, "match": self._match(terms, all_required), "limit": depth, **filters.params()}
+        params = {"namespace": namespace, "limit": depth, **filters.params()}
+        return self._keyword_query(ex, terms, all_required, params)
+
+    def _keyword_query(
+        self, ex: Executor, terms: list[str], all_required: bool, params: dict[str, Any]
+    ) -> list[tuple[int, float]]:
+        """The best `params["limit"]` chunks holding any of the words (all of them when `all_required`)."""
+        params = {**params, "match": self._match(terms, all_required)}
         return [(int(r[0]), float(r[1])) for r in ex.tuples(self.q["keyword_search"], params)]
 
     def _keyword_terms(
