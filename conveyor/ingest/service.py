@@ -242,17 +242,21 @@ class Ingestion:
         return [self._reconciled(s) for s in self.store.list_sources(namespace, limit)]
 
     def _reconciled(self, source: Source) -> Source:
-        """The source as its job says: failed if the job ended failed or cancelled without the task saying so (its
-        worker died, it was cancelled while waiting); pending, with the last error, while a failed attempt waits for
-        its retry (`failed` is final)."""
+        """The source as its job says (a crawl's: its workflow's last step): failed if the job ended failed or
+        cancelled without the task saying so (its worker died, it was cancelled while waiting, a page's step did not
+        complete); pending, with the last error, while a failed attempt waits for its retry or a retried crawl's
+        workflow runs again (`failed` is final otherwise)."""
         if not source.job_id or source.status == "ready":
             return source
         job = self.app.get_job(source.job_id)
+        final = self._final_job(job)
         if source.status == "failed":
-            if job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.PENDING):
+            retrying = job is not None and job.status in (JobStatus.SCHEDULED, JobStatus.PENDING)
+            rerun = final is not None and final is not job and not final.status.is_terminal  # a retried workflow
+            if retrying or rerun:
                 return dataclasses.replace(source, status="pending")
             return source
-        job = self._final_job(job)
+        job = final
         if job is None or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             return source
         error = job.error or f"its job was {job.status}"

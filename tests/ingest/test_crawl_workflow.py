@@ -66,3 +66,26 @@ def test_a_page_step_that_does_not_complete_fails_the_source_naming_it(
     drain(ingest_app)
     assert ingest_app.require_workflow(job.workflow_id).status is WorkflowStatus.FAILED
     assert ingestion.get_source(source.id).status == "failed"
+
+    # retrying the workflow runs the page and the final step again: pending meanwhile, then ready
+    assert ingest_app.retry_workflow(job.workflow_id).status is WorkflowStatus.RUNNING
+    assert ingestion.get_source(source.id).status == "pending"
+    drain(ingest_app)
+    again = ingestion.get_source(source.id)
+    assert again.status == "ready" and again.chunk_count == 3, again
+    assert site.fetched("/") == 1  # the crawl itself completed: not run again
+
+
+def test_a_crawl_job_outside_a_workflow_indexes_its_pages_itself(
+    ingestion: Ingestion, ingest_app: Conveyor, site: Site
+) -> None:
+    """A `crawl_website` job enqueued by hand (or before crawls were workflows) still does the whole work."""
+    source, job = ingestion.add_website("web", site.base + "/", max_pages=3)
+    assert job.workflow_id is not None
+    ingest_app.cancel_workflow(job.workflow_id)
+    alone = ingest_app.enqueue("crawl_website", {"source_id": source.id})
+    drain(ingest_app)
+    done = ingest_app.require_job(alone.id)
+    assert done.status is JobStatus.COMPLETED and done.result["pages"] == 3 and done.result["chunk_count"] == 3
+    assert ingest_app.list_jobs(type="index_page").jobs == []
+    assert len(ingestion.store.source_chunks(source.id)) == 3

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor, InvalidArgumentsError, InvalidStateError, JobContext, JobStatus, UnknownTaskError
+from conveyor.backends.params import ClaimParams, Completed, Failed
 from conveyor.workflows import WorkflowStatus
 
 
@@ -128,6 +129,41 @@ def test_a_running_workflow_grows_and_its_fan_in_waits_for_the_new_steps(tasks: 
     assert all((done.step(f"found-{i}").completed_at or join_started) <= join_started for i in range(3))
     with pytest.raises(InvalidStateError, match="only a running workflow can grow"):
         app.extend_workflow(run.id, [{"name": "late", "type": "fetch", "args": {"i": 1}}])
+
+
+def test_one_worker_cycle_that_ends_several_parents_releases_their_child_once(tasks: Conveyor) -> None:
+    """The batched completions of one cycle (on PostgreSQL `conveyor_work`, which releases and counts once, at the
+    cycle's end): three parents completed in one call release their child once, and a cycle that completes one
+    parent and fails another cancels the child that waited for both."""
+    app = tasks
+    wf = app.workflow("cycle")
+    parents = [wf.step(f"p{i}", "fetch", i=i) for i in range(3)]
+    wf.step("join", "summarize", after=parents)
+    wf.step("a", "fetch", i=7)
+    wf.step("b", "flaky", key="b")
+    wf.step("both", "summarize", after=["a", "b"])
+    run = wf.enqueue()
+    now = app.clock()
+    held = {c.id: c for c in app.backend.claim_jobs(ClaimParams("w1", 10, now, now + 30)).jobs}
+    steps = {j.step: j for j in run.steps or []}
+    assert set(held) == {steps[n].id for n in ("p0", "p1", "p2", "a", "b")}
+    outcomes = [Completed(steps[f"p{i}"].id, held[steps[f"p{i}"].id].lease, i) for i in range(3)]
+    outcomes += [Completed(steps["a"].id, held[steps["a"].id].lease, 7),
+                 Failed(steps["b"].id, held[steps["b"].id].lease, "boom")]
+    lost, _ = app.backend.finish_and_claim(outcomes, [], now + 1, None)
+    assert lost == []
+
+    after = app.require_workflow(run.id)
+    assert after.step("join").status is JobStatus.PENDING
+    moves = [(e.from_status, e.to_status) for e in app.job_events(steps["join"].id)]
+    assert moves == [(None, JobStatus.WAITING), (JobStatus.WAITING, JobStatus.PENDING)]
+    both = after.step("both")
+    assert both.status is JobStatus.CANCELLED and "'b'" in (both.error or "")
+    assert (after.status, after.steps_total, after.steps_done) == (WorkflowStatus.RUNNING, 7, 4)
+    app.run_worker(concurrency=1, burst=True)
+    done = app.require_workflow(run.id)
+    assert done.step("join").result == {"p0": 0, "p1": 1, "p2": 2}  # the results the cycle wrote
+    assert (done.status, done.steps_done) == (WorkflowStatus.FAILED, 5) and done.completed_at is not None
 
 
 def test_growing_a_workflow_is_refused_with_nothing_stored(tasks: Conveyor) -> None:
