@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 TASK_NAMES = ("process_text", "process_file", "crawl_website", "index_page", "finish_crawl")
 CRAWL_PRIORITY = 3
 FINAL_STEP = "ready"
-EMBED_BATCH = 32  # one ONNX batch; small enough that progress is reported often
+EMBED_BATCH = 32  # texts per embed call (MiniLM runs them 8 at a time): small enough that progress is reported often
 FILE_TIMEOUT_S = 1800.0
 CRAWL_TIMEOUT_S = 3600.0
 MAX_SKIPPED_IN_RESULT = 50
