@@ -4,8 +4,10 @@
 -- and updated the workflow's row 20 times, each a new version of the same row, under a lock the other workers'
 -- cycles wait for. Now each child's counter drops by the number of its parents the statement completed, and each
 -- workflow's counters move by the statement's sum, in one update of each row. Same outcomes, same history rows.
--- One statement trigger does both; for a statement that touches no job with children and no step (an ordinary
--- claim or completion) it is one scan of the statement's rows.
+-- One statement trigger does both, children first, then the workflow's row: the order in which the rows of a
+-- completion are locked, the same as an extend of the workflow (parents, waiting steps, workflow), so the two never
+-- deadlock. For a statement that touches no job with children and no step (an ordinary claim or completion) it is
+-- one scan of the statement's rows.
 
 DROP TRIGGER conveyor_jobs_release ON conveyor_jobs;
 DROP TRIGGER conveyor_jobs_workflow_step ON conveyor_jobs;
@@ -20,26 +22,6 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM new_rows WHERE has_dependents OR workflow_id IS NOT NULL) THEN
         RETURN NULL;
     END IF;
-    -- The workflows' counters: steps that moved into a terminal state (+1) or out of one (a retry: -1).
-    WITH moved AS (
-        SELECT n.workflow_id,
-               sum(CASE WHEN n.status IN ('completed', 'failed', 'cancelled') THEN 1 ELSE -1 END) AS ended,
-               sum((n.status = 'completed')::integer - (o.status = 'completed')::integer) AS done,
-               max(n.updated_at) AS at
-        FROM new_rows n JOIN old_rows o ON o.id = n.id
-        WHERE n.workflow_id IS NOT NULL AND o.status <> n.status
-          AND (o.status IN ('completed', 'failed', 'cancelled')) <> (n.status IN ('completed', 'failed', 'cancelled'))
-        GROUP BY n.workflow_id
-    )
-    UPDATE conveyor_workflows w
-    SET steps_done = w.steps_done + m.done, steps_ended = w.steps_ended + m.ended, updated_at = m.at,
-        status = CASE WHEN w.steps_ended + m.ended < w.steps_total THEN 'running'
-                      WHEN w.steps_done + m.done = w.steps_total THEN 'completed'
-                      WHEN w.cancelled THEN 'cancelled'
-                      ELSE 'failed' END,
-        completed_at = CASE WHEN w.steps_ended + m.ended < w.steps_total THEN NULL ELSE m.at END
-    FROM moved m
-    WHERE w.id = m.workflow_id;
     -- The children of the parents that completed: one parent fewer to wait for per parent; a waiting child with none
     -- left is ready (a child is released once: its counter reaches 0 once). The release writes its own history, so
     -- the generic update trigger is told to skip it, then the setting is put back as it was.
@@ -74,6 +56,26 @@ BEGIN
         GET DIAGNOSTICS released = ROW_COUNT;
         PERFORM set_config('conveyor.history', prev, true);
     END IF;
+    -- The workflows' counters: steps that moved into a terminal state (+1) or out of one (a retry: -1).
+    WITH moved AS (
+        SELECT n.workflow_id,
+               sum(CASE WHEN n.status IN ('completed', 'failed', 'cancelled') THEN 1 ELSE -1 END) AS ended,
+               sum((n.status = 'completed')::integer - (o.status = 'completed')::integer) AS done,
+               max(n.updated_at) AS at
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.workflow_id IS NOT NULL AND o.status <> n.status
+          AND (o.status IN ('completed', 'failed', 'cancelled')) <> (n.status IN ('completed', 'failed', 'cancelled'))
+        GROUP BY n.workflow_id
+    )
+    UPDATE conveyor_workflows w
+    SET steps_done = w.steps_done + m.done, steps_ended = w.steps_ended + m.ended, updated_at = m.at,
+        status = CASE WHEN w.steps_ended + m.ended < w.steps_total THEN 'running'
+                      WHEN w.steps_done + m.done = w.steps_total THEN 'completed'
+                      WHEN w.cancelled THEN 'cancelled'
+                      ELSE 'failed' END,
+        completed_at = CASE WHEN w.steps_ended + m.ended < w.steps_total THEN NULL ELSE m.at END
+    FROM moved m
+    WHERE w.id = m.workflow_id;
     IF released > 0 THEN
         PERFORM pg_notify('conveyor_ready', '');
         PERFORM pg_notify('conveyor_changes', '');
