@@ -4,14 +4,19 @@ without an answer). Every request is recorded when it arrives."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from conveyor import Conveyor
+from conveyor.webhooks import subscriptions
+from conveyor.webhooks.service import WebhookSender
 
 
 @dataclass
@@ -78,3 +83,16 @@ def serve_receiver() -> Iterator[Receiver]:
     yield holder["r"]
     server.shutdown()
     server.server_close()
+
+
+def drain(app: Conveyor, clock: Callable[[], float] | None = None) -> int:
+    """One sender on the app's database, run until nothing is due (at `clock`'s time), then closed."""
+    sender = WebhookSender(subscriptions.store(app), app.settings, clock or app.clock)
+
+    async def go() -> int:
+        try:
+            return await sender.drain(timeout_s=120)
+        finally:
+            await sender.close()
+
+    return asyncio.run(go())

@@ -13,7 +13,7 @@ from conveyor import Conveyor
 from conveyor.webhooks import subscriptions
 from conveyor.webhooks.service import WebhookSender
 from conveyor.webhooks.subscriptions import WebhookSpec
-from tests.webhooks.receiver import Receiver, serve_receiver
+from tests.webhooks.receiver import Receiver, drain, serve_receiver
 
 
 def subscribe(app: Conveyor, url: str, events: list[str]) -> Any:
@@ -22,18 +22,6 @@ def subscribe(app: Conveyor, url: str, events: list[str]) -> Any:
 
 def sender(app: Conveyor, clock: Callable[[], float] | None = None) -> WebhookSender:
     return WebhookSender(subscriptions.store(app), app.settings, clock or app.clock)
-
-
-def drain(app: Conveyor, clock: Callable[[], float] | None = None) -> int:
-    one = sender(app, clock)
-
-    async def go() -> int:
-        try:
-            return await one.drain(timeout_s=120)
-        finally:
-            await one.close()
-
-    return asyncio.run(go())
 
 
 def test_500_then_time_out_then_closed_then_200(hook_app: Conveyor, receiver: Receiver) -> None:

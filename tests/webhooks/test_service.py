@@ -13,23 +13,11 @@ from conveyor import Conveyor
 from conveyor.webhooks import subscriptions
 from conveyor.webhooks.service import RETRY_FOR_S, WebhookSender, backoff_s
 from conveyor.webhooks.subscriptions import WebhookSpec
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, drain
 
 
 def subscribe(app: Conveyor, url: str, events: list[str], **extra: Any) -> Any:
     return subscriptions.create(app, WebhookSpec(url=url, events=events, **extra))
-
-
-def drain(app: Conveyor, clock: Any = None) -> int:
-    sender = WebhookSender(subscriptions.store(app), app.settings, clock or app.clock)
-
-    async def go() -> int:
-        try:
-            return await sender.drain()
-        finally:
-            await sender.close()
-
-    return asyncio.run(go())
 
 
 def test_outbox_rows_are_written_with_the_job_changes(hook_app: Conveyor, receiver: Receiver) -> None:

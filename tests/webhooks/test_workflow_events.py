@@ -3,32 +3,17 @@ the workflow, to the subscriptions that ask for them, and sent with the workflow
 
 from __future__ import annotations
 
-import asyncio
-
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from conveyor import Conveyor
 from conveyor.webhooks import EVENTS, subscriptions
-from conveyor.webhooks.service import WebhookSender
 from conveyor.webhooks.subscriptions import WebhookSpec
-from tests.webhooks.receiver import Receiver
+from tests.webhooks.receiver import Receiver, drain
 
 
 def workflow_events(app: Conveyor, webhook_id: str) -> list[tuple[str, str]]:
     rows = subscriptions.store(app).webhook_deliveries(webhook_id)
     return [(d.event, d.status) for d in reversed(rows) if d.event.startswith("workflow.")]
-
-
-def drain(app: Conveyor) -> int:
-    sender = WebhookSender(subscriptions.store(app), app.settings, app.clock)
-
-    async def go() -> int:
-        try:
-            return await sender.drain()
-        finally:
-            await sender.close()
-
-    return asyncio.run(go())
 
 
 def test_workflow_events_are_known() -> None:
