@@ -302,6 +302,22 @@ def test_lease_guard_rejects_a_stale_completion(timed_app: Conveyor, clock: Cloc
     assert app.require_job(job.id).status is JobStatus.COMPLETED
 
 
+def test_a_job_never_starts_before_its_run_at(timed_app: Conveyor, clock: Clock) -> None:
+    """A worker reads its clock at its cycle's start, before the statement that claims: a job that became ready after
+    that instant (say a child released by another process's completion) starts at its run_at, not before, by both
+    claim paths (the claim on its own and the worker's cycle)."""
+    app = timed_app
+    first = app.enqueue("demo.echo", {"n": 1})
+    second = app.enqueue("demo.echo", {"n": 2})
+    early = clock() - 0.5
+    [claimed] = claim(app, limit=1, now=early).jobs
+    assert app.require_job(claimed.id).started_at == app.require_job(first.id).run_at
+    _lost, result = app.backend.finish_and_claim([], [], early, ClaimParams("w2", 1, early, early + 30))
+    [cycled] = result.jobs
+    assert cycled.id == second.id
+    assert app.require_job(second.id).started_at == app.require_job(second.id).run_at
+
+
 def test_one_cycle_writes_every_kind_of_outcome_then_claims(app: Conveyor) -> None:
     """A worker's cycle in one call: progress, each kind of outcome (one with a stale lease, reported lost), then a
     claim that already sees what the outcomes made ready again."""

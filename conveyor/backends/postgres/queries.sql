@@ -135,7 +135,8 @@ WITH picked AS (
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
 UPDATE conveyor_jobs j
-SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
+SET status = 'processing', attempts = j.attempts + 1, worker_id = %(worker_id)s,
+    started_at = greatest(%(now)s, j.run_at),
     updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
 FROM picked WHERE j.id = picked.id
 RETURNING j.id::text, j.type, j.queue, j.priority, j.run_at, j.args, j.attempts, j.attempts_base, j.max_retries,
@@ -166,7 +167,8 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: claim_chosen
 UPDATE conveyor_jobs
-SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s, started_at = %(now)s,
+SET status = 'processing', attempts = attempts + 1, worker_id = %(worker_id)s,
+    started_at = greatest(%(now)s, run_at),
     updated_at = %(now)s, lease_expires_at = %(lease_until)s, status_message = NULL
 WHERE id = ANY(%(refs)s::uuid[]) AND status = 'pending'
 RETURNING id::text, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout, group_key;

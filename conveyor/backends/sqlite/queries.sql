@@ -92,7 +92,7 @@ FROM conveyor_queues WHERE name = :queue;
 
 -- name: claim_jobs
 UPDATE conveyor_jobs
-SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
+SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = max(:now, run_at),
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
 WHERE seq IN (
     SELECT seq FROM conveyor_jobs
@@ -127,7 +127,7 @@ LIMIT :limit;
 
 -- name: claim_chosen
 UPDATE conveyor_jobs
-SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = :now,
+SET status = 'processing', attempts = attempts + 1, worker_id = :worker_id, started_at = max(:now, run_at),
     updated_at = :now, lease_expires_at = :lease_until, status_message = NULL
 WHERE seq IN (SELECT value FROM json_each(:refs)) AND status = 'pending'
 RETURNING id, type, queue, priority, run_at, args, attempts, attempts_base, max_retries, timeout, group_key;
