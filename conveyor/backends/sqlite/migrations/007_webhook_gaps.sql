@@ -4,9 +4,26 @@
 --   then `job.cancelled` from its creation's history row, both in the enqueue's transaction.
 -- - The payload is the whole job as the API shows it: `group_key`, `depends_on`, `workflow_id`, `step` and
 --   `webhook_url` too (the parents' edges are written before the job, so an enqueue's own rows see them).
--- SQLite triggers cannot share a function, hence the payload written out three times.
 DROP TRIGGER conveyor_webhooks_outbox;
 DROP TRIGGER conveyor_jobs_webhook_url;
+
+-- The payload: the whole job as the API shows it, one definition for every trigger below (SQLite triggers cannot
+-- share a function; a view of one row, by id, is flattened into the trigger's query). A migration that rebuilds
+-- conveyor_jobs drops this view first and creates it again after.
+CREATE VIEW conveyor_job_payloads AS
+SELECT j.id, json_object('id', j.id, 'type', j.type, 'queue', j.queue, 'status', j.status, 'priority', j.priority,
+                         'args', json(j.args), 'result', json(j.result), 'error', j.error,
+                         'error_detail', j.error_detail, 'progress', j.progress,
+                         'progress_info', json(j.progress_info), 'attempts', j.attempts,
+                         'max_retries', j.max_retries, 'timeout', j.timeout, 'run_at', j.run_at,
+                         'tags', json(j.tags), 'metadata', json(j.metadata), 'unique_key', j.unique_key,
+                         'created_at', j.created_at, 'updated_at', j.updated_at, 'started_at', j.started_at,
+                         'completed_at', j.completed_at, 'worker_id', j.worker_id,
+                         'cancel_requested', j.cancel_requested, 'group_key', j.group_key,
+                         'depends_on', json((SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d
+                                             WHERE d.child_id = j.id)),
+                         'workflow_id', j.workflow_id, 'step', j.step, 'webhook_url', j.webhook_url) AS payload
+FROM conveyor_jobs j;
 
 -- Subscriptions: as in version 6, and a creation in a terminal state is two events, the creation and the end.
 CREATE TRIGGER conveyor_webhooks_outbox AFTER INSERT ON conveyor_job_events
@@ -25,20 +42,7 @@ WHEN (new.to_status IS NOT NULL OR new.message = 'progress')
                      AND instr(events, '"job.' || new.to_status || '"') > 0)))
 BEGIN
     INSERT INTO conveyor_webhook_deliveries (webhook_id, event, job_id, payload, next_attempt_at, created_at)
-    SELECT w.id, e.event, j.id,
-           json_object('id', j.id, 'type', j.type, 'queue', j.queue, 'status', j.status, 'priority', j.priority,
-                       'args', json(j.args), 'result', json(j.result), 'error', j.error,
-                       'error_detail', j.error_detail, 'progress', j.progress,
-                       'progress_info', json(j.progress_info), 'attempts', j.attempts,
-                       'max_retries', j.max_retries, 'timeout', j.timeout, 'run_at', j.run_at,
-                       'tags', json(j.tags), 'metadata', json(j.metadata), 'unique_key', j.unique_key,
-                       'created_at', j.created_at, 'updated_at', j.updated_at, 'started_at', j.started_at,
-                       'completed_at', j.completed_at, 'worker_id', j.worker_id,
-                       'cancel_requested', j.cancel_requested, 'group_key', j.group_key,
-                       'depends_on', json((SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d
-                                           WHERE d.child_id = j.id)),
-                       'workflow_id', j.workflow_id, 'step', j.step, 'webhook_url', j.webhook_url),
-           new.at, new.at
+    SELECT w.id, e.event, j.id, p.payload, new.at, new.at
     FROM (SELECT 0 AS n, CASE
                      WHEN new.to_status IS NULL THEN 'job.progress'
                      WHEN new.from_status IS NULL THEN 'job.created'
@@ -52,6 +56,7 @@ BEGIN
           SELECT 1, 'job.' || new.to_status
           WHERE new.from_status IS NULL AND new.to_status IN ('completed', 'failed', 'cancelled')) e
     JOIN conveyor_jobs j ON j.id = new.job_id
+    JOIN conveyor_job_payloads p ON p.id = j.id
     JOIN conveyor_webhooks w ON w.paused = 0
          AND instr(w.events, '"' || e.event || '"') > 0
          AND (w.filter_type IS NULL OR w.filter_type = j.type)
@@ -67,40 +72,16 @@ WHEN new.webhook_url IS NOT NULL AND old.status IS NOT new.status
      AND new.status IN ('completed', 'failed', 'cancelled')
 BEGIN
     INSERT INTO conveyor_webhook_deliveries (url, event, job_id, payload, next_attempt_at, created_at)
-    VALUES (new.webhook_url, 'job.' || new.status, new.id,
-            json_object('id', new.id, 'type', new.type, 'queue', new.queue, 'status', new.status,
-                        'priority', new.priority, 'args', json(new.args), 'result', json(new.result),
-                        'error', new.error, 'error_detail', new.error_detail, 'progress', new.progress,
-                        'progress_info', json(new.progress_info), 'attempts', new.attempts,
-                        'max_retries', new.max_retries, 'timeout', new.timeout, 'run_at', new.run_at,
-                        'tags', json(new.tags), 'metadata', json(new.metadata), 'unique_key', new.unique_key,
-                        'created_at', new.created_at, 'updated_at', new.updated_at, 'started_at', new.started_at,
-                        'completed_at', new.completed_at, 'worker_id', new.worker_id,
-                        'cancel_requested', new.cancel_requested, 'group_key', new.group_key,
-                        'depends_on', json((SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d
-                                            WHERE d.child_id = new.id)),
-                        'workflow_id', new.workflow_id, 'step', new.step, 'webhook_url', new.webhook_url),
-            new.updated_at, new.updated_at);
+    SELECT new.webhook_url, 'job.' || new.status, new.id, p.payload, new.updated_at, new.updated_at
+    FROM conveyor_job_payloads p WHERE p.id = new.id;
 END;
 
 CREATE TRIGGER conveyor_jobs_webhook_url_created AFTER INSERT ON conveyor_jobs
 WHEN new.webhook_url IS NOT NULL AND new.status IN ('completed', 'failed', 'cancelled')
 BEGIN
     INSERT INTO conveyor_webhook_deliveries (url, event, job_id, payload, next_attempt_at, created_at)
-    VALUES (new.webhook_url, 'job.' || new.status, new.id,
-            json_object('id', new.id, 'type', new.type, 'queue', new.queue, 'status', new.status,
-                        'priority', new.priority, 'args', json(new.args), 'result', json(new.result),
-                        'error', new.error, 'error_detail', new.error_detail, 'progress', new.progress,
-                        'progress_info', json(new.progress_info), 'attempts', new.attempts,
-                        'max_retries', new.max_retries, 'timeout', new.timeout, 'run_at', new.run_at,
-                        'tags', json(new.tags), 'metadata', json(new.metadata), 'unique_key', new.unique_key,
-                        'created_at', new.created_at, 'updated_at', new.updated_at, 'started_at', new.started_at,
-                        'completed_at', new.completed_at, 'worker_id', new.worker_id,
-                        'cancel_requested', new.cancel_requested, 'group_key', new.group_key,
-                        'depends_on', json((SELECT json_group_array(d.parent_id) FROM conveyor_job_deps d
-                                            WHERE d.child_id = new.id)),
-                        'workflow_id', new.workflow_id, 'step', new.step, 'webhook_url', new.webhook_url),
-            new.updated_at, new.updated_at);
+    SELECT new.webhook_url, 'job.' || new.status, new.id, p.payload, new.updated_at, new.updated_at
+    FROM conveyor_job_payloads p WHERE p.id = new.id;
 END;
 
 -- Workflow events: a workflow that reaches a terminal status (its last step ended; a retried workflow can end again)
