@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import json
 import logging
@@ -56,7 +57,12 @@ PRUNE_EVERY_S = 600.0
 KEEP_S = 7 * 86400.0  # delivered and failed deliveries are kept a week
 USER_AGENT = "Conveyor-Webhooks/0.1"
 MAX_ANSWER_BYTES = 64 * 1024  # of an endpoint's answer (not used: only its status code counts)
-PARSED_URLS = 4096  # URLs kept parsed (then forgotten all at once)
+PARSED_URLS = 4096  # URLs kept parsed, the least recently used forgotten first
+
+
+@functools.lru_cache(maxsize=PARSED_URLS)
+def _parsed(url: str) -> httpx.URL:
+    return parse_url(url)
 
 
 def _is_address(host: str) -> bool:
@@ -104,7 +110,6 @@ class WebhookSender:
         self.per_endpoint = per_endpoint
         self._calls = BlockingCalls("conveyor-webhooks")
         self._connections = Connections(CONNECT_TIMEOUT_S, MAX_ANSWER_BYTES, ssl_context)
-        self._parsed: dict[str, httpx.URL] = {}  # URLs as parsed (the address is checked at every send)
         self._in_flight: dict[str, int] = {}  # deliveries held per endpoint (sending or waiting for a slot)
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -250,11 +255,7 @@ class WebhookSender:
         return AttemptResult(delivery, status, f"HTTP {status}{note}")
 
     async def _post(self, url: str, headers: dict[str, str], body: str) -> int:
-        target = self._parsed.get(url)
-        if target is None:
-            if len(self._parsed) >= PARSED_URLS:
-                self._parsed.clear()
-            target = self._parsed[url] = parse_url(url)
+        target = _parsed(url)  # parsed once; the address is checked at every send
         if _is_address(target.host):  # nothing to resolve: checked here, without a thread hop
             ip = checked_address(target, self.allow_private)
         else:
