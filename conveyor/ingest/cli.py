@@ -74,18 +74,19 @@ def _wait(
     deadline = None if timeout is None else time.monotonic() + timeout
     with progress_bar(show_bar) as progress:
         bar = progress.add_task(f"{job.type} {source.status}", total=100)
-        current = job
-        # Until the job ends (a crawl may retry after a failed attempt), not merely until the source looks done.
-        while not current.status.is_terminal:
+        # Until the source's last job ends, after any retries: a crawl's is its workflow's step `ready`, which marks
+        # the source ready after the crawl and every page's step. The bar shows the crawl, then that step.
+        while not (last := ingestion.final_job(job)).status.is_terminal:
             if deadline is not None and time.monotonic() >= deadline:
                 fail(f"timed out: source {source.id} is still {source.status} after {timeout}s", 3)
             time.sleep(0.2)
-            current = conveyor.require_job(job.id)
+            job = conveyor.require_job(job.id)
+            shown = last if job.status.is_terminal else job
             source = ingestion.get_source(source.id)
-            info: dict[str, Any] = current.progress_info or {}
-            stage = info.get("stage") or current.status.value
+            info: dict[str, Any] = shown.progress_info or {}
+            stage = info.get("stage") or shown.status.value
             counts = f" {info['done']}/{info['total']}" if "done" in info and "total" in info else ""
-            progress.update(bar, completed=current.progress, description=f"{job.type} {stage}{counts}")
+            progress.update(bar, completed=shown.progress, description=f"{job.type} {stage}{counts}")
     return ingestion.get_source(source.id)
 
 

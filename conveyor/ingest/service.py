@@ -208,12 +208,15 @@ class Ingestion:
         workflow.step(FINAL_STEP, "finish_crawl", after=[crawl], source_id=source_id, options=options)
         return workflow.enqueue().step("crawl")
 
-    def _final_job(self, job: Job | None) -> Job | None:
+    def final_job(self, job: Job) -> Job:
         """The job whose end is the source's: its own, or for a crawl its workflow's step `ready` (which a failed
         crawl or page cancels, naming it)."""
-        if job is None or job.workflow_id is None:
+        if job.workflow_id is None:
             return job
         return self.app.get_workflow_step(job.workflow_id, FINAL_STEP) or job
+
+    def _final_job(self, job: Job | None) -> Job | None:
+        return None if job is None else self.final_job(job)
 
     def model_for(self, namespace: str) -> str:
         """The model a new source of the namespace is embedded with: the namespace's own, or for an empty one the

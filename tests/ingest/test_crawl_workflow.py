@@ -89,3 +89,24 @@ def test_a_crawl_job_outside_a_workflow_indexes_its_pages_itself(
     assert done.status is JobStatus.COMPLETED and done.result["pages"] == 3 and done.result["chunk_count"] == 3
     assert ingest_app.list_jobs(type="index_page").jobs == []
     assert len(ingestion.store.source_chunks(source.id)) == 3
+
+
+def test_the_cli_waits_for_the_crawls_last_step_not_only_the_crawl(
+    ingestion: Ingestion, ingest_app: Conveyor, site: Site
+) -> None:
+    """`conveyor ingest url` returns once the source is ready: after the step `ready`, which runs after the crawl (the
+    command once returned when the crawl alone had ended, printing `processing`)."""
+    import pytest
+    import typer
+
+    from conveyor.ingest.cli import _wait
+
+    source, job = ingestion.add_website("web", site.base + "/", max_pages=2)
+    drain(ingest_app, max_jobs=3)  # the crawl and its two pages: the step `ready` has not run
+    assert ingest_app.require_job(job.id).status is JobStatus.COMPLETED
+    with pytest.raises(typer.Exit) as waited:
+        _wait(ingest_app, ingestion, source, job, 0.5, show_bar=False)
+    assert waited.value.exit_code == 3  # timed out, still processing
+    drain(ingest_app)
+    done = _wait(ingest_app, ingestion, source, job, 5, show_bar=False)
+    assert done.status == "ready" and done.chunk_count == 2
