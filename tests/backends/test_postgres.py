@@ -557,3 +557,31 @@ def test_heartbeat_renews_only_the_jobs_the_worker_holds(pg_app: Conveyor) -> No
     assert pg_app.backend.rescue_expired(now + 6) == 1
     assert pg_app.require_job(orphan.id).status is JobStatus.PENDING
     assert pg_app.require_job(known.id).status is JobStatus.PROCESSING
+
+
+def test_a_heartbeat_skips_a_job_another_transaction_holds_instead_of_waiting(pg_app: Conveyor, pg_url: str) -> None:
+    """The worker's cycle completes its jobs on one connection while its heartbeat renews their leases on another; the
+    renewal once waited for the cycle's row locks (and deadlocked with it, the rows locked in other orders). It skips
+    a row held elsewhere; the next beat renews it."""
+    from conveyor.backends.base import WorkerBeat
+
+    held, free = pg_app.enqueue("demo.echo", {"n": 1}), pg_app.enqueue("demo.echo", {"n": 2})
+    now = time.time()
+    assert len(pg_app.backend.claim_jobs(ClaimParams("w", 2, now, now + 5)).jobs) == 2
+    later = now + 60
+    with psycopg.connect(pg_url) as other:
+        other.execute("SELECT 1 FROM conveyor_jobs WHERE id = %s FOR UPDATE", (held.id,))
+        beat = threading.Thread(
+            target=pg_app.backend.heartbeat, args=(WorkerBeat("w", "h", 1, None, 2, now, later, later + 5),)
+        )
+        beat.start()
+        beat.join(5)
+        assert not beat.is_alive(), "the heartbeat waited for the other transaction's row lock"
+        other.rollback()
+    with psycopg.connect(pg_url) as conn:
+        rows = dict(conn.execute("SELECT id::text, lease_expires_at FROM conveyor_jobs").fetchall())
+    assert rows[free.id] == later + 5 and rows[held.id] == now + 5, rows
+    pg_app.backend.heartbeat(WorkerBeat("w", "h", 1, None, 2, now, later, later + 5))
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT lease_expires_at FROM conveyor_jobs WHERE id = %s", (held.id,)).fetchone() == (
+            later + 5,)

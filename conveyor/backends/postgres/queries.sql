@@ -205,9 +205,13 @@ ON CONFLICT (name) DO UPDATE SET queue = excluded.queue, priority = excluded.pri
                                  updated_at = excluded.updated_at;
 
 -- name: renew_leases
+-- Rows another transaction holds are skipped, never waited for: that is the same worker's cycle finishing them (a
+-- wait there deadlocked the two, the rows locked in other orders) or a short write; the next beat renews them.
 UPDATE conveyor_jobs SET lease_expires_at = %(lease_until)s
-WHERE status = 'processing' AND worker_id = %(worker_id)s
-  AND (%(holding)s::text[] IS NULL OR id::text = ANY(%(holding)s::text[]));
+WHERE id IN (SELECT id FROM conveyor_jobs
+             WHERE status = 'processing' AND worker_id = %(worker_id)s
+               AND (%(holding)s::text[] IS NULL OR id::text = ANY(%(holding)s::text[]))
+             FOR UPDATE SKIP LOCKED);
 
 -- name: cancel_requests
 SELECT id::text FROM conveyor_jobs
