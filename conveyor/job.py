@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -52,7 +53,7 @@ def iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slots: `copies` builds a batch's jobs from one by copying its __dict__
 class Job:
     """One job, as stored. Timestamps are timezone-aware UTC datetimes."""
 
@@ -92,6 +93,23 @@ class Job:
     @property
     def is_terminal(self) -> bool:
         return self.status.is_terminal
+
+    def copies(self, ids: Sequence[str], args: Sequence[dict[str, Any]]) -> list[Job]:
+        """Jobs equal to this one but for their ids and args (and each its own `depends_on` list). A batch enqueue
+        returns thousands: a frozen dataclass's `__init__` sets its 30 fields one `object.__setattr__` at a time
+        (about 5 us a job), a copy of the __dict__ costs a tenth of that."""
+        base = self.__dict__
+        new = object.__new__
+        out = []
+        for job_id, job_args in zip(ids, args, strict=True):
+            job = new(Job)
+            fields = job.__dict__
+            fields.update(base)
+            fields["id"] = job_id
+            fields["args"] = job_args
+            fields["depends_on"] = []
+            out.append(job)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The job as the JSON object of SPEC section 4."""

@@ -49,15 +49,18 @@ class NewJob:
                       self.run_at, self.tags, self.metadata, self.unique_key, self.scheduled, group_key,
                       self.depends_on, self.workflow_id, self.step, self.webhook_url)
 
-    def as_job(self, now: datetime, job_id: str | None = None, args: dict[str, Any] | None = None) -> Job:
-        """The job as it is right after its insert at `now` (so a backend need not read it back); with `job_id` and
-        `args`, the job of that id and args that `self` is the template of. Positional, in Job's field order: a batch
-        enqueue builds thousands, and keywords cost a frozen dataclass's init 40 % more."""
+    def as_jobs(self, now: datetime, ids: Sequence[str], payloads: Sequence[dict[str, Any]]) -> list[Job]:
+        """The jobs of a batch that `self` is the template of, as they are right after their insert at `now`."""
+        return self.as_job(now).copies(ids, payloads) if ids else []
+
+    def as_job(self, now: datetime) -> Job:
+        """The job as it is right after its insert at `now` (so a backend need not read it back). Positional, in
+        Job's field order: keywords cost a frozen dataclass's init 40 % more."""
         run_at = datetime.fromtimestamp(self.run_at, UTC) if self.scheduled else now
         status = JobStatus.SCHEDULED if self.scheduled else JobStatus.PENDING
         return Job(
             # id, type, queue, status, priority, args, result, error, error_detail, progress, progress_info
-            job_id or self.id, self.type, self.queue, status, self.priority, self.args if args is None else args,
+            self.id, self.type, self.queue, status, self.priority, self.args,
             None, None, None, 0, None,
             # attempts, max_retries, timeout, run_at, tags, metadata, unique_key
             0, self.max_retries, self.timeout, run_at, self.tags, self.metadata, self.unique_key,

@@ -58,7 +58,7 @@ def copy_many(
             rows = [f"{job_id}\t{_copy_args(args)}{shared}" for job_id, args in zip(chunk_ids, chunk, strict=True)]
             copy.write("".join(rows))
             ids.extend(chunk_ids)
-        return [template.as_job(created_at, job_id, args) for job_id, args in zip(ids, payloads, strict=True)]
+        return template.as_jobs(created_at, ids, payloads)
 
 
 def copy_jobs(conn: psycopg.Connection[Any], jobs: Sequence[NewJob], now: float, created_at: datetime) -> list[Job]:

@@ -98,7 +98,7 @@ class SQLiteBackend(SQLBackend):
             "batch": dumps(list(zip(ids, payloads, strict=True))),
         }
         self.driver.write_statement("insert_batch", params)
-        return [template.as_job(created_at, job_id, args) for job_id, args in zip(ids, payloads, strict=True)]
+        return template.as_jobs(created_at, ids, payloads)
 
     # ------------------------------------------------------------------------------------------ working
     def _finish(
