@@ -214,3 +214,15 @@ def test_function_level_imports_are_only_the_listed_lazy_ones() -> None:
         if (imports := _function_level_imports(name))
     }
     assert found == LAZY_IMPORTS
+
+
+def test_the_command_line_leaves_the_servers_and_the_webhook_client_unloaded() -> None:
+    """`conveyor worker` starts in every worker process: FastAPI and uvicorn load with `conveyor serve`, aiohttp at
+    a worker's first webhook delivery (about 180 ms of CPU each process, `python -X importtime`)."""
+    import subprocess
+    import sys
+
+    probe = "import sys, conveyor.cli, conveyor.webhooks.service; print(sorted(m for m in ('aiohttp', 'fastapi', " \
+            "'uvicorn') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"

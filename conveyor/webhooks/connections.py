@@ -16,10 +16,12 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import certifi
+
+if TYPE_CHECKING:
+    import aiohttp
 
 IDLE_S = 2.0  # an idle connection is reused this long only: servers close idle ones after a few seconds (uvicorn: 5)
 MAX_PER_ENDPOINT = 16  # connections open at once per endpoint
@@ -71,6 +73,8 @@ class Connections:
     async def post(self, endpoint: Endpoint, target: str, headers: Sequence[tuple[str, str]], body: bytes) -> int:
         """POST `body` to `target` (path and query) at `endpoint`; the answer's status code. Raises SendError when
         no complete answer came (the caller bounds the whole with a time-out)."""
+        import aiohttp  # at the first delivery, not when a worker starts: it costs ~180 ms of CPU per process
+
         try:
             reused: dict[str, bool] = {}
             try:
@@ -115,6 +119,8 @@ class Connections:
             self._session = None
 
     def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=MAX_PER_ENDPOINT, keepalive_timeout=self.idle_s,
                                          use_dns_cache=False)
         tracing = aiohttp.TraceConfig()
