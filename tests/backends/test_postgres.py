@@ -585,3 +585,20 @@ def test_a_heartbeat_skips_a_job_another_transaction_holds_instead_of_waiting(pg
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT lease_expires_at FROM conveyor_jobs WHERE id = %s", (held.id,)).fetchone() == (
             later + 5,)
+
+
+def test_the_worker_cycle_promotes_a_scheduled_job_once_due_and_only_then(pg_app: Conveyor) -> None:
+    """conveyor_work promotes due jobs only when one is due (migration 12 guards the promotion with an index probe):
+    before its time the job stays scheduled, at its time the same cycle promotes and claims it."""
+    job = pg_app.enqueue("demo.echo", {"n": 1}, delay=5)
+    start = time.time()
+
+    def cycle(now: float) -> list[str]:  # one call of conveyor_work (no queue here has limits)
+        _lost, result = pg_app.backend.finish_and_claim([], [], now, ClaimParams("w", 10, now, now + 30))
+        return [j.id for j in result.jobs]
+
+    assert cycle(start + 1) == []
+    assert pg_app.require_job(job.id).status is JobStatus.SCHEDULED
+    assert cycle(start + 10) == [job.id]
+    history = [(e.from_status, e.to_status) for e in pg_app.job_events(job.id)]
+    assert history[-2:] == [(JobStatus.SCHEDULED, JobStatus.PENDING), (JobStatus.PENDING, JobStatus.PROCESSING)]
