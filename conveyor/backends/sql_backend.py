@@ -8,6 +8,7 @@ one worker-cycle function on PostgreSQL). The queries have the same names and pa
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -76,6 +77,8 @@ def shared_encoder() -> Any:
 
 
 IDLE_GROUP_KEEP_S = 3600.0  # a key with nothing ready or running, and no override, is forgotten after an hour
+
+CLAIM_WAIT_NOTED_S = 0.001  # a claim that waited this long for its transaction claims at the time it got it
 
 
 class SQLBackend(QueueOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
@@ -193,11 +196,22 @@ class SQLBackend(QueueOps, ScheduleOps, DependencyOps, WebhookOps, Backend):
     def finish_and_claim(
         self, outcomes: Sequence[Outcome], progress: Sequence[ProgressUpdate], now: float, claim: ClaimParams | None
     ) -> tuple[list[str], ClaimResult]:
-        """A worker's cycle in one transaction: progress, outcomes (each guarded by its lease), then the claim."""
+        """A worker's cycle in one transaction: progress, outcomes (each guarded by its lease), then the claim.
+
+        A claim that waited for the transaction (SQLite's one writer: another process's cycle) claims at `now` plus
+        that wait, so its jobs' `started_at` says when they were taken, after what the others took meanwhile; the
+        worker's clock (a test's, say) stays the base."""
+        asked = time.monotonic()
 
         def go(tx: Tx) -> tuple[list[str], ClaimResult]:
             lost = self._finish(tx, outcomes, progress, now)
-            return lost, self._claim(tx, claim) if claim is not None else ClaimResult([])
+            if claim is None:
+                return lost, ClaimResult([])
+            waited = time.monotonic() - asked
+            if waited < CLAIM_WAIT_NOTED_S:
+                return lost, self._claim(tx, claim)
+            return lost, self._claim(tx, replace(claim, now=claim.now + waited,
+                                                 lease_until=claim.lease_until + waited))
 
         return self.driver.write(go, relaxed=not outcomes)
 

@@ -584,3 +584,29 @@ def test_a_rescue_does_not_keep_the_traceback_of_an_older_failure(backend: SQLit
     rescued = backend.get_job(job_id)
     assert rescued is not None and rescued.error is not None and "lease expired" in rescued.error
     assert rescued.error_detail is None
+
+
+def test_a_claim_that_waited_for_the_writer_lock_starts_its_jobs_when_it_got_it(
+    backend: SQLiteBackend, sqlite_url: str
+) -> None:
+    """SQLite has one writer: a worker's claim can wait while another process's cycle holds the lock, and the jobs it
+    then takes start after whatever that cycle took. Their started_at (and lease) count from the claim's `now` plus
+    that wait, not from the `now` read before it (the fairness test across processes once saw a claim made after
+    all of another key's jobs carry a start before them)."""
+    job = backend.insert_jobs([new_job()], T0)[0]
+    holder = sqlite3.connect(sqlite_path(sqlite_url), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    claimed: list[ClaimedJob] = []
+    claim = threading.Thread(target=lambda: claimed.extend(
+        backend.claim_jobs(ClaimParams("w", 1, T0 + 1, T0 + 1 + LEASE)).jobs))
+    claim.start()
+    claim.join(0.3)
+    assert claim.is_alive()  # waiting for the lock
+    holder.execute("COMMIT")
+    claim.join(5)
+    assert [c.id for c in claimed] == [job.id]
+    stored = backend.get_job(job.id)
+    assert stored is not None and stored.started_at is not None
+    waited = stored.started_at.timestamp() - (T0 + 1)
+    assert 0.3 <= waited < 5, waited
+    holder.close()
